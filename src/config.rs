@@ -1,0 +1,183 @@
+//! One typed settings tree, read from a TOML file (`--config FILE` or
+//! `REFUNDD_CONFIG`) and validated at start. Without a file the embedded
+//! defaults work: SQLite in `refundd.db`, replies as `.eml` files in
+//! `outbox/`, POLICY.md's thresholds.
+//!
+//! Secrets can also come from the environment (see [`Settings::apply_env`]),
+//! so that they need not be written into the file.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
+pub use crate::policy::PolicyConfig;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("config value {key} is invalid: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseConfig,
+    pub outbox: OutboxConfig,
+    pub sender_auth: SenderAuthConfig,
+    pub policy: PolicyConfig,
+    pub extract: ExtractConfig,
+    pub reply: ReplyConfig,
+    pub ingest: IngestConfig,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (created on first use) or `postgres://…`.
+    /// Also `REFUNDD_DATABASE_URL`.
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://refundd.db".into(),
+        }
+    }
+}
+
+/// `[outbox]`: where replies go as `.eml` files when no SMTP is configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            dir: PathBuf::from("outbox"),
+        }
+    }
+}
+
+/// `[reply]`: how replies are addressed and paced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplyConfig {
+    /// The `From:` of replies (the refunds mailbox).
+    pub from: String,
+    /// The display name on replies.
+    pub from_name: String,
+    /// Domain of the Message-IDs we generate (`<…@domain>`).
+    pub message_id_domain: String,
+    /// Loop guard: automatic replies one sender may get per hour.
+    pub max_replies_per_hour: u32,
+    /// Business days within which reviewers answer (quoted in replies).
+    pub review_business_days: u32,
+}
+
+impl Default for ReplyConfig {
+    fn default() -> Self {
+        ReplyConfig {
+            from: "refunds@anumi.example".into(),
+            from_name: "Anumi Refunds".into(),
+            message_id_domain: "refundd.anumi.example".into(),
+            max_replies_per_hour: 3,
+            review_business_days: 2,
+        }
+    }
+}
+
+/// `[ingest]`: limits on what is read from the mailbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Messages larger than this are stored truncated and flagged for review.
+    pub max_message_bytes: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_message_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `path` (or the defaults when `None`), applies the environment
+    /// and validates.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut settings = match path {
+            Some(path) => Self::from_toml(path)?,
+            None => Settings::default(),
+        };
+        settings.apply_env(|k| std::env::var(k).ok());
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn from_toml(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Overrides from the environment: `REFUNDD_DATABASE_URL`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(url) = var("REFUNDD_DATABASE_URL") {
+            self.database.url = url;
+        }
+    }
+
+    /// Checks what serde cannot: ranges and formats.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.policy;
+        for (key, days) in [
+            ("policy.refund_window_days", p.refund_window_days),
+            ("policy.courtesy_window_days", p.courtesy_window_days),
+            ("policy.abuse_window_days", p.abuse_window_days),
+        ] {
+            if days <= 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("must be positive, is {days}"),
+                });
+            }
+        }
+        if p.abuse_refunded_share_percent > 100 {
+            return Err(ConfigError::Invalid {
+                key: "policy.abuse_refunded_share_percent",
+                reason: "is a percentage (0–100)".into(),
+            });
+        }
+        if !self.reply.from.contains('@') {
+            return Err(ConfigError::Invalid {
+                key: "reply.from",
+                reason: "must be an email address".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! Extraction: order references, category + flags, evidence, language, sender auth.
+
+pub mod config;

@@ -1,0 +1,28 @@
+//! refundd: the refunds desk of Anumi. One message's way through:
+//!
+//! - [`ingest`]  stores raw bytes + receipt time durably, dedupes (Maildir, IMAP)
+//! - [`parse`]   raw bytes -> `ParsedEmail` (mail-parser), secrets redacted
+//! - [`screen`]  auto-reply / bounce / loop -> `ignored`
+//! - [`extract`] order refs, category + flags (rules file), evidence, language, sender auth
+//! - [`policy`]  PURE: facts + config + times -> `Decision` with a clause trace
+//! - [`store`]   the only place with SQL: messages, cases, ledger, actions, outbox
+//! - [`act`]     wallet credits and cash refunds, idempotent
+//! - [`reply`]   templates -> outbox -> mail sink (file, SMTP), threaded
+//! - [`queue`]   case states, transitions and deadlines
+//! - [`web`]     reviewers' console and `/api`
+//!
+//! [`pipeline`] wires the stages for one message; [`config`] is the typed settings tree.
+
+pub mod act;
+pub mod config;
+pub mod domain;
+pub mod extract;
+pub mod ingest;
+pub mod parse;
+pub mod pipeline;
+pub mod policy;
+pub mod queue;
+pub mod reply;
+pub mod screen;
+pub mod store;
+pub mod web;
