@@ -11,6 +11,7 @@
 //! - [`queue`]   case states, transitions and deadlines
 //! - [`web`]     reviewers' console and `/api`
 //!
+//! [`polar_sim`] is a Polar-compatible API server for tests and demos.
 //! [`pipeline`] wires the stages for one message; [`config`] is the typed settings tree.
 
 pub mod act;
@@ -20,6 +21,7 @@ pub mod extract;
 pub mod ingest;
 pub mod parse;
 pub mod pipeline;
+pub mod polar_sim;
 pub mod policy;
 pub mod queue;
 pub mod reply;

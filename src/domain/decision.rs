@@ -1,6 +1,7 @@
 //! The `Decision`: outcome, category, flags, actions, the clause-by-clause
 //! trace, and which reply to send.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -122,10 +123,33 @@ pub struct Decision {
     pub wallet_id: Option<String>,
     /// The generation the decision is about (P1/P3 target), if any.
     pub generation_id: Option<String>,
-    /// Facts the reply quotes (e.g. when an earlier refund happened,
-    /// the amount refunded), as `name -> value`; never about other wallets.
+    /// Facts the reply quotes; never about other wallets.
     #[serde(default)]
-    pub reply_facts: Vec<(String, String)>,
+    pub reply_facts: ReplyFacts,
+}
+
+/// What the reply quotes to the customer, filled by the engine (or a
+/// reviewer) from the facts it used. Never about another wallet's orders.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyFacts {
+    /// Money refunded (or already refunded), minor units, tax excluded.
+    pub amount: Option<i64>,
+    /// ISO 4217 code of `amount`.
+    pub currency: Option<String>,
+    /// Credits written back to the wallet.
+    pub credits: Option<i64>,
+    /// The order as the customer knows it: invoice number if the ledger
+    /// has one, else receipt number, else the order id.
+    pub order_reference: Option<String>,
+    /// When an earlier refund or credit happened (already-refunded replies).
+    pub refunded_at: Option<DateTime<Utc>>,
+    /// Credits of the order left unused / in the pack (pro-rated refunds).
+    pub credits_remaining: Option<i64>,
+    pub credits_total: Option<i64>,
+    /// Purchase time of the order (window replies).
+    pub purchased_at: Option<DateTime<Utc>>,
+    /// The refund window in days, as configured (window replies).
+    pub window_days: Option<i64>,
 }
 
 impl Decision {

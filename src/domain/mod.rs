@@ -11,7 +11,7 @@ mod ledger;
 mod message;
 mod vocab;
 
-pub use decision::{Action, CreditReason, Decision, ReplyKind, TraceStep};
+pub use decision::{Action, CreditReason, Decision, ReplyFacts, ReplyKind, TraceStep};
 pub use ledger::{
     Chargeback, ChargebackStatus, Generation, GenerationStatus, LedgerFacts, Order, OrderLookup,
     Refund, Wallet, WalletCredit, WalletFacts, WalletStatus,
