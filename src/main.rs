@@ -1,1 +1,113 @@
-fn main() {}
+//! The `refundd` command line: parses arguments, sets up logging, loads the
+//! configuration, then hands over to [`app`]. Nothing else lives here.
+
+mod app;
+mod demo;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// refundd — the refunds desk: reads the refunds mailbox, applies the
+/// refund policy, acts, and answers every customer.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without one, the embedded defaults apply.
+    #[arg(long, global = true, env = "REFUNDD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "REFUNDD_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Ledger maintenance.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// One pass over a Maildir's new/ and cur/: store, decide, reply; then exit.
+    Process {
+        /// The Maildir folder (holding new/, cur/, tmp/).
+        #[arg(long)]
+        maildir: PathBuf,
+    },
+    /// List cases.
+    Cases {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only cases with this outcome (approved, denied, review, needs_info, answered, ignored).
+        #[arg(long)]
+        outcome: Option<refundd::domain::Outcome>,
+        /// Only cases with this status (review, needs_info, resolved, ignored).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many cases, newest first.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
+    /// Show one case: its messages, the decision and its trace, replies and history.
+    Case {
+        /// Case number (`1042` or `R-1042`).
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the whole pipeline on sample data in a demo folder; needs nothing but this binary.
+    Demo {
+        /// Where to create the demo (replaced if it exists).
+        #[arg(long, default_value = "refundd-demo")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Import a JSON Lines ledger export (upsert by id).
+    Import {
+        /// The file to import (`-` for standard input).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    app::init_tracing(cli.log_json);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Demo { dir } = &cli.command {
+        return demo::run(dir).await;
+    }
+    let settings = app::load_settings(cli.config.as_deref())?;
+    match cli.command {
+        Command::Migrate => app::migrate(&settings).await,
+        Command::Ledger { command: LedgerCommand::Import { file } } => app::import_ledger(&settings, &file).await,
+        Command::Process { maildir } => app::process_maildir(&settings, &maildir).await,
+        Command::Cases { json, outcome, status, limit } => app::list_cases(&settings, json, outcome, status, limit).await,
+        Command::Case { id, json } => app::show_case(&settings, &id, json).await,
+        Command::Demo { .. } => unreachable!("handled above"),
+    }
+}

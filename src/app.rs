@@ -1,0 +1,259 @@
+//! Wiring for the command line: builds the store, pipeline and sinks from
+//! the settings and runs one command. Errors here are `anyhow`: they are
+//! reported to the operator, not handled.
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use refundd::config::Settings;
+use refundd::domain::Outcome;
+use refundd::ingest::{self, maildir::Maildir};
+use refundd::pipeline::{Pipeline, Processed, outbox};
+use refundd::reply::FileSink;
+use refundd::store::{CaseFilter, CaseSummary, Inserted, Store, import};
+
+/// Text logs by default, JSON lines when asked; `RUST_LOG` filters
+/// (default `info`). Logs go to standard error so that standard output
+/// stays parseable (`refundd cases --json`).
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,refundd=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Reads and validates the settings.
+pub fn load_settings(path: Option<&Path>) -> anyhow::Result<Arc<Settings>> {
+    Ok(Arc::new(Settings::load(path)?))
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Store> {
+    Store::connect(&settings.database.url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&settings.database.url)))
+}
+
+/// The database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}://{}@{}", &url[..scheme], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `refundd migrate`.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    store.migrate().await.context("migrations failed")?;
+    println!("database is up to date");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd ledger import FILE`: good lines import, bad ones are listed
+/// with their number and reason, and the exit code says whether any was
+/// rejected.
+pub async fn import_ledger(settings: &Settings, file: &Path) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    let reader: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let report = import_with_progress(&store, reader).await?;
+    for rejected in &report.rejected {
+        eprintln!("line {}: {}", rejected.line_no, rejected.reason);
+    }
+    println!("imported {} records, rejected {} lines", report.imported, report.rejected.len());
+    Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn import_with_progress(store: &Store, reader: impl BufRead) -> anyhow::Result<import::ImportReport> {
+    let show = std::io::stderr().is_terminal();
+    let report = import::import_jsonl(store, reader, |lines| {
+        if show && lines % 10_000 == 0 {
+            eprint!("\r{lines} lines…");
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await
+    .context("ledger import failed")?;
+    if show {
+        eprint!("\r");
+    }
+    Ok(report)
+}
+
+/// One pass over a Maildir: store every message, decide every stored
+/// message, move the files to `cur/`, deliver the replies.
+pub async fn process_maildir(settings: &Arc<Settings>, dir: &Path) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    let processed = process_maildir_pass(settings, &store, dir).await?;
+    let sink = FileSink::new(&settings.outbox.dir);
+    let delivery = outbox::deliver_queued(&store, &sink, Utc::now()).await?;
+    println!(
+        "processed {} messages into cases; {} replies written to {}",
+        processed.len(),
+        delivery.sent,
+        settings.outbox.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pass itself (also used by the demo).
+pub async fn process_maildir_pass(settings: &Arc<Settings>, store: &Store, dir: &Path) -> anyhow::Result<Vec<Processed>> {
+    let pipeline = Pipeline::new(store.clone(), settings.clone())?;
+    let maildir = Maildir::open(dir).with_context(|| format!("cannot open Maildir {}", dir.display()))?;
+    let entries = maildir.scan().with_context(|| format!("cannot list Maildir {}", dir.display()))?;
+    for entry in &entries {
+        let raw = maildir.read(entry, settings.ingest.max_message_bytes)?;
+        if let Inserted::Duplicate(existing) = ingest::store_message(store, raw).await? {
+            tracing::info!(message = existing, "already stored; not processed again");
+        }
+    }
+    let processed = pipeline.process_pending(Utc::now()).await?;
+    for entry in &entries {
+        maildir
+            .mark_processed(entry)
+            .with_context(|| format!("cannot move {} to cur/", entry.path.display()))?;
+    }
+    Ok(processed)
+}
+
+/// `refundd cases`.
+pub async fn list_cases(
+    settings: &Settings,
+    json: bool,
+    outcome: Option<Outcome>,
+    status: Option<String>,
+    limit: i64,
+) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    let cases = store.list_cases(&CaseFilter { outcome, status, limit: Some(limit) }).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&cases)?);
+    } else {
+        print!("{}", cases_table(&cases));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A fixed-width table of cases, one line each, for terminals.
+pub fn cases_table(cases: &[CaseSummary]) -> String {
+    let mut out = format!(
+        "{:<7} {:<26} {:<10} {:<17} {:<12} {:<28} {}\n",
+        "CASE", "FROM", "OUTCOME", "CATEGORY", "CLAUSES", "ACTIONS", "FLAGS"
+    );
+    for c in cases {
+        let clauses = c.clauses.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",");
+        let flags = c.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
+        let actions = c.actions.iter().map(describe_action).collect::<Vec<_>>().join("; ");
+        out.push_str(&format!(
+            "R-{:<5} {:<26} {:<10} {:<17} {:<12} {:<28} {}\n",
+            c.id,
+            truncate(&c.from, 26),
+            c.outcome.map(|o| o.as_str()).unwrap_or("-"),
+            c.category.map(|o| o.as_str()).unwrap_or("-"),
+            clauses,
+            truncate(&actions, 28),
+            flags
+        ));
+    }
+    out
+}
+
+fn describe_action(action: &refundd::domain::Action) -> String {
+    use refundd::domain::Action;
+    match action {
+        Action::CashRefund { amount, currency, .. } => {
+            format!("refund {}.{:02} {currency}", amount / 100, amount % 100)
+        }
+        Action::WalletCredit { credits, .. } => format!("credit {credits}"),
+    }
+}
+
+fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(width - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// `refundd case ID`.
+pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let number: i64 = id
+        .trim_start_matches(['R', 'r'])
+        .trim_start_matches('-')
+        .parse()
+        .with_context(|| format!("`{id}` is not a case number (e.g. 1042 or R-1042)"))?;
+    let store = connect(settings).await?;
+    let Some(case) = store.case(number).await? else { bail!("there is no case R-{number}") };
+    let messages = store.case_messages(number).await?;
+    let replies = store.replies_for_case(number).await?;
+    let events = store.case_events(number).await?;
+    if json {
+        let value = serde_json::json!({
+            "case": case,
+            "messages": messages.iter().map(|m| serde_json::json!({
+                "id": m.id, "message_id": m.message_id, "received_at": m.received_at,
+                "source": m.source, "raw": String::from_utf8_lossy(&m.raw),
+            })).collect::<Vec<_>>(),
+            "replies": replies,
+            "events": events,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let d = &case.decision;
+    println!("Case R-{}  from {}  status {}", case.id, case.sender, case.status);
+    println!("Subject: {}", case.subject);
+    println!("Outcome: {}  category: {}", d.outcome, d.category);
+    if !d.flags.is_empty() {
+        println!("Flags: {}", d.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "));
+    }
+    for action in &d.actions {
+        println!("Action: {}", serde_json::to_string(action)?);
+    }
+    println!("\nWhy:");
+    for step in &d.trace {
+        println!("  [{}] {}", step.clause, step.finding);
+    }
+    for m in &messages {
+        println!("\n--- message {} received {} ({})", m.id, m.received_at.to_rfc3339(), m.source);
+        println!("{}", String::from_utf8_lossy(&m.raw));
+    }
+    for r in &replies {
+        println!("\n--- reply {} to {} [{}]", r.message_id, r.to_addr, r.status);
+    }
+    println!("\nHistory:");
+    for e in &events {
+        println!("  {} {} {} -> {}: {}", e.at.to_rfc3339(), e.actor, e.from_status.as_deref().unwrap_or("-"), e.to_status, e.reason);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_never_reach_messages() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/refundd"), "postgres://app@db:5432/refundd");
+        assert_eq!(redact_url("sqlite://refundd.db"), "sqlite://refundd.db");
+    }
+}

@@ -1,0 +1,357 @@
+//! The pipeline for one stored message: parse -> screen -> extract ->
+//! identify -> decide -> record (case, actions, reply) in one transaction.
+//!
+//! Takes messages the ingest stage stored; gives cases, ledger credits,
+//! pending payment actions and queued replies. Never talks to the network:
+//! replies leave through [`outbox`], payments through `act`. A message that
+//! cannot be parsed still becomes a recorded case for a reviewer; only
+//! infrastructure failures (the database) stop a pass.
+//!
+//! Follow-ups: a message whose `In-Reply-To`/`References` name one of our
+//! replies, or whose subject carries the case tag (`[#R-1042]`) *and* comes
+//! from the case's sender, joins that case. A case waiting on the customer
+//! (`needs_info`) is decided again with everything the case now knows; the
+//! windows are still measured to the case's first message (a customer who
+//! asked on day 13 and sends the order ID on day 15 asked in time). A
+//! follow-up to a case in review or already resolved goes (back) to review
+//! with an acknowledgement: a person reads what the customer added.
+
+mod facts;
+pub mod outbox;
+
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::domain::{Action, Category, Clause, Decision, MessageFacts, Outcome, ReplyKind, TraceStep};
+use crate::extract::{ExtractError, Extractor};
+use crate::parse::{self, ParsedEmail};
+use crate::policy;
+use crate::queue::{BusinessCalendar, CaseStatus};
+use crate::reply::{self, ReplyContext, ReplyEnvelope, ReplyError, ReplyRenderer};
+use crate::screen;
+use crate::store::{CaseRow, NewCase, NewReply, Store, StoreError, StoredMessage, Tx};
+
+pub use facts::{case_tag, merge_case_facts};
+
+/// Why a message could not be processed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("database error while processing message {message}")]
+    Store {
+        message: i64,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot render the reply for case R-{case}")]
+    Reply {
+        case: i64,
+        #[source]
+        source: ReplyError,
+    },
+    #[error("extraction rules are invalid")]
+    Rules(#[source] ExtractError),
+    #[error("reply templates are invalid")]
+    Templates(#[source] ReplyError),
+}
+
+impl PipelineError {
+    /// Whether trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Store { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub message: i64,
+    pub case_id: i64,
+    pub outcome: Outcome,
+    /// The message joined an existing case.
+    pub joined: bool,
+    /// Our reply's Message-ID, if one was queued.
+    pub reply_message_id: Option<String>,
+}
+
+/// The decision-making stages, built once and shared.
+pub struct Pipeline {
+    store: Store,
+    extractor: Extractor,
+    renderer: ReplyRenderer,
+    settings: Arc<Settings>,
+    calendar: BusinessCalendar,
+}
+
+impl Pipeline {
+    /// Compiles the rules and templates; fails at start, not at 3 a.m.
+    pub fn new(store: Store, settings: Arc<Settings>) -> Result<Pipeline, PipelineError> {
+        let extractor = Extractor::new(&settings.extract, &settings.sender_auth).map_err(PipelineError::Rules)?;
+        let renderer = ReplyRenderer::new(None).map_err(PipelineError::Templates)?;
+        Ok(Pipeline { store, extractor, renderer, settings, calendar: BusinessCalendar::default() })
+    }
+
+    /// Processes every stored message not yet processed, oldest first.
+    pub async fn process_pending(&self, now: DateTime<Utc>) -> Result<Vec<Processed>, PipelineError> {
+        let mut done = Vec::new();
+        loop {
+            let batch = self
+                .store
+                .unprocessed_messages(100)
+                .await
+                .map_err(|source| PipelineError::Store { message: 0, source })?;
+            if batch.is_empty() {
+                return Ok(done);
+            }
+            for message in batch {
+                done.push(self.process_message(&message, now).await?);
+            }
+        }
+    }
+
+    /// Decides one stored message and records the result.
+    #[tracing::instrument(skip_all, fields(message_id = message.id, stage = "pipeline"))]
+    pub async fn process_message(&self, message: &StoredMessage, now: DateTime<Utc>) -> Result<Processed, PipelineError> {
+        let store_err = |source| PipelineError::Store { message: message.id, source };
+        let parsed = match parse::parse(&message.raw) {
+            Ok(parsed) => parsed,
+            Err(err) => return self.record_unreadable(message, &err.to_string(), now).await,
+        };
+        let mut facts = self.extractor.extract(&parsed, message.received_at);
+        facts.auto = screen::screen(&parsed, &self.own_addresses());
+
+        let case = match facts.auto {
+            Some(_) => None,
+            None => self.find_case(&parsed, &facts).await.map_err(store_err)?,
+        };
+        let decision = match &case {
+            Some(case) if case.status != CaseStatus::NeedsInfo.as_str() => reopened_for_review(case, &facts),
+            Some(case) => {
+                let facts = self.case_facts(case, facts.clone()).await.map_err(store_err)?;
+                self.decide(&facts, now).await.map_err(store_err)?
+            }
+            None => self.decide(&facts, now).await.map_err(store_err)?,
+        };
+        self.record(message, &parsed, &facts, case.as_ref(), decision, now).await
+    }
+
+    fn own_addresses(&self) -> Vec<String> {
+        vec![self.settings.reply.from.to_lowercase()]
+    }
+
+    async fn find_case(&self, parsed: &ParsedEmail, facts: &MessageFacts) -> Result<Option<CaseRow>, StoreError> {
+        let mut ids: Vec<String> = parsed.in_reply_to.clone();
+        ids.extend(parsed.references.iter().cloned());
+        let by_thread = match self.store.case_by_reply_message_ids(&ids).await? {
+            Some(id) => self.store.case(id).await?,
+            None => None,
+        };
+        if by_thread.is_some() {
+            return Ok(by_thread);
+        }
+        // The tag alone works (some providers rewrite Message-IDs), but only
+        // for the case's own sender: a stranger quoting a tag gets a new case.
+        let Some(id) = case_tag(&facts.subject) else { return Ok(None) };
+        Ok(self.store.case(id).await?.filter(|case| case.sender.eq_ignore_ascii_case(&facts.from)))
+    }
+
+    async fn case_facts(&self, case: &CaseRow, latest: MessageFacts) -> Result<MessageFacts, StoreError> {
+        let earlier = self.store.case_messages(case.id).await?;
+        let earlier: Vec<MessageFacts> = earlier
+            .iter()
+            .filter_map(|m| parse::parse(&m.raw).ok().map(|p| self.extractor.extract(&p, m.received_at)))
+            .collect();
+        Ok(merge_case_facts(&earlier, latest))
+    }
+
+    async fn decide(&self, facts: &MessageFacts, now: DateTime<Utc>) -> Result<Decision, StoreError> {
+        let ledger = self.store.ledger_facts(&facts.from, &facts.order_refs).await?;
+        Ok(policy::decide(facts, &ledger, &self.settings.policy, facts.received_at, now))
+    }
+
+    async fn record_unreadable(&self, message: &StoredMessage, reason: &str, now: DateTime<Utc>) -> Result<Processed, PipelineError> {
+        let decision = unreadable_decision(reason);
+        let facts = MessageFacts {
+            message_id: None,
+            from: String::new(),
+            from_name: None,
+            subject: String::new(),
+            received_at: message.received_at,
+            language: Default::default(),
+            order_refs: vec![],
+            generation_refs: vec![],
+            evidence: Default::default(),
+            category: Category::Other,
+            flags: Default::default(),
+            auth: Default::default(),
+            auto: None,
+        };
+        self.record(message, &ParsedEmail::default(), &facts, None, decision, now).await
+    }
+
+    /// Writes the case, its event, credits, payment actions and reply in one
+    /// transaction.
+    async fn record(
+        &self,
+        message: &StoredMessage,
+        parsed: &ParsedEmail,
+        facts: &MessageFacts,
+        case: Option<&CaseRow>,
+        decision: Decision,
+        now: DateTime<Utc>,
+    ) -> Result<Processed, PipelineError> {
+        let store_err = |source| PipelineError::Store { message: message.id, source };
+        let wants_reply = decision.outcome != Outcome::Ignored && !facts.from.is_empty();
+        let guard_ok = !wants_reply || self.loop_guard_allows(&facts.from, now).await.map_err(store_err)?;
+        let status = CaseStatus::after(decision.outcome);
+        let deadline = status.is_open().then(|| {
+            self.calendar.add_business_days(facts.received_at, self.settings.reply.review_business_days)
+        });
+
+        let mut tx = self.store.begin().await.map_err(store_err)?;
+        let (case_id, from_status) = match case {
+            Some(case) => (case.id, Some(case.status.clone())),
+            None => {
+                let id = tx
+                    .create_case(&NewCase {
+                        sender: facts.from.clone(),
+                        subject: facts.subject.clone(),
+                        language: facts.language.code().to_owned(),
+                        created_at: now,
+                    })
+                    .await
+                    .map_err(store_err)?;
+                (id, None)
+            }
+        };
+        let version = case.map(|c| c.version).unwrap_or(0);
+        tx.update_case_decision(case_id, version, &decision, status.as_str(), deadline, now)
+            .await
+            .map_err(store_err)?;
+        tx.attach_message(message.id, case_id).await.map_err(store_err)?;
+        let reason = decision.trace.last().map(|s| s.finding.clone()).unwrap_or_default();
+        tx.add_case_event(case_id, "engine", from_status.as_deref(), status.as_str(), &reason, now)
+            .await
+            .map_err(store_err)?;
+        record_actions(&mut tx, case_id, &decision, now).await.map_err(store_err)?;
+
+        let mut reply_message_id = None;
+        if wants_reply && guard_ok {
+            let reply = self.compose_reply(case_id, parsed, facts, &decision, deadline)?;
+            reply_message_id = Some(reply.message_id.clone());
+            tx.enqueue_reply(&reply).await.map_err(store_err)?;
+        }
+        tx.commit().await.map_err(store_err)?;
+        tracing::info!(case_id, outcome = %decision.outcome, "case recorded");
+        Ok(Processed { message: message.id, case_id, outcome: decision.outcome, joined: case.is_some(), reply_message_id })
+    }
+
+    async fn loop_guard_allows(&self, to: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let since = now - chrono::Duration::hours(1);
+        let sent = self.store.count_replies_to_since(to, since).await?;
+        Ok(sent < i64::from(self.settings.reply.max_replies_per_hour))
+    }
+
+    fn compose_reply(
+        &self,
+        case_id: i64,
+        parsed: &ParsedEmail,
+        facts: &MessageFacts,
+        decision: &Decision,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<NewReply, PipelineError> {
+        let reply_err = |source| PipelineError::Reply { case: case_id, source };
+        let context = ReplyContext {
+            kind: decision.reply,
+            language: facts.language,
+            case_tag: format!("R-{case_id}"),
+            customer_name: facts.from_name.clone(),
+            original_subject: facts.subject.clone(),
+            facts: decision.reply_facts.clone(),
+            review_deadline: deadline,
+            personal_note: None,
+        };
+        let rendered = self.renderer.render(&context).map_err(reply_err)?;
+        let envelope = ReplyEnvelope {
+            from: self.settings.reply.from.clone(),
+            from_name: self.settings.reply.from_name.clone(),
+            to: facts.from.clone(),
+            to_name: facts.from_name.clone(),
+            in_reply_to: parsed.message_id.clone(),
+            references: parsed.references.clone(),
+            case_tag: context.case_tag.clone(),
+            message_id_domain: self.settings.reply.message_id_domain.clone(),
+        };
+        let outgoing = reply::compose(&rendered, &envelope).map_err(reply_err)?;
+        Ok(NewReply {
+            case_id,
+            message_id: outgoing.message_id,
+            to_addr: facts.from.clone(),
+            subject: rendered.subject,
+            raw: outgoing.raw,
+        })
+    }
+}
+
+/// Credits go into the ledger at once (exactly once per case and
+/// generation); cash refunds are recorded as pending payments for the
+/// payment stage, never reported as done here.
+async fn record_actions(tx: &mut Tx, case_id: i64, decision: &Decision, now: DateTime<Utc>) -> Result<(), StoreError> {
+    if decision.outcome != Outcome::Approved {
+        return Ok(());
+    }
+    for action in &decision.actions {
+        match action {
+            Action::WalletCredit { .. } => {
+                tx.insert_wallet_credit_once(case_id, action, now).await?;
+            }
+            Action::CashRefund { order_id, .. } => {
+                let key = format!("case-{case_id}-refund-{order_id}");
+                tx.insert_action(case_id, action, "pending", &key, now).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A follow-up to a case a person is on (or that was resolved) goes back to
+/// review: the engine does not re-decide what a person may have promised.
+fn reopened_for_review(case: &CaseRow, facts: &MessageFacts) -> Decision {
+    let mut decision = case.decision.clone();
+    decision.outcome = Outcome::Review;
+    decision.actions.clear();
+    decision.reply = ReplyKind::ReviewAcknowledged;
+    decision.flags.extend(facts.flags.iter().copied());
+    decision.trace.push(TraceStep {
+        clause: Clause::P5,
+        finding: format!(
+            "the customer wrote again on a case that was {}; a person reads the new message",
+            case.status
+        ),
+        facts: vec![("previous_status".into(), case.status.clone())],
+    });
+    decision
+}
+
+/// The decision for bytes that are not readable mail: a person looks.
+fn unreadable_decision(reason: &str) -> Decision {
+    Decision {
+        outcome: Outcome::Review,
+        category: Category::Other,
+        flags: Default::default(),
+        actions: vec![],
+        trace: vec![TraceStep {
+            clause: Clause::Screen,
+            finding: format!("the message could not be read as email ({reason}); a person must look at the raw message"),
+            facts: vec![],
+        }],
+        reply: ReplyKind::NoReply,
+        order_id: None,
+        wallet_id: None,
+        generation_id: None,
+        reply_facts: Default::default(),
+    }
+}
