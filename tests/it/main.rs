@@ -1,0 +1,6 @@
+//! The integration test binary: real servers, real databases, the real
+//! binary. One module per area.
+
+mod cli_pipeline;
+mod corpus;
+mod support;
