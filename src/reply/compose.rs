@@ -1,0 +1,200 @@
+//! Composing: a [`RenderedReply`] and a [`ReplyEnvelope`] become the bytes
+//! of one RFC 5322 message ([`OutgoingMessage`]), built with lettre.
+//!
+//! Takes the rendered reply and who/what it answers; gives the raw message
+//! with our Message-ID. The message threads (`In-Reply-To`, `References`
+//! per RFC 5322 §3.6.4), says it is automatic (`Auto-Submitted:
+//! auto-replied`, RFC 3834 §5) and carries `X-Refundd-Case` so that our own
+//! mail coming back is recognised as a loop. Never sends anything. Fails on
+//! a malformed address, our own malformed Message-ID or an invalid case tag;
+//! a malformed Message-ID of the *customer's* is dropped from the threading
+//! headers instead (a broken client must not cost the customer the reply).
+
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use lettre::Address;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Message, MultiPart};
+
+use super::ReplyError;
+use super::render::{RenderedReply, check_case_tag, clean_line};
+use crate::config::ReplyConfig;
+
+/// Most message ids kept in `References`: the first (the thread's root)
+/// and the latest ones, as RFC 5322 §3.6.4 practice trims long threads.
+const MAX_REFERENCES: usize = 10;
+/// Longest message id accepted from a customer's headers, in bytes.
+const MAX_MSG_ID_LEN: usize = 250;
+/// Longest display name put into `To:`, in characters.
+const MAX_DISPLAY_NAME_CHARS: usize = 64;
+/// Longest subject put into `Subject:`, in characters.
+const MAX_SUBJECT_CHARS: usize = 200;
+
+/// Who a reply goes to and which message it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyEnvelope {
+    /// Our address (`[reply] from`).
+    pub from_address: String,
+    /// Our display name (`[reply] from_name`).
+    pub from_name: String,
+    /// The customer's address.
+    pub to_address: String,
+    /// The customer's display name, as they sent it (untrusted).
+    pub to_name: Option<String>,
+    /// Our Message-ID, from [`new_message_id`], stored before sending.
+    pub message_id: String,
+    /// The Message-ID of the customer's message (with or without `<>`).
+    pub in_reply_to: Option<String>,
+    /// The ids of the customer's `References` header, oldest first.
+    pub references: Vec<String>,
+    /// The case tag without brackets, e.g. `R-1042`.
+    pub case_tag: String,
+    /// The `Date:` of the reply.
+    pub date: DateTime<Utc>,
+}
+
+impl ReplyEnvelope {
+    /// An envelope from the `[reply]` settings, answering nothing yet: set
+    /// `to_name`, `in_reply_to` and `references` from the customer's message.
+    pub fn new(
+        config: &ReplyConfig,
+        message_id: String,
+        case_tag: String,
+        to_address: String,
+        date: DateTime<Utc>,
+    ) -> Self {
+        ReplyEnvelope {
+            from_address: config.from.clone(),
+            from_name: config.from_name.clone(),
+            to_address,
+            to_name: None,
+            message_id,
+            in_reply_to: None,
+            references: Vec::new(),
+            case_tag,
+            date,
+        }
+    }
+}
+
+/// A message ready for a [`MailSink`](super::MailSink).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// Our Message-ID, `<uuid@domain>`.
+    pub message_id: String,
+    /// The whole message, CRLF line ends, as it goes on the wire.
+    pub raw: Vec<u8>,
+}
+
+/// A fresh Message-ID `<{uuid}@{domain}>` for a reply, so that the caller
+/// can record it before the reply is sent (and recognise answers to it).
+/// mail-parser reports message ids without the angle brackets.
+pub fn new_message_id(domain: &str) -> String {
+    format!("<{}@{}>", uuid::Uuid::new_v4(), domain)
+}
+
+/// The message: From, To, Subject, Date, Message-ID, threading headers,
+/// `Auto-Submitted`, `X-Auto-Response-Suppress`, `X-Refundd-Case`, and a
+/// `multipart/alternative` of the text and the HTML.
+pub fn compose(
+    reply: &RenderedReply,
+    envelope: &ReplyEnvelope,
+) -> Result<OutgoingMessage, ReplyError> {
+    check_case_tag(&envelope.case_tag)?;
+    let message_id = normalize_msg_id(&envelope.message_id)
+        .ok_or_else(|| ReplyError::InvalidMessageId(clean_line(&envelope.message_id, 80)))?;
+    let from = mailbox("from", &envelope.from_address, Some(&envelope.from_name))?;
+    let to = mailbox("to", &envelope.to_address, envelope.to_name.as_deref())?;
+
+    let mut builder = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(clean_line(&reply.subject, MAX_SUBJECT_CHARS))
+        .date(SystemTime::from(envelope.date))
+        .message_id(Some(message_id.clone()));
+    let customer_id = envelope.in_reply_to.as_deref().and_then(normalize_msg_id);
+    if let Some(parent) = &customer_id {
+        builder = builder.in_reply_to(parent.clone());
+    }
+    let references = thread_references(&envelope.references, customer_id.as_deref());
+    if !references.is_empty() {
+        builder = builder.references(references.join(" "));
+    }
+    let message = builder
+        // RFC 3834 §5: an automatic response to a message.
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-replied".into(),
+        ))
+        // Asks Exchange/Outlook not to answer our reply with an out-of-office.
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
+            "All".into(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Refundd-Case"),
+            envelope.case_tag.clone(),
+        ))
+        .multipart(MultiPart::alternative_plain_html(
+            reply.text.clone(),
+            reply.html.clone(),
+        ))?;
+    Ok(OutgoingMessage {
+        message_id,
+        raw: message.formatted(),
+    })
+}
+
+fn mailbox(which: &'static str, address: &str, name: Option<&str>) -> Result<Mailbox, ReplyError> {
+    let parsed: Address = address
+        .trim()
+        .parse()
+        .map_err(|source| ReplyError::InvalidAddress {
+            which,
+            address: clean_line(address, 80),
+            source,
+        })?;
+    let name = name
+        .map(|name| clean_line(name, MAX_DISPLAY_NAME_CHARS))
+        .filter(|name| !name.is_empty());
+    Ok(Mailbox::new(name, parsed))
+}
+
+/// `<id>` for a usable msg-id (with or without brackets): printable ASCII,
+/// no spaces or brackets inside, at most 250 bytes; otherwise none.
+fn normalize_msg_id(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    let inner = trimmed
+        .strip_prefix('<')
+        .and_then(|rest| rest.strip_suffix('>'))
+        .unwrap_or(trimmed);
+    let usable = !inner.is_empty()
+        && inner.len() <= MAX_MSG_ID_LEN
+        && inner
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+    usable.then(|| format!("<{inner}>"))
+}
+
+/// The customer's References plus their Message-ID (RFC 5322 §3.6.4),
+/// without malformed ids or repeats, trimmed to the first id and the latest
+/// ones when the thread is long.
+fn thread_references(references: &[String], parent: Option<&str>) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let candidates = references
+        .iter()
+        .filter_map(|id| normalize_msg_id(id))
+        .chain(parent.map(str::to_string));
+    for id in candidates {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if ids.len() > MAX_REFERENCES {
+        let tail = ids.split_off(ids.len() - (MAX_REFERENCES - 1));
+        ids.truncate(1);
+        ids.extend(tail);
+    }
+    ids
+}
