@@ -198,3 +198,203 @@ fn thread_references(references: &[String], parent: Option<&str>) -> Vec<String>
     }
     ids
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use mail_parser::{MessageParser, MimeHeaders};
+
+    fn reply() -> RenderedReply {
+        RenderedReply {
+            subject: "Re: Geld zurück [#R-1042]".into(),
+            text: "Guten Tag Zoë,\n\nWir haben 9.00 EUR erstattet.\n".into(),
+            html: "<!DOCTYPE html>\n<html lang=\"de\"><body><p>Guten Tag Zoë,</p>\
+                   <p>Wir haben 9.00 EUR erstattet.</p></body></html>\n"
+                .into(),
+        }
+    }
+
+    fn envelope() -> ReplyEnvelope {
+        let mut envelope = ReplyEnvelope::new(
+            &ReplyConfig::default(),
+            "<0b6b1a2e-7d43-4c8e-9f51-3c7b2a1d9e00@refundd.anumi.example>".into(),
+            "R-1042".into(),
+            "zoe@example.com".into(),
+            Utc.with_ymd_and_hms(2026, 6, 2, 10, 15, 0).unwrap(),
+        );
+        envelope.to_name = Some("Zoë Müller".into());
+        envelope.in_reply_to = Some("CAF00d@mail.example.com".into());
+        envelope.references = vec!["<root@mail.example.com>".into()];
+        envelope
+    }
+
+    #[test]
+    fn the_message_threads_says_it_is_automatic_and_carries_both_alternatives() {
+        let outgoing = compose(&reply(), &envelope()).unwrap();
+        assert_eq!(
+            outgoing.message_id,
+            "<0b6b1a2e-7d43-4c8e-9f51-3c7b2a1d9e00@refundd.anumi.example>"
+        );
+        let parsed = MessageParser::default().parse(&outgoing.raw).unwrap();
+
+        assert_eq!(
+            parsed.message_id(),
+            Some("0b6b1a2e-7d43-4c8e-9f51-3c7b2a1d9e00@refundd.anumi.example")
+        );
+        assert_eq!(
+            parsed.in_reply_to().as_text(),
+            Some("CAF00d@mail.example.com")
+        );
+        let references: Vec<&str> = parsed
+            .references()
+            .as_text_list()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_ref())
+            .collect();
+        assert_eq!(
+            references,
+            ["root@mail.example.com", "CAF00d@mail.example.com"]
+        );
+        assert_eq!(parsed.subject(), Some("Re: Geld zurück [#R-1042]"));
+        assert_eq!(
+            parsed.header_raw("Auto-Submitted").map(str::trim),
+            Some("auto-replied")
+        );
+        assert_eq!(
+            parsed.header_raw("X-Refundd-Case").map(str::trim),
+            Some("R-1042")
+        );
+        assert_eq!(
+            parsed.header_raw("X-Auto-Response-Suppress").map(str::trim),
+            Some("All")
+        );
+
+        let to = parsed.to().unwrap().first().unwrap();
+        assert_eq!(to.name(), Some("Zoë Müller"));
+        assert_eq!(to.address(), Some("zoe@example.com"));
+        let from = parsed.from().unwrap().first().unwrap();
+        assert_eq!(from.name(), Some("Anumi Refunds"));
+        assert_eq!(from.address(), Some("refunds@anumi.example"));
+        assert_eq!(parsed.date().unwrap().to_rfc3339(), "2026-06-02T10:15:00Z");
+
+        assert!(
+            parsed
+                .content_type()
+                .is_some_and(|ct| ct.c_type == "multipart" && ct.subtype() == Some("alternative"))
+        );
+        assert_eq!(parsed.text_body.len(), 1);
+        assert_eq!(parsed.html_body.len(), 1);
+        assert!(
+            parsed
+                .body_text(0)
+                .unwrap()
+                .contains("Wir haben 9.00 EUR erstattet.")
+        );
+        assert!(
+            parsed
+                .body_html(0)
+                .unwrap()
+                .contains("<p>Wir haben 9.00 EUR erstattet.</p>")
+        );
+        // The raw message stays 7-bit: UTF-8 travels encoded.
+        assert!(outgoing.raw.is_ascii());
+    }
+
+    #[test]
+    fn line_breaks_in_names_and_subjects_cannot_add_headers() {
+        let mut reply = reply();
+        reply.subject = "Re: Hi\r\nBcc: victim@example.net\r\n\r\nbody [#R-1042]".into();
+        let mut envelope = envelope();
+        envelope.to_name = Some("Eve\r\nBcc: victim@example.net".into());
+        envelope.in_reply_to = Some("<x@y>\r\nBcc: victim@example.net".into());
+        let outgoing = compose(&reply, &envelope).unwrap();
+        let raw = String::from_utf8(outgoing.raw.clone()).unwrap();
+        let parsed = MessageParser::default().parse(&outgoing.raw).unwrap();
+
+        assert!(parsed.header("Bcc").is_none(), "{raw}");
+        assert!(!raw.lines().any(|line| line.starts_with("Bcc:")), "{raw}");
+        assert_eq!(
+            parsed.subject(),
+            Some("Re: Hi Bcc: victim@example.net body [#R-1042]")
+        );
+        assert_eq!(
+            parsed.to().unwrap().first().unwrap().name(),
+            Some("Eve Bcc: victim@example.net")
+        );
+        // The malformed parent id is dropped, not half-used.
+        assert!(parsed.header("In-Reply-To").is_none(), "{raw}");
+    }
+
+    #[test]
+    fn a_long_thread_keeps_the_first_and_the_latest_references() {
+        let mut envelope = envelope();
+        envelope.references = (1..=30).map(|n| format!("<m{n}@example.com>")).collect();
+        envelope.references.push("<m3@example.com>".into());
+        envelope.references.push("not an id".into());
+        envelope.in_reply_to = Some("<parent@example.com>".into());
+        let outgoing = compose(&reply(), &envelope).unwrap();
+        let parsed = MessageParser::default().parse(&outgoing.raw).unwrap();
+        let references: Vec<String> = parsed
+            .references()
+            .as_text_list()
+            .unwrap()
+            .iter()
+            .map(|id| id.to_string())
+            .collect();
+        let mut expected = vec!["m1@example.com".to_string()];
+        expected.extend((22..=29).map(|n| format!("m{n}@example.com")));
+        expected.extend([
+            "m30@example.com".to_string(),
+            "parent@example.com".to_string(),
+        ]);
+        expected.remove(1);
+        assert_eq!(references, expected);
+    }
+
+    #[test]
+    fn a_first_message_without_ids_gets_no_threading_headers() {
+        let mut envelope = envelope();
+        envelope.in_reply_to = None;
+        envelope.references.clear();
+        let outgoing = compose(&reply(), &envelope).unwrap();
+        let parsed = MessageParser::default().parse(&outgoing.raw).unwrap();
+        assert!(parsed.header("In-Reply-To").is_none());
+        assert!(parsed.header("References").is_none());
+        assert!(parsed.header("Message-ID").is_some());
+    }
+
+    #[test]
+    fn bad_addresses_ids_and_case_tags_are_refused() {
+        type Spoil = fn(&mut ReplyEnvelope);
+        let cases: [(Spoil, &str); 4] = [
+            (|e| e.to_address = "not-an-address".into(), "to"),
+            (|e| e.from_address = "refunds at anumi".into(), "from"),
+            (|e| e.message_id = "<has space@x>".into(), "message id"),
+            (|e| e.case_tag = "R-1\nX: y".into(), "case tag"),
+        ];
+        for (spoil, what) in cases {
+            let mut envelope = envelope();
+            spoil(&mut envelope);
+            let error = compose(&reply(), &envelope).unwrap_err();
+            let expected = match what {
+                "to" | "from" => {
+                    matches!(&error, ReplyError::InvalidAddress { which, .. } if *which == what)
+                }
+                "message id" => matches!(error, ReplyError::InvalidMessageId(_)),
+                _ => matches!(error, ReplyError::InvalidCaseTag(_)),
+            };
+            assert!(expected, "{what}: {error}");
+        }
+    }
+
+    #[test]
+    fn new_message_ids_are_unique_and_in_our_domain() {
+        let first = new_message_id("refundd.anumi.example");
+        let second = new_message_id("refundd.anumi.example");
+        assert_ne!(first, second);
+        assert!(first.starts_with('<') && first.ends_with("@refundd.anumi.example>"));
+        assert_eq!(normalize_msg_id(&first).as_deref(), Some(first.as_str()));
+    }
+}

@@ -139,7 +139,8 @@ const WEEKDAYS_ES: [&str; 7] = [
 
 /// A UTC date as the language writes it: `3 June 2026`, `3. Juni 2026`,
 /// `3 juin 2026`, `3 de junio de 2026`; with `weekday`, prefixed by the
-/// day's name (`Wednesday, 3 June 2026`, `mercredi 3 juin 2026`).
+/// day's name (`Wednesday, 3 June 2026`, `mercredi 3 juin 2026`,
+/// `miércoles 3 de junio de 2026`).
 pub fn format_date(at: DateTime<Utc>, language: Language, weekday: bool) -> String {
     let (months, days) = match language {
         Language::En => (&MONTHS_EN, &WEEKDAYS_EN),
@@ -160,8 +161,8 @@ pub fn format_date(at: DateTime<Utc>, language: Language, weekday: bool) -> Stri
     }
     let name = days[at.weekday().num_days_from_monday() as usize];
     match language {
-        Language::Fr => format!("{name} {date}"),
-        Language::En | Language::De | Language::Es => format!("{name}, {date}"),
+        Language::Fr | Language::Es => format!("{name} {date}"),
+        Language::En | Language::De => format!("{name}, {date}"),
     }
 }
 
@@ -273,7 +274,7 @@ mod tests {
             (Language::En, true, "Wednesday, 3 June 2026"),
             (Language::De, true, "Mittwoch, 3. Juni 2026"),
             (Language::Fr, true, "mercredi 3 juin 2026"),
-            (Language::Es, true, "miércoles, 3 de junio de 2026"),
+            (Language::Es, true, "miércoles 3 de junio de 2026"),
         ];
         for (language, weekday, expected) in cases {
             assert_eq!(format_date(at, language, weekday), expected);

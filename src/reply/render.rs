@@ -200,10 +200,10 @@ fn template_values(context: &ReplyContext) -> BTreeMap<String, Value> {
     if let Some(name) = context.customer_name.as_deref().and_then(greeting_name) {
         set("name", Value::from(name));
     }
-    if let Some(note) = context.personal_note.as_deref().map(clean_note) {
-        if !note.is_empty() {
-            set("personal_note", Value::from(note));
-        }
+    if let Some(note) = context.personal_note.as_deref().map(clean_note)
+        && !note.is_empty()
+    {
+        set("personal_note", Value::from(note));
     }
     if let (Some(amount), Some(currency)) = (facts.amount, facts.currency.as_deref()) {
         set("amount", Value::from(format_money(amount, currency)));
@@ -672,7 +672,8 @@ mod tests {
     #[test]
     fn a_reply_missing_a_fact_it_must_quote_is_refused() {
         let renderer = renderer();
-        let cases: [(ReplyKind, fn(&mut ReplyContext), &str); 5] = [
+        type Remove = fn(&mut ReplyContext);
+        let cases: [(ReplyKind, Remove, &str); 5] = [
             (
                 ReplyKind::CashRefundApproved,
                 |c| c.facts.amount = None,

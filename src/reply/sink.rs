@@ -165,16 +165,114 @@ fn write_once(dir: &Path, path: &Path, raw: &[u8]) -> Result<(), SendError> {
     Ok(())
 }
 
+/// Transient unless the error is about the outbox itself being wrong (a
+/// file where the directory should be, no permission, read-only).
 fn io_error(reason: &str, error: std::io::Error) -> SendError {
     use std::io::ErrorKind::*;
     let permanent = matches!(
         error.kind(),
-        PermissionDenied | InvalidInput | NotADirectory | IsADirectory | ReadOnlyFilesystem
+        PermissionDenied
+            | InvalidInput
+            | AlreadyExists
+            | NotADirectory
+            | IsADirectory
+            | ReadOnlyFilesystem
     );
     let source = Some(Box::new(error) as Box<dyn std::error::Error + Send + Sync>);
     if permanent {
         SendError::permanent(reason, source)
     } else {
         SendError::transient(reason, source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, body: &str) -> OutgoingMessage {
+        OutgoingMessage {
+            message_id: id.into(),
+            raw: format!("Message-ID: {id}\r\n\r\n{body}\r\n").into_bytes(),
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn the_same_message_written_twice_leaves_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox");
+        let sink = FileSink::new(&outbox);
+        let first = message("<abc-1@refundd.example>", "first");
+        sink.send(&first, "ann@example.com").await.unwrap();
+        sink.send(&first, "ann@example.com").await.unwrap();
+        sink.send(
+            &message("<abc-1@refundd.example>", "again"),
+            "ann@example.com",
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(files(&outbox), ["abc-1@refundd.example.eml"]);
+        let written = std::fs::read(outbox.join("abc-1@refundd.example.eml")).unwrap();
+        assert_eq!(written, first.raw);
+    }
+
+    #[tokio::test]
+    async fn different_messages_get_different_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path());
+        for id in ["<a@x>", "<b@x>"] {
+            sink.send(&message(id, id), "ann@example.com")
+                .await
+                .unwrap();
+        }
+        assert_eq!(files(dir.path()), ["a@x.eml", "b@x.eml"]);
+    }
+
+    #[test]
+    fn message_ids_become_safe_file_names() {
+        let sink = FileSink::new("/outbox");
+        let cases = [
+            ("<uuid@refundd.example>", "/outbox/uuid@refundd.example.eml"),
+            ("<../../etc/passwd@x>", "/outbox/_.._etc_passwd@x.eml"),
+            ("<a/b\\c d@x>", "/outbox/a_b_c_d@x.eml"),
+        ];
+        for (id, expected) in cases {
+            assert_eq!(sink.path_for(id).unwrap(), PathBuf::from(expected), "{id}");
+        }
+        let error = sink.path_for("<>").unwrap_err();
+        assert!(!error.is_transient());
+    }
+
+    #[tokio::test]
+    async fn an_outbox_that_is_a_file_is_a_permanent_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("outbox");
+        std::fs::write(&not_a_dir, "occupied").unwrap();
+        let sink = FileSink::new(&not_a_dir);
+        let error = sink
+            .send(&message("<a@x>", "a"), "ann@example.com")
+            .await
+            .unwrap_err();
+        assert!(!error.is_transient(), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_file_sink_delivers_through_the_trait_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink: std::sync::Arc<dyn MailSink> = std::sync::Arc::new(FileSink::new(dir.path()));
+        sink.send(&message("<dyn@x>", "via dyn"), "ann@example.com")
+            .await
+            .unwrap();
+        assert_eq!(files(dir.path()), ["dyn@x.eml"]);
     }
 }
