@@ -390,6 +390,56 @@ mod tests {
     }
 
     #[test]
+    fn display_names_survive_encoding_exactly() {
+        for name in [
+            "Zoë Müller",
+            "Müller, \"Zoë\"",
+            "José (work)",
+            "山田 太郎",
+            "O'Brien",
+        ] {
+            let mut envelope = envelope();
+            envelope.to_name = Some(name.into());
+            let outgoing = compose(&reply(), &envelope).unwrap();
+            let parsed = MessageParser::default().parse(&outgoing.raw).unwrap();
+            let to = parsed.to().unwrap().first().unwrap();
+            assert_eq!(to.name(), Some(name), "{name}");
+            assert_eq!(to.address(), Some("zoe@example.com"), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_rendered_reply_goes_out_with_its_tagged_subject_and_facts() {
+        use crate::domain::{Language, ReplyFacts, ReplyKind};
+        use crate::reply::{ReplyContext, ReplyRenderer};
+        let context = ReplyContext {
+            kind: ReplyKind::CashRefundApproved,
+            language: Language::Es,
+            case_tag: "R-1042".into(),
+            customer_name: Some("José".into()),
+            original_subject: "RE: Reembolso {{ 7*7 }}".into(),
+            facts: ReplyFacts {
+                amount: Some(900),
+                currency: Some("EUR".into()),
+                order_reference: Some("ANUMI-QWERTYUI-0042".into()),
+                ..ReplyFacts::default()
+            },
+            review_deadline: None,
+            personal_note: None,
+        };
+        let rendered = ReplyRenderer::new(None).unwrap().render(&context).unwrap();
+        let outgoing = compose(&rendered, &envelope()).unwrap();
+        let parsed = MessageParser::default().parse(&outgoing.raw).unwrap();
+        assert_eq!(parsed.subject(), Some("Re: Reembolso {{ 7*7 }} [#R-1042]"));
+        for body in [parsed.body_text(0).unwrap(), parsed.body_html(0).unwrap()] {
+            assert!(body.contains("9.00 EUR"), "{body}");
+            assert!(body.contains("ANUMI-QWERTYUI-0042"), "{body}");
+            assert!(body.contains("5–10 días hábiles"), "{body}");
+            assert!(body.contains("José"), "{body}");
+        }
+    }
+
+    #[test]
     fn new_message_ids_are_unique_and_in_our_domain() {
         let first = new_message_id("refundd.anumi.example");
         let second = new_message_id("refundd.anumi.example");
