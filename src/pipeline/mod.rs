@@ -204,7 +204,8 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<Processed, PipelineError> {
         let store_err = |source| PipelineError::Store { message: message.id, source };
-        let wants_reply = decision.outcome != Outcome::Ignored && !facts.from.is_empty();
+        let wants_reply =
+            decision.outcome != Outcome::Ignored && decision.reply != ReplyKind::NoReply && !facts.from.is_empty();
         let guard_ok = !wants_reply || self.loop_guard_allows(&facts.from, now).await.map_err(store_err)?;
         let status = CaseStatus::after(decision.outcome);
         let deadline = status.is_open().then(|| {
@@ -240,7 +241,7 @@ impl Pipeline {
 
         let mut reply_message_id = None;
         if wants_reply && guard_ok {
-            let reply = self.compose_reply(case_id, parsed, facts, &decision, deadline)?;
+            let reply = self.compose_reply(case_id, parsed, facts, &decision, deadline, now)?;
             reply_message_id = Some(reply.message_id.clone());
             tx.enqueue_reply(&reply).await.map_err(store_err)?;
         }
@@ -262,6 +263,7 @@ impl Pipeline {
         facts: &MessageFacts,
         decision: &Decision,
         deadline: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
     ) -> Result<NewReply, PipelineError> {
         let reply_err = |source| PipelineError::Reply { case: case_id, source };
         let context = ReplyContext {
@@ -275,20 +277,18 @@ impl Pipeline {
             personal_note: None,
         };
         let rendered = self.renderer.render(&context).map_err(reply_err)?;
-        let envelope = ReplyEnvelope {
-            from: self.settings.reply.from.clone(),
-            from_name: self.settings.reply.from_name.clone(),
-            to: facts.from.clone(),
-            to_name: facts.from_name.clone(),
-            in_reply_to: parsed.message_id.clone(),
-            references: parsed.references.clone(),
-            case_tag: context.case_tag.clone(),
-            message_id_domain: self.settings.reply.message_id_domain.clone(),
-        };
+        let message_id = reply::new_message_id(&self.settings.reply.message_id_domain);
+        let mut envelope =
+            ReplyEnvelope::new(&self.settings.reply, message_id, context.case_tag.clone(), facts.from.clone(), now);
+        envelope.to_name = facts.from_name.clone();
+        envelope.in_reply_to = parsed.message_id.clone();
+        envelope.references = parsed.references.clone();
         let outgoing = reply::compose(&rendered, &envelope).map_err(reply_err)?;
         Ok(NewReply {
             case_id,
-            message_id: outgoing.message_id,
+            // Stored without angle brackets, as mail-parser reports the
+            // In-Reply-To / References ids follow-ups are matched with.
+            message_id: outgoing.message_id.trim_matches(['<', '>']).to_owned(),
             to_addr: facts.from.clone(),
             subject: rendered.subject,
             raw: outgoing.raw,
