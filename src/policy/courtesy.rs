@@ -65,8 +65,12 @@ pub(super) fn courtesy(
         .find_map(|id| successful().find(|g| &g.id == id));
     let (target, how) = match named {
         Some(g) => (g, "named in the email"),
-        None => match successful().max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id))) {
-            Some(g) => (g, "the wallet's most recent successful generation before receipt"),
+        None => match successful().max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
+        {
+            Some(g) => (
+                g,
+                "the wallet's most recent successful generation before receipt",
+            ),
             None => {
                 draft.note(
                     Clause::P3,
@@ -88,7 +92,10 @@ pub(super) fn courtesy(
         fact("generation_created_at", stamp(target.created_at)),
     ];
     if !msg.generation_refs.is_empty() && named.is_none() {
-        target_facts.push(fact("named_but_not_eligible", msg.generation_refs.join(", ")));
+        target_facts.push(fact(
+            "named_but_not_eligible",
+            msg.generation_refs.join(", "),
+        ));
     }
     draft.note(
         Clause::P3,
@@ -162,7 +169,11 @@ pub(super) fn courtesy(
         Clause::P3,
         format!(
             "Within the cap and the result is {}: courtesy credit of {} credit(s) to the wallet.",
-            if msg.evidence.image_attachment { "attached" } else { "linked" },
+            if msg.evidence.image_attachment {
+                "attached"
+            } else {
+                "linked"
+            },
             target.credits
         ),
         vec![

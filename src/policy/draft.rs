@@ -102,7 +102,12 @@ impl Draft {
 
     /// Appends a trace step: the clause, a sentence for the reviewer and
     /// the facts it used.
-    pub fn note(&mut self, clause: Clause, finding: impl Into<String>, facts: Vec<(String, String)>) {
+    pub fn note(
+        &mut self,
+        clause: Clause,
+        finding: impl Into<String>,
+        facts: Vec<(String, String)>,
+    ) {
         self.trace.push(TraceStep {
             clause,
             finding: finding.into(),

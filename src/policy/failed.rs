@@ -88,7 +88,10 @@ pub(super) fn failed_generation(
                 "{} failed generation(s) of the wallet ({}) were not credited back; \
                  crediting {total} credit(s).",
                 owed.len(),
-                owed.iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
+                owed.iter()
+                    .map(|g| g.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             facts,
         );
@@ -177,8 +180,7 @@ pub(super) fn failed_generation(
 /// Whether the generation's credits already came back.
 fn credited(w: &WalletFacts, g: &Generation) -> bool {
     g.refunded
-        || w
-            .credits
+        || w.credits
             .iter()
             .any(|c| c.generation_id.as_deref() == Some(g.id.as_str()))
 }

@@ -14,10 +14,10 @@ use crate::domain::{
     WalletFacts, WalletStatus,
 };
 
+use super::PolicyConfig;
 use super::courtesy;
 use super::draft::{Draft, Verdict, capitalised, fact};
 use super::window::{in_days_before, stamp};
-use super::PolicyConfig;
 
 /// SCREEN: automatic mail is recorded and never answered.
 pub(super) fn screen(msg: &MessageFacts, draft: &mut Draft) -> Option<Verdict> {
@@ -57,15 +57,16 @@ pub(super) fn observe(
         WalletStatus::Suspended => draft.flag(Flag::Suspended),
         WalletStatus::Terminated => draft.flag(Flag::Terminated),
     }
-    if w.chargebacks.iter().any(|c| c.status == ChargebackStatus::Open) {
+    if w.chargebacks
+        .iter()
+        .any(|c| c.status == ChargebackStatus::Open)
+    {
         draft.flag(Flag::Chargeback);
     }
     if AbuseCount::of(w, config, received_at).is_pattern(config) {
         draft.flag(Flag::AbusePattern);
     }
-    if msg.category.is_courtesy_complaint()
-        && courtesy::at_cap(w, config, received_at)
-    {
+    if msg.category.is_courtesy_complaint() && courtesy::at_cap(w, config, received_at) {
         draft.flag(Flag::CourtesyCap);
     }
 }
@@ -87,13 +88,21 @@ pub(super) fn statutory(msg: &MessageFacts, draft: &mut Draft) -> Option<Verdict
 /// P6: a chargeback mentioned, an open chargeback on any of the wallet's
 /// orders (whenever it was opened: the dispute is open now), or a suspended
 /// wallet.
-pub(super) fn chargeback(msg: &MessageFacts, w: &WalletFacts, draft: &mut Draft) -> Option<Verdict> {
+pub(super) fn chargeback(
+    msg: &MessageFacts,
+    w: &WalletFacts,
+    draft: &mut Draft,
+) -> Option<Verdict> {
     let mut reasons = Vec::new();
     let mut facts = Vec::new();
     if msg.flags.contains(&Flag::Chargeback) {
         reasons.push("the customer mentions a chargeback or bank dispute".to_owned());
     }
-    for cb in w.chargebacks.iter().filter(|c| c.status == ChargebackStatus::Open) {
+    for cb in w
+        .chargebacks
+        .iter()
+        .filter(|c| c.status == ChargebackStatus::Open)
+    {
         reasons.push(format!("chargeback {} is open", cb.id));
         facts.push(fact("chargeback_id", &cb.id));
         facts.push(fact("chargeback_order_id", &cb.order_id));
@@ -108,7 +117,10 @@ pub(super) fn chargeback(msg: &MessageFacts, w: &WalletFacts, draft: &mut Draft)
     }
     draft.note(
         Clause::P6,
-        format!("{}: a person must look during a dispute.", capitalised(&reasons.join("; "))),
+        format!(
+            "{}: a person must look during a dispute.",
+            capitalised(&reasons.join("; "))
+        ),
         facts,
     );
     Some(Verdict::review())

@@ -108,7 +108,13 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> Decision {
     let mut draft = Draft::new(msg);
-    gates::observe(msg, ledger.sender_wallet.as_ref(), config, received_at, &mut draft);
+    gates::observe(
+        msg,
+        ledger.sender_wallet.as_ref(),
+        config,
+        received_at,
+        &mut draft,
+    );
     if let Some(verdict) = gates::screen(msg, &mut draft) {
         return draft.finish(verdict);
     }

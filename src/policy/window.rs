@@ -59,7 +59,12 @@ fn span_words(span: TimeDelta) -> String {
         (0, h, m) => format!("{} {}", unit(h, "hour"), unit(m, "minute")),
         (d, 0, 0) => unit(d, "day"),
         (d, h, 0) => format!("{} {}", unit(d, "day"), unit(h, "hour")),
-        (d, h, m) => format!("{} {} {}", unit(d, "day"), unit(h, "hour"), unit(m, "minute")),
+        (d, h, m) => format!(
+            "{} {} {}",
+            unit(d, "day"),
+            unit(h, "hour"),
+            unit(m, "minute")
+        ),
     }
 }
 
@@ -86,7 +91,11 @@ mod tests {
 
     #[test]
     fn a_window_too_long_for_a_timestamp_never_ends() {
-        assert!(inside(t("2026-06-01T10:00:00Z"), i64::MAX, t("9999-01-01T00:00:00Z")));
+        assert!(inside(
+            t("2026-06-01T10:00:00Z"),
+            i64::MAX,
+            t("9999-01-01T00:00:00Z")
+        ));
     }
 
     #[test]
