@@ -95,21 +95,23 @@ fn pick_order<'a>(
         .copied()
         .filter(|o| inside(o.created_at, config.refund_window_days, received_at))
         .collect();
-    let chosen = match in_window.as_slice() {
-        [] => {
-            draft.note(
-                Clause::Id,
-                format!(
-                    "No order cited and none of the wallet's {} order(s) is inside the \
-                     {}-day window; answering about the most recent one.",
-                    bought.len(),
-                    config.refund_window_days
-                ),
-                vec![fact("order_id", &latest.id)],
-            );
-            return Ok(latest);
-        }
-        [only] => only,
+    let (chosen, why) = match in_window.as_slice() {
+        [] => (
+            latest,
+            format!(
+                "none of the wallet's {} order(s) is inside the {}-day window; answering \
+                 about the most recent one",
+                bought.len(),
+                config.refund_window_days
+            ),
+        ),
+        [only] => (
+            *only,
+            format!(
+                "it is the wallet's one order inside the {}-day window",
+                config.refund_window_days
+            ),
+        ),
         several => {
             let open: Vec<&Order> = several
                 .iter()
@@ -117,14 +119,27 @@ fn pick_order<'a>(
                 .filter(|o| w.refunded_amount(&o.id) < o.amount)
                 .collect();
             match open.as_slice() {
-                [only] => only,
-                [] => most_recent(several).unwrap_or(latest),
+                [only] => (
+                    *only,
+                    format!(
+                        "of the {} orders inside the window it is the one not yet refunded",
+                        several.len()
+                    ),
+                ),
+                [] => (
+                    most_recent(several).unwrap_or(latest),
+                    format!(
+                        "all {} orders inside the window were refunded; answering about \
+                         the most recent one",
+                        several.len()
+                    ),
+                ),
                 _ => {
                     draft.note(
                         Clause::Id,
                         format!(
-                            "No order cited and {} orders are inside the window: ask the \
-                             customer for the order ID.",
+                            "No order cited and {} orders inside the window are not yet \
+                             refunded: ask the customer for the order ID.",
                             open.len()
                         ),
                         vec![fact("candidate_orders", open.len())],
@@ -136,11 +151,7 @@ fn pick_order<'a>(
     };
     draft.note(
         Clause::Id,
-        format!(
-            "No order cited; order {} is the one candidate inside the {}-day window.",
-            order_reference(chosen),
-            config.refund_window_days
-        ),
+        format!("No order cited; order {}: {why}.", order_reference(chosen)),
         vec![
             fact("order_id", &chosen.id),
             fact("order_reference", order_reference(chosen)),

@@ -10,6 +10,7 @@
 
 use crate::domain::{
     Category, Clause, Flag, LedgerFacts, MessageFacts, Order, OrderLookup, ReplyKind, WalletFacts,
+    WalletStatus,
 };
 
 use super::draft::{Draft, Verdict, fact};
@@ -162,8 +163,8 @@ pub(super) fn identify<'a>(
 
 fn status_name(w: &WalletFacts) -> &'static str {
     match w.wallet.status {
-        crate::domain::WalletStatus::Active => "active",
-        crate::domain::WalletStatus::Suspended => "suspended",
-        crate::domain::WalletStatus::Terminated => "terminated",
+        WalletStatus::Active => "active",
+        WalletStatus::Suspended => "suspended",
+        WalletStatus::Terminated => "terminated",
     }
 }

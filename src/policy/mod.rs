@@ -20,9 +20,14 @@
 //! (refunds of an order, credits naming a generation) count whatever their
 //! date: money or credits are never returned twice.
 //!
+//! The input `received_at` is authoritative; `MessageFacts::received_at` is
+//! not read (the caller passes the stored receipt time).
+//!
 //! # Precedence
 //! The engine weighs clauses in this order and stops at the first that
 //! decides; flags accumulate for everything observed, whoever decides.
+//! Every trace starts with the step that screened (SCREEN) or identified
+//! (ID) the sender; its last step says why the engine stopped.
 //! 1. SCREEN: automatic mail -> `ignored`, no reply.
 //! 2. ID: a cited order of another wallet -> `review` + `sender_mismatch`;
 //!    no wallet -> `needs_info` (unknown sender / unknown order); a cash
@@ -32,7 +37,8 @@
 //!    suspended -> `review`.
 //! 5. P4: wallet terminated -> `denied`. (After P7/P6: where the law or a
 //!    dispute may apply, a person looks first.)
-//! 6. P4: refund-abuse pattern -> `review`.
+//! 6. P4: refund-abuse pattern -> `review`, for every category (P1 too: a
+//!    person decides what such a wallet gets).
 //! 7. The category's rules: P2/P4 cash refunds (with the ID rows choosing
 //!    the order), P1 failed generations, P3/P4 complaints about outputs.
 //! 8. AUTH: an approval that moves money or credits for a sender without a

@@ -344,6 +344,17 @@ fn id_rows_identify_the_sender_and_the_order() {
             approved().action(cash("o1", 900)),
         ),
         (
+            "no order cited and every order inside the window refunded: say so",
+            cash_case()
+                .order("o1", 50, 900, bought())
+                .order("o2", 100, 1600, at(days(2)))
+                .refund("r1", "o1", 900, at(days(1)))
+                .refund("r2", "o2", 1600, at(days(2)))
+                .received(at(days(3)))
+                .config(|c| c.abuse_max_cash_refunds = 3),
+            expect(Outcome::Answered, ReplyKind::AlreadyRefunded, &[Id, P2]),
+        ),
+        (
             "no order cited and none inside the window: refused for the most recent",
             cash_case()
                 .order("o1", 50, 900, bought())
