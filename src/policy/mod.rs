@@ -74,7 +74,12 @@
 //! - P3: no successful generation before receipt, a generation that cost 0
 //!   credits, or one that already had a courtesy credit -> a person looks.
 //!   `courtesy_cap` is flagged only on courtesy requests. The cap's
-//!   look-back includes both ends (a credit exactly 90 days before counts).
+//!   look-back includes both ends (a credit exactly 90 days before counts)
+//!   and stops at receipt; a courtesy credit already naming the target, of
+//!   any date, still stops a second one. A named generation that is not a
+//!   successful one of the wallet before receipt falls back to the most
+//!   recent one (the trace says so). The result attached or linked is the
+//!   evidence; a generation id in the text alone is not.
 //! - P4 abuse: the share test uses orders and refunds before receipt; the
 //!   count test counts refund rows in the look-back. A limit of 0 disables
 //!   its test.
