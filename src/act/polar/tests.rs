@@ -1,0 +1,1 @@
+//! Client tests against the Polar test server.
