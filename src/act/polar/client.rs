@@ -206,9 +206,11 @@ impl PolarClient {
         .await
     }
 
-    /// `POST /v1/refunds/`. Sent once: a timeout, lost response or 5xx is
-    /// [`PolarError::Unclear`] (the refund may exist); only a 429, which
-    /// Polar answers before doing anything, is retried.
+    /// `POST /v1/refunds/`. Sent once: a timeout, lost or unreadable
+    /// response, or 5xx is [`PolarError::Unclear`] (the refund may exist); a
+    /// connection that could not be made is [`PolarError::Transient`]
+    /// (nothing was sent); only a 429, which Polar answers before doing
+    /// anything, is retried here.
     pub async fn create_refund(&self, request: &CreateRefund) -> Result<Refund, PolarError> {
         let url = self.url(&["v1", "refunds", ""])?;
         let body = serde_json::to_vec(request).map_err(|source| PolarError::InvalidResponse {
@@ -218,7 +220,10 @@ impl PolarClient {
         let text = self
             .execute(Call::CreateRefund, Method::POST, url, Some(body))
             .await?;
-        decode("refund", &text)
+        // The refund exists if Polar said 2xx, even when we cannot read it.
+        serde_json::from_str(&text).map_err(|e| PolarError::Unclear {
+            reason: format!("unreadable refund response: {e}"),
+        })
     }
 
     /// `GET /v1/refunds/?order_id=`, every page, any status.
