@@ -630,7 +630,7 @@ async fn list_orders(State(shared): Sim, headers: HeaderMap, Query(pairs): Pairs
                 .filter(|o| matches_filter(filter(query, "status"), o.status()))
                 .collect();
             // Polar's default sorting: newest first.
-            orders.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            orders.sort_by_key(|item| std::cmp::Reverse(item.created_at));
             orders.into_iter().map(|o| store.order_json(o)).collect()
         },
     )
@@ -680,7 +680,7 @@ async fn list_refunds(State(shared): Sim, headers: HeaderMap, Query(pairs): Pair
                 .filter(|r| matches_filter(filter(query, "id"), &r.id))
                 .filter(|r| succeeded.is_none_or(|want| (r.status == "succeeded") == want))
                 .collect();
-            refunds.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            refunds.sort_by_key(|item| std::cmp::Reverse(item.created_at));
             refunds.into_iter().map(|r| store.refund_json(r)).collect()
         },
     )
@@ -700,7 +700,7 @@ async fn list_disputes(State(shared): Sim, headers: HeaderMap, Query(pairs): Pai
                 .filter(|d| matches_filter(filter(query, "order_id"), &d.order_id))
                 .filter(|d| matches_filter(filter(query, "status"), &d.status))
                 .collect();
-            disputes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            disputes.sort_by_key(|item| std::cmp::Reverse(item.created_at));
             disputes
                 .into_iter()
                 .map(|d| store.dispute_json(d))
