@@ -234,7 +234,8 @@ impl Tx {
             .await
             .map(|done| done.rows_affected())
         })
-        .map_err(db("write a wallet credit"))? == 1;
+        .map_err(db("write a wallet credit"))?
+            == 1;
         if !inserted {
             return Ok(false);
         }

@@ -240,19 +240,25 @@ impl Tx {
     pub async fn case(&mut self, id: CaseId) -> Result<Option<CaseRow>> {
         let row: Option<CaseTuple> = match &mut self.inner {
             super::TxInner::Sqlite(t) => {
-                sqlx::query_as(concat!("SELECT ", case_columns!(), " FROM cases WHERE id = $1"))
-                    .bind(id.0)
-                    .fetch_optional(&mut **t)
-                    .await
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    case_columns!(),
+                    " FROM cases WHERE id = $1"
+                ))
+                .bind(id.0)
+                .fetch_optional(&mut **t)
+                .await
             }
-            super::TxInner::Postgres(t) => sqlx::query_as(concat!(
-                "SELECT ",
-                case_columns!(),
-                " FROM cases WHERE id = $1 FOR UPDATE"
-            ))
-            .bind(id.0)
-            .fetch_optional(&mut **t)
-            .await,
+            super::TxInner::Postgres(t) => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    case_columns!(),
+                    " FROM cases WHERE id = $1 FOR UPDATE"
+                ))
+                .bind(id.0)
+                .fetch_optional(&mut **t)
+                .await
+            }
         }
         .map_err(db("read a case"))?;
         row.map(case_from).transpose()

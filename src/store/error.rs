@@ -105,12 +105,16 @@ fn sqlx_is_transient(error: &sqlx::Error) -> bool {
 /// serialization failure, 40P01 deadlock, 53300 too many connections,
 /// 57P01..57P03 the server shutting down or starting.
 fn transient_code(code: &str) -> bool {
-    if let Ok(n) = code.parse::<i32>() {
-        if code.len() < 5 {
-            return matches!(n & 0xff, 5 | 6);
-        }
+    if code.len() < 5
+        && let Ok(n) = code.parse::<i32>()
+    {
+        return matches!(n & 0xff, 5 | 6);
     }
-    code.starts_with("08") || matches!(code, "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03")
+    code.starts_with("08")
+        || matches!(
+            code,
+            "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+        )
 }
 
 /// Maps a sqlx error to [`StoreError::Database`] naming the operation.

@@ -295,7 +295,9 @@ fn time(field: &str, value: &str) -> Result<DateTime<Utc>, String> {
 fn currency(value: &str) -> Result<String, String> {
     let code = value.trim();
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(format!("currency `{value}` is not a 3-letter ISO 4217 code"));
+        return Err(format!(
+            "currency `{value}` is not a 3-letter ISO 4217 code"
+        ));
     }
     Ok(code.to_ascii_uppercase())
 }

@@ -209,7 +209,10 @@ impl Store {
                 .into_iter()
                 .map(generation_from)
                 .collect::<Result<_>>()?,
-            credits: credits.into_iter().map(credit_from).collect::<Result<_>>()?,
+            credits: credits
+                .into_iter()
+                .map(credit_from)
+                .collect::<Result<_>>()?,
             refunds: refunds
                 .into_iter()
                 .map(|(id, order_id, amount, created_at)| Refund {
@@ -229,7 +232,10 @@ impl Store {
 
     /// The order a reference names, as `(order_id, wallet_id)`: a UUID by
     /// id (lowercased), an invoice or receipt number case-insensitively.
-    pub async fn resolve_order_ref(&self, reference: &OrderRef) -> Result<Option<(String, String)>> {
+    pub async fn resolve_order_ref(
+        &self,
+        reference: &OrderRef,
+    ) -> Result<Option<(String, String)>> {
         let value = reference.value().trim();
         let found: Option<(String, String)> = on_pool!(self, pool => {
             let query = match reference {
@@ -262,7 +268,9 @@ impl Store {
             let lookup = match self.resolve_order_ref(reference).await? {
                 None => OrderLookup::Unknown { reference: text },
                 Some((order_id, wallet_id))
-                    if sender_wallet.as_ref().is_some_and(|w| w.wallet.id == wallet_id) =>
+                    if sender_wallet
+                        .as_ref()
+                        .is_some_and(|w| w.wallet.id == wallet_id) =>
                 {
                     OrderLookup::Own {
                         reference: text,

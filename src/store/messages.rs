@@ -85,11 +85,13 @@ impl Store {
             .await
         })
         .map_err(db("find a duplicate message"))?;
-        existing.map(Inserted::Duplicate).ok_or_else(|| StoreError::Conflict {
-            what: "message",
-            id: message.sha256.clone(),
-            detail: "insert conflicted but no duplicate is visible".into(),
-        })
+        existing
+            .map(Inserted::Duplicate)
+            .ok_or_else(|| StoreError::Conflict {
+                what: "message",
+                id: message.sha256.clone(),
+                detail: "insert conflicted but no duplicate is visible".into(),
+            })
     }
 
     /// Messages not yet through the pipeline, oldest received first.
@@ -227,19 +229,27 @@ impl Tx {
     /// holds the single write lock.
     pub async fn claim_next_message(&mut self) -> Result<Option<StoredMessage>> {
         let row: Option<MessageTuple> = match &mut self.inner {
-            super::TxInner::Sqlite(t) => sqlx::query_as(concat!(
-                "SELECT ", message_columns!(), " FROM messages
+            super::TxInner::Sqlite(t) => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages
                  WHERE status = 'received' ORDER BY received_at, id LIMIT 1"
-            ))
-            .fetch_optional(&mut **t)
-            .await,
-            super::TxInner::Postgres(t) => sqlx::query_as(concat!(
-                "SELECT ", message_columns!(), " FROM messages
+                ))
+                .fetch_optional(&mut **t)
+                .await
+            }
+            super::TxInner::Postgres(t) => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages
                  WHERE status = 'received' ORDER BY received_at, id LIMIT 1
                  FOR UPDATE SKIP LOCKED"
-            ))
-            .fetch_optional(&mut **t)
-            .await,
+                ))
+                .fetch_optional(&mut **t)
+                .await
+            }
         }
         .map_err(db("claim a message"))?;
         row.map(message_from).transpose()

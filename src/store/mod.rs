@@ -24,6 +24,7 @@ mod actions;
 mod cases;
 mod error;
 pub mod import;
+mod lease;
 mod ledger;
 mod messages;
 mod outbox;
@@ -34,13 +35,14 @@ mod tests;
 use sqlx::migrate::{MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, PgPool, Postgres, Sqlite, SqlitePool, SqlSafeStr, Transaction};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, SqlSafeStr, Sqlite, SqlitePool, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
 pub use actions::case_credit_id;
 pub use error::StoreError;
 pub use import::{ImportReport, RejectedLine, import_jsonl};
+pub use lease::MailboxLease;
 pub use records::{
     ActionStatus, Actor, Backend, CaseEvent, CaseFilter, CaseId, CaseOrder, CaseRow, CaseStatus,
     CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply,
@@ -143,8 +145,11 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true);
+            // Every connection to `sqlite::memory:` is its own database, so
+            // an in-memory store must keep to one connection.
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             let pool = SqlitePoolOptions::new()
-                .max_connections(4)
+                .max_connections(if in_memory { 1 } else { 4 })
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await
@@ -274,12 +279,28 @@ mod url_tests {
     #[test]
     fn a_password_never_reaches_an_error_message() {
         for (url, shown) in [
-            ("postgres://bob:s3cret@db:5432/x", "postgres://bob:***@db:5432/x"),
+            (
+                "postgres://bob:s3cret@db:5432/x",
+                "postgres://bob:***@db:5432/x",
+            ),
             ("postgres://bob@db/x", "postgres://bob@db/x"),
             ("sqlite://refundd.db", "sqlite://refundd.db"),
         ] {
             assert_eq!(redact(url), shown);
         }
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_store_is_one_database_across_calls() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let cursor = MailboxCursor {
+            folder: "INBOX".into(),
+            uidvalidity: 7,
+            last_uid: 3,
+        };
+        store.save_mailbox_cursor(&cursor).await.unwrap();
+        assert_eq!(store.mailbox_cursor("INBOX").await.unwrap(), Some(cursor));
+        assert_eq!(store.backend(), Backend::Sqlite);
     }
 
     #[tokio::test]

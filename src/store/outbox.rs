@@ -36,8 +36,19 @@ macro_rules! reply_columns {
 }
 
 fn reply_from(t: ReplyTuple) -> Result<StoredReply> {
-    let (id, case_id, message_id, to_addr, subject, raw, status, attempts, last_error, created_at, sent_at) =
-        t;
+    let (
+        id,
+        case_id,
+        message_id,
+        to_addr,
+        subject,
+        raw,
+        status,
+        attempts,
+        last_error,
+        created_at,
+        sent_at,
+    ) = t;
     Ok(StoredReply {
         id,
         case_id: CaseId(case_id),
@@ -88,21 +99,25 @@ impl Tx {
     /// (`FOR UPDATE SKIP LOCKED`): send, mark, commit.
     pub async fn claim_queued_reply(&mut self) -> Result<Option<StoredReply>> {
         let row: Option<ReplyTuple> = match &mut self.inner {
-            super::TxInner::Sqlite(t) => sqlx::query_as(concat!(
-                "SELECT ",
-                reply_columns!(),
-                " FROM replies WHERE status = 'queued' ORDER BY id LIMIT 1"
-            ))
-            .fetch_optional(&mut **t)
-            .await,
-            super::TxInner::Postgres(t) => sqlx::query_as(concat!(
-                "SELECT ",
-                reply_columns!(),
-                " FROM replies WHERE status = 'queued' ORDER BY id LIMIT 1
+            super::TxInner::Sqlite(t) => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    reply_columns!(),
+                    " FROM replies WHERE status = 'queued' ORDER BY id LIMIT 1"
+                ))
+                .fetch_optional(&mut **t)
+                .await
+            }
+            super::TxInner::Postgres(t) => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    reply_columns!(),
+                    " FROM replies WHERE status = 'queued' ORDER BY id LIMIT 1
                   FOR UPDATE SKIP LOCKED"
-            ))
-            .fetch_optional(&mut **t)
-            .await,
+                ))
+                .fetch_optional(&mut **t)
+                .await
+            }
         }
         .map_err(db("claim a queued reply"))?;
         row.map(reply_from).transpose()

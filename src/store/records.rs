@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::domain::{
-    Action, Category, Clause, Decision, Flag, Language, Outcome, UnknownName,
-};
+use crate::domain::{Action, Category, Clause, Decision, Flag, Language, Outcome, UnknownName};
 
 /// A case's number. Customers and reviewers see it as the tag `R-{n}`,
 /// which is also its `Display`, `FromStr` and JSON form.

@@ -128,6 +128,8 @@ on_both!(
     a_mailbox_cursor_is_saved_and_replaced,
     two_instances_claim_different_messages,
     migrating_again_changes_nothing,
+    one_instance_at_a_time_holds_the_mailbox,
+    a_large_import_commits_in_batches_and_reports_progress,
 );
 
 // ---------------------------------------------------------------------
@@ -307,7 +309,10 @@ async fn two_racing_inserts_of_one_message_store_one_row(store: Store) {
             .iter()
             .filter(|i| matches!(i, Inserted::New(_)))
             .count();
-        assert_eq!(news, 1, "round {round}: exactly one insert is new ({a:?}, {b:?})");
+        assert_eq!(
+            news, 1,
+            "round {round}: exactly one insert is new ({a:?}, {b:?})"
+        );
     }
     assert_eq!(store.unprocessed_messages(100).await.unwrap().len(), 5);
 }
@@ -333,7 +338,10 @@ async fn the_work_list_is_oldest_first_and_attached_or_failed_messages_leave_it(
         ids(store.unprocessed_messages(10).await.unwrap()),
         vec![early, middle, late]
     );
-    assert_eq!(ids(store.unprocessed_messages(1).await.unwrap()), vec![early]);
+    assert_eq!(
+        ids(store.unprocessed_messages(1).await.unwrap()),
+        vec![early]
+    );
 
     let case = create_case(
         &store,
@@ -353,7 +361,10 @@ async fn the_work_list_is_oldest_first_and_attached_or_failed_messages_leave_it(
         .await
         .unwrap();
 
-    assert_eq!(ids(store.unprocessed_messages(10).await.unwrap()), vec![late]);
+    assert_eq!(
+        ids(store.unprocessed_messages(10).await.unwrap()),
+        vec![late]
+    );
     let failed = store.message(middle).await.unwrap().unwrap();
     assert_eq!(failed.status, MessageStatus::Failed);
     assert_eq!(failed.error.as_deref(), Some("not a MIME message"));
@@ -364,7 +375,10 @@ async fn the_work_list_is_oldest_first_and_attached_or_failed_messages_leave_it(
 
     assert!(matches!(
         store.mark_message_failed(9999, "x").await,
-        Err(StoreError::NotFound { what: "message", .. })
+        Err(StoreError::NotFound {
+            what: "message",
+            ..
+        })
     ));
     let mut tx = store.begin().await.unwrap();
     assert!(matches!(
@@ -412,7 +426,11 @@ async fn wallet_facts_carry_everything_about_the_senders_wallet_and_nothing_else
     assert_eq!(facts.credits.len(), 1);
     assert_eq!(facts.credits[0].reason, CreditReason::Courtesy);
     assert_eq!(
-        facts.refunds.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        facts
+            .refunds
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
         vec!["rf_1"],
         "bob's refund is not ann's"
     );
@@ -421,7 +439,10 @@ async fn wallet_facts_carry_everything_about_the_senders_wallet_and_nothing_else
     assert_eq!(facts.chargebacks[0].status, ChargebackStatus::Open);
 
     assert_eq!(
-        store.wallet_facts_by_email("carol@example.com").await.unwrap(),
+        store
+            .wallet_facts_by_email("carol@example.com")
+            .await
+            .unwrap(),
         None
     );
 }
@@ -507,11 +528,19 @@ async fn a_case_credits_a_wallet_once_per_generation(store: Store) {
     .await;
 
     let mut tx = store.begin().await.unwrap();
-    assert!(tx.insert_wallet_credit_once(case, &credit, t(7, 9)).await.unwrap());
+    assert!(
+        tx.insert_wallet_credit_once(case, &credit, t(7, 9))
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
     // The pipeline resumed after a crash, or the customer wrote again.
     let mut tx = store.begin().await.unwrap();
-    assert!(!tx.insert_wallet_credit_once(case, &credit, t(7, 10)).await.unwrap());
+    assert!(
+        !tx.insert_wallet_credit_once(case, &credit, t(7, 10))
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
 
     let facts = store
@@ -526,11 +555,21 @@ async fn a_case_credits_a_wallet_once_per_generation(store: Store) {
         .collect();
     assert_eq!(ours.len(), 1);
     assert_eq!(ours[0].id, format!("wc-case-{}-gen_fail", case.0));
-    assert_eq!(ours[0].id, case_credit_id(case, Some("gen_fail"), CreditReason::FailedGeneration));
+    assert_eq!(
+        ours[0].id,
+        case_credit_id(case, Some("gen_fail"), CreditReason::FailedGeneration)
+    );
     assert_eq!((ours[0].credits, ours[0].created_at), (1, t(7, 9)));
     assert_eq!(ours[0].generation_id.as_deref(), Some("gen_fail"));
-    let failed = facts.generations.iter().find(|g| g.id == "gen_fail").unwrap();
-    assert!(failed.refunded, "the next decision sees the generation refunded");
+    let failed = facts
+        .generations
+        .iter()
+        .find(|g| g.id == "gen_fail")
+        .unwrap();
+    assert!(
+        failed.refunded,
+        "the next decision sees the generation refunded"
+    );
 
     let actions = store.actions_for_case(case).await.unwrap();
     assert_eq!(actions.len(), 1);
@@ -546,8 +585,16 @@ async fn a_case_credits_a_wallet_once_per_generation(store: Store) {
         generation_id: None,
     };
     let mut tx = store.begin().await.unwrap();
-    assert!(tx.insert_wallet_credit_once(case, &courtesy, t(7, 11)).await.unwrap());
-    assert!(!tx.insert_wallet_credit_once(case, &courtesy, t(7, 11)).await.unwrap());
+    assert!(
+        tx.insert_wallet_credit_once(case, &courtesy, t(7, 11))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.insert_wallet_credit_once(case, &courtesy, t(7, 11))
+            .await
+            .unwrap()
+    );
     let refund = Action::CashRefund {
         order_id: ORDER_A.into(),
         amount: 900,
@@ -585,7 +632,11 @@ async fn a_rolled_back_decision_leaves_no_trace(store: Store) {
         .await
         .unwrap();
     tx.attach_message(message, case).await.unwrap();
-    assert!(tx.insert_wallet_credit_once(case, &credit, t(7, 9)).await.unwrap());
+    assert!(
+        tx.insert_wallet_credit_once(case, &credit, t(7, 9))
+            .await
+            .unwrap()
+    );
     tx.enqueue_reply(&reply(case, "r1@refundd", "ann@example.com", t(7, 9)))
         .await
         .unwrap();
@@ -624,7 +675,14 @@ async fn a_stale_version_loses_the_compare_and_set(store: Store) {
     let approved = decision(Outcome::Approved, Category::CashRefund);
     let mut tx = store.begin().await.unwrap();
     let v2 = tx
-        .update_case_decision(case, row.version, &approved, CaseStatus::Resolved, None, t(7, 10))
+        .update_case_decision(
+            case,
+            row.version,
+            &approved,
+            CaseStatus::Resolved,
+            None,
+            t(7, 10),
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -634,10 +692,20 @@ async fn a_stale_version_loses_the_compare_and_set(store: Store) {
     let denied = decision(Outcome::Denied, Category::CashRefund);
     let mut tx = store.begin().await.unwrap();
     let err = tx
-        .update_case_decision(case, row.version, &denied, CaseStatus::Resolved, None, t(7, 11))
+        .update_case_decision(
+            case,
+            row.version,
+            &denied,
+            CaseStatus::Resolved,
+            None,
+            t(7, 11),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { what: "case", .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::Conflict { what: "case", .. }),
+        "{err}"
+    );
     assert!(!err.is_transient());
     drop(tx);
 
@@ -702,12 +770,26 @@ async fn a_case_keeps_its_decision_and_its_status_history(store: Store) {
     let events = store.case_events(case).await.unwrap();
     let summary: Vec<_> = events
         .iter()
-        .map(|e| (e.actor.to_string(), e.from_status, e.to_status, e.reason.as_str(), e.at))
+        .map(|e| {
+            (
+                e.actor.to_string(),
+                e.from_status,
+                e.to_status,
+                e.reason.as_str(),
+                e.at,
+            )
+        })
         .collect();
     assert_eq!(
         summary,
         vec![
-            ("engine".into(), None, CaseStatus::NeedsInfo, "opened", t(7, 9)),
+            (
+                "engine".into(),
+                None,
+                CaseStatus::NeedsInfo,
+                "opened",
+                t(7, 9)
+            ),
             (
                 "customer".into(),
                 Some(CaseStatus::NeedsInfo),
@@ -726,7 +808,10 @@ async fn a_case_keeps_its_decision_and_its_status_history(store: Store) {
     );
     assert!(events.iter().all(|e| e.case_id == case));
     let row = store.case(case).await.unwrap().unwrap();
-    assert_eq!((row.status, row.deadline), (CaseStatus::Review, Some(t(9, 9))));
+    assert_eq!(
+        (row.status, row.deadline),
+        (CaseStatus::Review, Some(t(9, 9)))
+    );
     assert_eq!(store.case(CaseId(9999)).await.unwrap(), None);
 }
 
@@ -824,7 +909,10 @@ async fn a_reply_moves_from_queued_to_sent_or_failed_exactly_once(store: Store) 
 
     store.mark_reply_sent(sent, t(7, 10)).await.unwrap();
     let again = store.mark_reply_sent(sent, t(7, 11)).await.unwrap_err();
-    assert!(matches!(again, StoreError::Conflict { what: "reply", .. }), "{again}");
+    assert!(
+        matches!(again, StoreError::Conflict { what: "reply", .. }),
+        "{again}"
+    );
 
     store
         .mark_reply_failed(flaky, "421 try again later", false)
@@ -842,17 +930,40 @@ async fn a_reply_moves_from_queued_to_sent_or_failed_exactly_once(store: Store) 
     let replies = store.replies_for_case(case).await.unwrap();
     let states: Vec<_> = replies
         .iter()
-        .map(|r| (r.message_id.as_str(), r.status, r.attempts, r.last_error.as_deref(), r.sent_at))
+        .map(|r| {
+            (
+                r.message_id.as_str(),
+                r.status,
+                r.attempts,
+                r.last_error.as_deref(),
+                r.sent_at,
+            )
+        })
         .collect();
     assert_eq!(
         states,
         vec![
             ("r1@refundd", ReplyStatus::Sent, 1, None, Some(t(7, 10))),
-            ("r2@refundd", ReplyStatus::Queued, 1, Some("421 try again later"), None),
-            ("r3@refundd", ReplyStatus::Failed, 1, Some("550 no such user"), None),
+            (
+                "r2@refundd",
+                ReplyStatus::Queued,
+                1,
+                Some("421 try again later"),
+                None
+            ),
+            (
+                "r3@refundd",
+                ReplyStatus::Failed,
+                1,
+                Some("550 no such user"),
+                None
+            ),
         ]
     );
-    assert_eq!(replies[0].raw, b"Message-ID: <r1@refundd>\r\n\r\nHello".to_vec());
+    assert_eq!(
+        replies[0].raw,
+        b"Message-ID: <r1@refundd>\r\n\r\nHello".to_vec()
+    );
     let queued: Vec<_> = store
         .queued_replies(10)
         .await
@@ -896,16 +1007,27 @@ async fn a_follow_up_finds_its_case_by_our_reply_message_id(store: Store) {
     tx.enqueue_reply(&reply(first, "r-first@refundd", "ann@example.com", t(7, 9)))
         .await
         .unwrap();
-    tx.enqueue_reply(&reply(second, "r-second@refundd", "bob@example.com", t(7, 9)))
-        .await
-        .unwrap();
+    tx.enqueue_reply(&reply(
+        second,
+        "r-second@refundd",
+        "bob@example.com",
+        t(7, 9),
+    ))
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let cited = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     for (ids, want) in [
         (cited(&["r-first@refundd"]), Some(first)),
-        (cited(&["customer-own@mail", "r-second@refundd"]), Some(second)),
-        (cited(&["r-second@refundd", "r-first@refundd"]), Some(second)),
+        (
+            cited(&["customer-own@mail", "r-second@refundd"]),
+            Some(second),
+        ),
+        (
+            cited(&["r-second@refundd", "r-first@refundd"]),
+            Some(second),
+        ),
         (cited(&["unknown@mail"]), None),
         (cited(&[]), None),
     ] {
@@ -992,13 +1114,20 @@ async fn the_import_keeps_good_lines_and_names_the_bad_ones(store: Store) {
         .collect();
     assert_eq!(rejected.len(), 3, "{rejected:?}");
     assert_eq!(rejected[0].0, 2);
-    assert!(rejected[0].1.contains("unknown variant `gone`"), "{}", rejected[0].1);
+    assert!(
+        rejected[0].1.contains("unknown variant `gone`"),
+        "{}",
+        rejected[0].1
+    );
     assert_eq!(
         rejected[1],
         (5, "amount must not be negative, got -900"),
         "the blank line 3 still counts"
     );
-    assert_eq!(rejected[2], (6, "created_at `June 3rd` is not an RFC 3339 time"));
+    assert_eq!(
+        rejected[2],
+        (6, "created_at `June 3rd` is not an RFC 3339 time")
+    );
     assert_eq!(progress.last(), Some(&7));
 
     let facts = store
@@ -1015,8 +1144,18 @@ async fn the_import_keeps_good_lines_and_names_the_bad_ones(store: Store) {
         facts.credits[0].created_at,
         Utc.with_ymd_and_hms(2026, 6, 3, 22, 0, 0).unwrap()
     );
-    assert_eq!(facts.generations, vec![], "the bad generation line was not imported");
-    assert_eq!(store.wallet_facts_by_email("bob@example.com").await.unwrap(), None);
+    assert_eq!(
+        facts.generations,
+        vec![],
+        "the bad generation line was not imported"
+    );
+    assert_eq!(
+        store
+            .wallet_facts_by_email("bob@example.com")
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn the_import_upserts_so_a_second_export_replaces_the_first(store: Store) {
@@ -1051,7 +1190,13 @@ async fn the_import_upserts_so_a_second_export_replaces_the_first(store: Store) 
             .imported,
         3
     );
-    assert_eq!(store.wallet_facts_by_email("ann@example.com").await.unwrap(), None);
+    assert_eq!(
+        store
+            .wallet_facts_by_email("ann@example.com")
+            .await
+            .unwrap(),
+        None
+    );
     let facts = store
         .wallet_facts_by_email("ann.new@example.com")
         .await
@@ -1172,7 +1317,12 @@ async fn list_cases_gives_what_the_cli_prints(store: Store) {
     }];
     let mut tx = store.begin().await.unwrap();
     let case = tx
-        .create_case(&new_case("ann@example.com", d.clone(), CaseStatus::Resolved, t(7, 9)))
+        .create_case(&new_case(
+            "ann@example.com",
+            d.clone(),
+            CaseStatus::Resolved,
+            t(7, 9),
+        ))
         .await
         .unwrap();
     tx.attach_message(first, case).await.unwrap();
@@ -1227,7 +1377,10 @@ async fn list_cases_filters_and_orders_the_review_queue(store: Store) {
     }
     let ids = |list: Vec<CaseSummary>| list.into_iter().map(|c| c.id).collect::<Vec<_>>();
     for (filter, want) in [
-        (CaseFilter::default(), vec![make[0], make[1], make[2], make[3], make[4]]),
+        (
+            CaseFilter::default(),
+            vec![make[0], make[1], make[2], make[3], make[4]],
+        ),
         (
             CaseFilter {
                 outcome: Some(Outcome::Review),
@@ -1266,7 +1419,11 @@ async fn list_cases_filters_and_orders_the_review_queue(store: Store) {
             vec![make[2], make[4]],
         ),
     ] {
-        assert_eq!(ids(store.list_cases(&filter).await.unwrap()), want, "{filter:?}");
+        assert_eq!(
+            ids(store.list_cases(&filter).await.unwrap()),
+            want,
+            "{filter:?}"
+        );
     }
 }
 
@@ -1282,7 +1439,10 @@ async fn a_mailbox_cursor_is_saved_and_replaced(store: Store) {
         last_uid: 41,
     };
     store.save_mailbox_cursor(&cursor).await.unwrap();
-    assert_eq!(store.mailbox_cursor("INBOX").await.unwrap(), Some(cursor.clone()));
+    assert_eq!(
+        store.mailbox_cursor("INBOX").await.unwrap(),
+        Some(cursor.clone())
+    );
     let moved = MailboxCursor {
         last_uid: 57,
         ..cursor
@@ -1304,17 +1464,26 @@ async fn two_instances_claim_different_messages(store: Store) {
         .unwrap()
         .id();
     let mut first = store.begin().await.unwrap();
-    assert_eq!(first.claim_next_message().await.unwrap().map(|m| m.id), Some(a));
+    assert_eq!(
+        first.claim_next_message().await.unwrap().map(|m| m.id),
+        Some(a)
+    );
     if store.backend() == Backend::Postgres {
         // The second instance skips the locked row instead of waiting.
         let mut second = store.begin().await.unwrap();
-        assert_eq!(second.claim_next_message().await.unwrap().map(|m| m.id), Some(b));
+        assert_eq!(
+            second.claim_next_message().await.unwrap().map(|m| m.id),
+            Some(b)
+        );
         second.rollback().await.unwrap();
     }
     first.rollback().await.unwrap();
     // SQLite has one writer: the next transaction sees the same work list.
     let mut again = store.begin().await.unwrap();
-    assert_eq!(again.claim_next_message().await.unwrap().map(|m| m.id), Some(a));
+    assert_eq!(
+        again.claim_next_message().await.unwrap().map(|m| m.id),
+        Some(a)
+    );
     again.rollback().await.unwrap();
 
     let case = create_case(
@@ -1350,4 +1519,58 @@ async fn migrating_again_changes_nothing(store: Store) {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     assert!(store.message(id).await.unwrap().is_some());
+}
+
+async fn one_instance_at_a_time_holds_the_mailbox(store: Store) {
+    let lease = store.try_lease_mailbox(42).await.unwrap().expect("granted");
+    if store.backend() == Backend::Postgres {
+        // A second instance (another session) is refused, for this mailbox only.
+        assert!(store.try_lease_mailbox(42).await.unwrap().is_none());
+        let other = store.try_lease_mailbox(43).await.unwrap().expect("granted");
+        lease.release().await.unwrap();
+        let again = store.try_lease_mailbox(42).await.unwrap();
+        assert!(
+            again.is_some(),
+            "released: the next instance takes it at once"
+        );
+        drop(again);
+        // A dropped lease closes its session; the server then frees the
+        // lock. Poll for that, bounded.
+        drop(other);
+        let freed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                if let Some(lease) = store.try_lease_mailbox(43).await.unwrap() {
+                    break lease;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(freed.is_ok(), "a dropped lease frees the mailbox");
+    } else {
+        lease.release().await.unwrap();
+    }
+}
+
+async fn a_large_import_commits_in_batches_and_reports_progress(store: Store) {
+    let lines: Vec<String> = (0..1201)
+        .map(|n| {
+            format!(
+                r#"{{"type":"wallet","id":"w_{n}","email":"user{n}@example.com","status":"active","created_at":"2026-05-01T00:00:00Z"}}"#
+            )
+        })
+        .collect();
+    let mut progress = vec![];
+    let report = import_jsonl(&store, lines.join("\n").as_bytes(), |n| progress.push(n))
+        .await
+        .unwrap();
+    assert_eq!(report.imported, 1201);
+    assert_eq!(report.rejected, vec![]);
+    assert_eq!(progress, vec![500, 1000, 1201]);
+    let last = store
+        .wallet_facts_by_email("USER1200@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.wallet.id, "w_1200");
 }
