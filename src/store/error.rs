@@ -48,6 +48,15 @@ pub enum StoreError {
     #[error("cannot record {what}: {reason}")]
     Invalid { what: &'static str, reason: String },
 
+    /// The ledger import's input could not be read (not a bad line: the
+    /// reader itself failed, or the text is not UTF-8).
+    #[error("cannot read line {line_no} of the ledger import")]
+    ImportRead {
+        line_no: u64,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A stored value does not parse (a state name, a JSON column).
     #[error("stored {what} is not valid: {reason}")]
     Corrupt { what: &'static str, reason: String },
@@ -70,6 +79,7 @@ impl StoreError {
             | StoreError::NotFound { .. }
             | StoreError::Conflict { .. }
             | StoreError::Invalid { .. }
+            | StoreError::ImportRead { .. }
             | StoreError::Corrupt { .. } => false,
         }
     }

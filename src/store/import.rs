@@ -154,10 +154,7 @@ pub async fn import_jsonl(
     let mut line_no = 0u64;
     for line in reader.lines() {
         line_no += 1;
-        let line = line.map_err(|e| StoreError::Invalid {
-            what: "the ledger import",
-            reason: format!("line {line_no} cannot be read: {e}"),
-        })?;
+        let line = line.map_err(|source| StoreError::ImportRead { line_no, source })?;
         if line.trim().is_empty() {
             continue;
         }
