@@ -306,6 +306,17 @@ impl ImapMailbox {
             return Ok(Vec::new());
         };
         let deadline = self.config.command_deadline();
+        // A server shows another client's delivery to this session only at
+        // a sync point (RFC 3501 §5.2); NOOP is one, so the FETCH below sees
+        // everything delivered until now. The EXISTS it reports is about
+        // messages this fetch returns, so it is not a reason to wake later.
+        let session = self.session()?;
+        let result = timed(deadline, "NOOP", async {
+            session.noop().await.map_err(ImapError::command("NOOP"))
+        })
+        .await;
+        self.check(result)?;
+        self.take_new_mail_notice();
         let session = self.session()?;
         let result = timed(deadline, "UID FETCH", async {
             let stream = session
@@ -433,7 +444,7 @@ impl ImapMailbox {
     pub async fn move_to_processed(&mut self, uid: u32) -> Result<(), ImapError> {
         self.ensure_processed_folder().await?;
         let deadline = self.config.command_deadline();
-        let target = quote(&self.config.processed_folder);
+        let target = self.config.processed_folder.clone();
         let uid = uid.to_string();
         let use_move = self.uses(ImapExtension::Move);
         let use_uidplus = self.uses(ImapExtension::UidPlus);

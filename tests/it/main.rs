@@ -1,0 +1,5 @@
+//! The integration test binary: real servers started by the harness.
+
+mod imap;
+mod mailstack;
+mod smtp;
