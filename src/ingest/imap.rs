@@ -162,6 +162,7 @@ pub struct FolderState {
 /// One message as listed by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedMessage {
+    /// The message's UID in the selected folder (valid with its UIDVALIDITY).
     pub uid: u32,
     /// INTERNALDATE: when the server received the message.
     pub internal_date: DateTime<Utc>,
