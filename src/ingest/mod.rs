@@ -9,6 +9,7 @@
 //! a message that is not even mail is still stored, for the pipeline to
 //! record as a case.
 
+pub mod imap;
 pub mod maildir;
 
 use chrono::{DateTime, Utc};

@@ -1,0 +1,1014 @@
+//! The refunds mailbox over IMAP (async-imap): Dovecot, Gmail, Microsoft 365.
+//!
+//! Takes an [`ImapConfig`]; gives the messages of one folder after a UID
+//! ([`ImapMailbox::fetch_since`]) with their INTERNALDATE (the receipt time
+//! the policy uses) and size, moves a handled message to the processed
+//! folder, and waits for new mail (IDLE, or NOOP polling without it).
+//!
+//! Never stores anything, never parses a message, never retries on its own:
+//! after a transient error ([`ImapError::is_transient`]) the caller calls
+//! [`ImapMailbox::reconnect`] and plans again from the fresh UIDVALIDITY
+//! ([`plan`]), because a reconnect may find a recreated folder.
+//!
+//! How it fails: connection, io and timeout errors are transient; a refused
+//! login, a missing folder or a broken configuration are not. A command that
+//! times out or breaks the connection drops the session, and every later call
+//! reports [`ImapError::Disconnected`] until `reconnect`.
+
+mod config;
+mod cursor;
+mod transport;
+
+pub use config::{ImapAuth, ImapConfig, ImapTls};
+pub use cursor::{ImapCursor, ScanPlan, plan};
+pub use transport::ImapStream;
+
+use async_imap::imap_proto::{MailboxDatum, Response};
+use async_imap::types::{Capabilities, UnsolicitedResponse};
+use async_imap::{Authenticator, Client, Session};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// RFC 2177 §3: servers may drop an IDLE client after 30 minutes, so IDLE is
+/// ended and re-issued before 29; 25 leaves room for slow links.
+const IDLE_REISSUE: Duration = Duration::from_secs(25 * 60);
+
+/// Bodies fetched per `UID FETCH … BODY.PEEK[]` command, at most.
+const BODY_BATCH_MESSAGES: usize = 100;
+
+/// Bytes fetched per body batch, at most (one larger message goes alone).
+const BODY_BATCH_BYTES: u64 = 16 * 1024 * 1024;
+
+type ImapSession = Session<ImapStream>;
+
+/// Why the mailbox could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    /// A setting cannot work (see [`ImapConfig::validate`]).
+    #[error("config value {key} is invalid: {reason}")]
+    Config { key: &'static str, reason: String },
+    /// A password file or token source could not be read.
+    #[error("cannot read {what}")]
+    Secret {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The OAuth2 token command exited unsuccessfully.
+    #[error("oauth_token_command failed ({status})")]
+    TokenCommand { status: String },
+    /// The TCP connection could not be opened.
+    #[error("cannot connect to {host}:{port}")]
+    Connect {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed (an untrusted certificate is not transient).
+    #[error("TLS handshake with {host} failed")]
+    Tls {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server refused `STARTTLS`.
+    #[error("server refused STARTTLS")]
+    StartTls(#[source] async_imap::error::Error),
+    /// The server's greeting was not `OK` (e.g. `BYE` when overloaded).
+    #[error("server greeting was not OK: {0}")]
+    Greeting(String),
+    /// The server refused the credentials.
+    #[error("login refused for {username}")]
+    Auth {
+        username: String,
+        #[source]
+        source: async_imap::error::Error,
+    },
+    /// A command failed; transient when the connection broke, not when the
+    /// server answered `NO` or `BAD`.
+    #[error("IMAP {command} failed")]
+    Command {
+        command: &'static str,
+        #[source]
+        source: async_imap::error::Error,
+    },
+    /// A command got no answer within `command_timeout`.
+    #[error("IMAP {command} timed out")]
+    Timeout { command: &'static str },
+    /// The session was lost earlier; call [`ImapMailbox::reconnect`].
+    #[error("not connected to the IMAP server")]
+    Disconnected,
+    /// The server left out something RFC 3501 requires.
+    #[error("server response lacks {what}")]
+    Protocol { what: String },
+}
+
+impl ImapError {
+    /// Whether trying again (after [`ImapMailbox::reconnect`]) can help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ImapError::Connect { .. }
+            | ImapError::Timeout { .. }
+            | ImapError::Disconnected
+            | ImapError::Greeting(_)
+            | ImapError::TokenCommand { .. } => true,
+            ImapError::Tls { source, .. } => source.kind() != std::io::ErrorKind::InvalidData,
+            ImapError::Command { source, .. } | ImapError::StartTls(source) => {
+                breaks_connection(source)
+            }
+            ImapError::Config { .. }
+            | ImapError::Secret { .. }
+            | ImapError::Auth { .. }
+            | ImapError::Protocol { .. } => false,
+        }
+    }
+
+    fn command(command: &'static str) -> impl FnOnce(async_imap::error::Error) -> ImapError {
+        move |source| ImapError::Command { command, source }
+    }
+
+    /// Whether the session can no longer be used after this error.
+    fn kills_session(&self) -> bool {
+        match self {
+            ImapError::Timeout { .. } | ImapError::Disconnected => true,
+            ImapError::Command { source, .. } => breaks_connection(source),
+            _ => false,
+        }
+    }
+}
+
+fn breaks_connection(err: &async_imap::error::Error) -> bool {
+    use async_imap::error::Error;
+    matches!(err, Error::Io(_) | Error::ConnectionLost)
+}
+
+/// The selected folder's identity and size (RFC 3501 §6.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderState {
+    /// UIDVALIDITY: when it changes, old UIDs mean nothing (see [`plan`]).
+    pub uidvalidity: u32,
+    /// The UID the next message will get, when the server says.
+    pub uidnext: Option<u32>,
+    /// How many messages the folder holds.
+    pub exists: u32,
+}
+
+/// One message as listed by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedMessage {
+    /// The message's UID in the selected folder (valid with its UIDVALIDITY).
+    pub uid: u32,
+    /// INTERNALDATE: when the server received the message.
+    pub internal_date: DateTime<Utc>,
+    /// RFC822.SIZE in bytes.
+    pub size: u64,
+    /// The whole message; `None` when it is larger than `max_message_bytes`
+    /// (read its header with [`ImapMailbox::fetch_headers`]).
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// A server extension this client uses when advertised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapExtension {
+    /// IDLE (RFC 2177): push notification of new mail.
+    Idle,
+    /// MOVE (RFC 6851): atomic move to the processed folder.
+    Move,
+    /// UIDPLUS (RFC 4315): `UID EXPUNGE` of just our message.
+    UidPlus,
+}
+
+impl ImapExtension {
+    fn capability(self) -> &'static str {
+        match self {
+            ImapExtension::Idle => "IDLE",
+            ImapExtension::Move => "MOVE",
+            ImapExtension::UidPlus => "UIDPLUS",
+        }
+    }
+}
+
+/// Why [`ImapMailbox::idle_wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The server reported a new message count (`EXISTS`): fetch again.
+    NewMail,
+    /// The timeout passed without news.
+    Timeout,
+    /// The cancellation token fired.
+    Cancelled,
+}
+
+/// A logged-in IMAP connection with the configured folder selected.
+#[derive(Debug)]
+pub struct ImapMailbox {
+    config: ImapConfig,
+    session: Option<ImapSession>,
+    advertised: Vec<ImapExtension>,
+    disabled: Vec<ImapExtension>,
+    folder: FolderState,
+    processed_folder_ready: bool,
+}
+
+impl ImapMailbox {
+    /// Connects, logs in and selects `config.folder`.
+    pub async fn connect(config: &ImapConfig) -> Result<ImapMailbox, ImapError> {
+        let (session, advertised) = open_session(config).await?;
+        let mut mailbox = ImapMailbox {
+            config: config.clone(),
+            session: Some(session),
+            advertised,
+            disabled: Vec::new(),
+            folder: FolderState {
+                uidvalidity: 0,
+                uidnext: None,
+                exists: 0,
+            },
+            processed_folder_ready: false,
+        };
+        mailbox.select().await?;
+        Ok(mailbox)
+    }
+
+    /// Drops the current session (if any) and connects again with the same
+    /// settings; returns the folder state, whose UIDVALIDITY must be planned
+    /// against again.
+    pub async fn reconnect(&mut self) -> Result<FolderState, ImapError> {
+        self.session = None;
+        self.processed_folder_ready = false;
+        let (session, advertised) = open_session(&self.config).await?;
+        self.session = Some(session);
+        self.advertised = advertised;
+        self.select().await
+    }
+
+    /// Stops using an extension even when the server advertises it (for a
+    /// server whose implementation misbehaves, and to test the fallbacks).
+    /// Survives [`Self::reconnect`].
+    pub fn disable(&mut self, extension: ImapExtension) {
+        if !self.disabled.contains(&extension) {
+            self.disabled.push(extension);
+        }
+    }
+
+    /// Whether the extension is advertised and not disabled.
+    pub fn uses(&self, extension: ImapExtension) -> bool {
+        self.advertised.contains(&extension) && !self.disabled.contains(&extension)
+    }
+
+    /// The folder state from the last SELECT.
+    pub fn folder(&self) -> FolderState {
+        self.folder
+    }
+
+    /// (Re)selects `config.folder`; returns its UIDVALIDITY, UIDNEXT and size.
+    pub async fn select(&mut self) -> Result<FolderState, ImapError> {
+        let deadline = self.config.command_deadline();
+        let folder = self.config.folder.clone();
+        let session = self.session()?;
+        let result = timed(deadline, "SELECT", async {
+            session
+                .select(&folder)
+                .await
+                .map_err(ImapError::command("SELECT"))
+        })
+        .await;
+        let mailbox = self.check(result)?;
+        let uidvalidity = mailbox.uid_validity.ok_or_else(|| ImapError::Protocol {
+            what: "UIDVALIDITY in the SELECT response".into(),
+        })?;
+        self.folder = FolderState {
+            uidvalidity,
+            uidnext: mailbox.uid_next,
+            exists: mailbox.exists,
+        };
+        Ok(self.folder)
+    }
+
+    /// Every message with a UID above `last_uid`, oldest UID first.
+    pub async fn fetch_since(&mut self, last_uid: u32) -> Result<Vec<FetchedMessage>, ImapError> {
+        self.fetch_since_limit(last_uid, usize::MAX).await
+    }
+
+    /// Like [`Self::fetch_since`], but at most `max_messages` (the lowest
+    /// UIDs), so that a large backlog is read in bounded memory.
+    pub async fn fetch_since_limit(
+        &mut self,
+        last_uid: u32,
+        max_messages: usize,
+    ) -> Result<Vec<FetchedMessage>, ImapError> {
+        let Some(from) = last_uid.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let deadline = self.config.command_deadline();
+        // A server shows another client's delivery to this session only at
+        // a sync point (RFC 3501 §5.2); NOOP is one, so the FETCH below sees
+        // everything delivered until now. The EXISTS it reports is about
+        // messages this fetch returns, so it is not a reason to wake later.
+        let session = self.session()?;
+        let result = timed(deadline, "NOOP", async {
+            session.noop().await.map_err(ImapError::command("NOOP"))
+        })
+        .await;
+        self.check(result)?;
+        self.take_new_mail_notice();
+        let session = self.session()?;
+        let result = timed(deadline, "UID FETCH", async {
+            let stream = session
+                .uid_fetch(format!("{from}:*"), "(UID RFC822.SIZE INTERNALDATE)")
+                .await
+                .map_err(ImapError::command("UID FETCH"))?;
+            stream
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(ImapError::command("UID FETCH"))
+        })
+        .await;
+        let fetches = self.check(result)?;
+
+        // RFC 3501 §6.4.8: "n:*" always includes the highest UID, even when
+        // it is below n, so the listing is filtered and deduplicated here.
+        let mut listed: BTreeMap<u32, (DateTime<Utc>, u64)> = BTreeMap::new();
+        for fetch in &fetches {
+            let Some(uid) = fetch.uid.filter(|uid| *uid >= from) else {
+                continue;
+            };
+            let (Some(date), Some(size)) = (fetch.internal_date(), fetch.size) else {
+                return Err(ImapError::Protocol {
+                    what: format!("INTERNALDATE or RFC822.SIZE for UID {uid}"),
+                });
+            };
+            listed.insert(uid, (date.with_timezone(&Utc), u64::from(size)));
+        }
+        let listed: Vec<(u32, DateTime<Utc>, u64)> = listed
+            .into_iter()
+            .take(max_messages)
+            .map(|(uid, (date, size))| (uid, date, size))
+            .collect();
+
+        let wanted: Vec<(u32, u64)> = listed
+            .iter()
+            .filter(|(_, _, size)| *size <= self.config.max_message_bytes)
+            .map(|(uid, _, size)| (*uid, *size))
+            .collect();
+        let mut bodies = BTreeMap::new();
+        for batch in body_batches(&wanted) {
+            bodies.extend(self.fetch_bodies(&batch).await?);
+        }
+
+        let mut messages = Vec::with_capacity(listed.len());
+        for (uid, internal_date, size) in listed {
+            let bytes = if size <= self.config.max_message_bytes {
+                match bodies.remove(&uid) {
+                    Some(bytes) => Some(bytes),
+                    // Expunged by another client between the two FETCHes:
+                    // it is gone, so there is nothing to hand over.
+                    None => {
+                        tracing::debug!(uid, "message vanished before its body was fetched");
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            messages.push(FetchedMessage {
+                uid,
+                internal_date,
+                size,
+                bytes,
+            });
+        }
+        Ok(messages)
+    }
+
+    async fn fetch_bodies(&mut self, uids: &[u32]) -> Result<BTreeMap<u32, Vec<u8>>, ImapError> {
+        let deadline = self.config.command_deadline();
+        let set = uid_set(uids);
+        let session = self.session()?;
+        let result = timed(deadline, "UID FETCH BODY", async {
+            let stream = session
+                .uid_fetch(&set, "(UID BODY.PEEK[])")
+                .await
+                .map_err(ImapError::command("UID FETCH BODY"))?;
+            stream
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(ImapError::command("UID FETCH BODY"))
+        })
+        .await;
+        let fetches = self.check(result)?;
+        Ok(fetches
+            .iter()
+            .filter_map(|fetch| Some((fetch.uid?, fetch.body()?.to_vec())))
+            .filter(|(uid, _)| uids.contains(uid))
+            .collect())
+    }
+
+    /// The header of one message (`BODY.PEEK[HEADER]`), e.g. for a message
+    /// too large to download; `None` if no such UID exists.
+    pub async fn fetch_headers(&mut self, uid: u32) -> Result<Option<Vec<u8>>, ImapError> {
+        let deadline = self.config.command_deadline();
+        let session = self.session()?;
+        let result = timed(deadline, "UID FETCH HEADER", async {
+            let stream = session
+                .uid_fetch(uid.to_string(), "(UID BODY.PEEK[HEADER])")
+                .await
+                .map_err(ImapError::command("UID FETCH HEADER"))?;
+            stream
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(ImapError::command("UID FETCH HEADER"))
+        })
+        .await;
+        let fetches = self.check(result)?;
+        Ok(fetches
+            .iter()
+            .find(|fetch| fetch.uid == Some(uid))
+            .and_then(|fetch| fetch.header().map(<[u8]>::to_vec)))
+    }
+
+    /// Moves one message to `processed_folder` (created when missing).
+    ///
+    /// With MOVE (RFC 6851) this is atomic. Without it: `UID COPY`, then
+    /// `\Deleted`, then `UID EXPUNGE` of that UID (UIDPLUS, RFC 4315). A
+    /// server with neither gets a plain `EXPUNGE`, which also removes any
+    /// other message another client flagged `\Deleted` in this folder: the
+    /// risk RFC 4315 §1 describes, accepted because such a message was
+    /// being deleted anyway. A crash between COPY and EXPUNGE leaves a copy
+    /// in both folders; the original is read again and dedupe drops it.
+    pub async fn move_to_processed(&mut self, uid: u32) -> Result<(), ImapError> {
+        self.ensure_processed_folder().await?;
+        let deadline = self.config.command_deadline();
+        let target = self.config.processed_folder.clone();
+        let uid = uid.to_string();
+        let use_move = self.uses(ImapExtension::Move);
+        let use_uidplus = self.uses(ImapExtension::UidPlus);
+        let session = self.session()?;
+        let result = timed(deadline, "MOVE", async {
+            if use_move {
+                return session
+                    .uid_mv(&uid, &target)
+                    .await
+                    .map_err(ImapError::command("UID MOVE"));
+            }
+            session
+                .uid_copy(&uid, &target)
+                .await
+                .map_err(ImapError::command("UID COPY"))?;
+            session
+                .uid_store(&uid, "+FLAGS.SILENT (\\Deleted)")
+                .await
+                .map_err(ImapError::command("UID STORE"))?
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(ImapError::command("UID STORE"))?;
+            if use_uidplus {
+                session
+                    .uid_expunge(&uid)
+                    .await
+                    .map_err(ImapError::command("UID EXPUNGE"))?
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(ImapError::command("UID EXPUNGE"))?;
+            } else {
+                session
+                    .expunge()
+                    .await
+                    .map_err(ImapError::command("EXPUNGE"))?
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(ImapError::command("EXPUNGE"))?;
+            }
+            Ok(())
+        })
+        .await;
+        self.check(result)
+    }
+
+    async fn ensure_processed_folder(&mut self) -> Result<(), ImapError> {
+        if self.processed_folder_ready {
+            return Ok(());
+        }
+        let deadline = self.config.command_deadline();
+        let name = self.config.processed_folder.clone();
+        let session = self.session()?;
+        let result = timed(deadline, "LIST", async {
+            let names = session
+                .list(Some(""), Some(&quote(&name)))
+                .await
+                .map_err(ImapError::command("LIST"))?
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(ImapError::command("LIST"))?;
+            if names.iter().all(|found| found.name() != name) {
+                session
+                    .create(&name)
+                    .await
+                    .map_err(ImapError::command("CREATE"))?;
+            }
+            Ok(())
+        })
+        .await;
+        self.check(result)?;
+        self.processed_folder_ready = true;
+        Ok(())
+    }
+
+    /// Waits until the server reports new mail, `timeout` passes or `cancel`
+    /// fires. Uses IDLE (re-issued every 25 minutes) when the server offers
+    /// it and `config.idle` is on; otherwise sends `NOOP` every
+    /// `poll_interval`. A notification that arrived during an earlier
+    /// command returns at once.
+    pub async fn idle_wait(
+        &mut self,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Wake, ImapError> {
+        if self.take_new_mail_notice() {
+            return Ok(Wake::NewMail);
+        }
+        let deadline = Instant::now() + timeout;
+        if self.config.idle && self.uses(ImapExtension::Idle) {
+            self.idle_until(deadline, cancel).await
+        } else {
+            self.poll_until(deadline, cancel).await
+        }
+    }
+
+    async fn idle_until(
+        &mut self,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Wake, ImapError> {
+        let command_deadline = self.config.command_deadline();
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Wake::Timeout);
+            }
+            let round_end = deadline.min(now + IDLE_REISSUE);
+            // IDLE takes the session; it is put back only after DONE, so any
+            // failure below leaves the mailbox disconnected.
+            let mut handle = self.session.take().ok_or(ImapError::Disconnected)?.idle();
+            timed(command_deadline, "IDLE", async {
+                handle.init().await.map_err(ImapError::command("IDLE"))
+            })
+            .await?;
+            let wake = loop {
+                let (wait, _interrupt) =
+                    handle.wait_with_timeout(round_end.saturating_duration_since(Instant::now()));
+                tokio::select! {
+                    response = wait => match response.map_err(ImapError::command("IDLE"))? {
+                        async_imap::extensions::idle::IdleResponse::NewData(data) => {
+                            if matches!(data.parsed(), Response::MailboxData(MailboxDatum::Exists(_))) {
+                                break Some(Wake::NewMail);
+                            }
+                        }
+                        async_imap::extensions::idle::IdleResponse::Timeout
+                        | async_imap::extensions::idle::IdleResponse::ManualInterrupt => break None,
+                    },
+                    _ = tokio::time::sleep_until(round_end) => break None,
+                    _ = cancel.cancelled() => break Some(Wake::Cancelled),
+                }
+            };
+            let session = timed(command_deadline, "DONE", async {
+                handle.done().await.map_err(ImapError::command("DONE"))
+            })
+            .await?;
+            self.session = Some(session);
+            let notice = self.take_new_mail_notice();
+            match wake {
+                Some(wake) => return Ok(wake),
+                None if notice => return Ok(Wake::NewMail),
+                None => continue,
+            }
+        }
+    }
+
+    async fn poll_until(
+        &mut self,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Wake, ImapError> {
+        let command_deadline = self.config.command_deadline();
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Wake::Timeout);
+            }
+            let next = deadline.min(now + self.config.poll_every());
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = cancel.cancelled() => return Ok(Wake::Cancelled),
+            }
+            let session = self.session()?;
+            let result = timed(command_deadline, "NOOP", async {
+                session.noop().await.map_err(ImapError::command("NOOP"))
+            })
+            .await;
+            self.check(result)?;
+            if self.take_new_mail_notice() {
+                return Ok(Wake::NewMail);
+            }
+        }
+    }
+
+    /// Drains the notifications queued during earlier commands; true if one
+    /// was `EXISTS`. (async-imap queues at most 100 and drops the rest, so
+    /// this runs before every wait.)
+    fn take_new_mail_notice(&mut self) -> bool {
+        let Some(session) = self.session.as_mut() else {
+            return false;
+        };
+        let mut new_mail = false;
+        while let Ok(notice) = session.unsolicited_responses.try_recv() {
+            new_mail |= matches!(notice, UnsolicitedResponse::Exists(_));
+        }
+        new_mail
+    }
+
+    /// Says goodbye (`LOGOUT`) and closes the connection.
+    pub async fn logout(mut self) -> Result<(), ImapError> {
+        let deadline = self.config.command_deadline();
+        let session = self.session()?;
+        timed(deadline, "LOGOUT", async {
+            session.logout().await.map_err(ImapError::command("LOGOUT"))
+        })
+        .await
+    }
+
+    fn session(&mut self) -> Result<&mut ImapSession, ImapError> {
+        self.session.as_mut().ok_or(ImapError::Disconnected)
+    }
+
+    /// Drops the session after an error that leaves the connection unusable.
+    fn check<T>(&mut self, result: Result<T, ImapError>) -> Result<T, ImapError> {
+        if let Err(err) = &result
+            && err.kills_session()
+        {
+            self.session = None;
+        }
+        result
+    }
+}
+
+/// Connects, secures, reads the greeting and logs in; returns the session
+/// and the extensions it advertises.
+async fn open_session(config: &ImapConfig) -> Result<(ImapSession, Vec<ImapExtension>), ImapError> {
+    let deadline = config.command_deadline();
+    let host = config.host.as_str();
+    let port = config.effective_port();
+    let tcp = timed(deadline, "connect", async {
+        ImapStream::connect(host, port)
+            .await
+            .map_err(|source| ImapError::Connect {
+                host: host.to_owned(),
+                port,
+                source,
+            })
+    })
+    .await?;
+    let tls_error = |source| ImapError::Tls {
+        host: host.to_owned(),
+        source,
+    };
+    let ca_file = config.ca_file.as_deref();
+    let client = match config.tls {
+        ImapTls::Tls => {
+            let stream = timed(deadline, "TLS handshake", async {
+                ImapStream::tls(tcp, host, ca_file).await.map_err(tls_error)
+            })
+            .await?;
+            let mut client = Client::new(stream);
+            timed(deadline, "greeting", read_greeting(&mut client)).await?;
+            client
+        }
+        ImapTls::Starttls => {
+            let mut client = Client::new(ImapStream::Plain(tcp));
+            timed(deadline, "greeting", read_greeting(&mut client)).await?;
+            timed(deadline, "STARTTLS", async {
+                client
+                    .run_command_and_check_ok("STARTTLS", None)
+                    .await
+                    .map_err(ImapError::StartTls)
+            })
+            .await?;
+            // RFC 3501 §6.2.1: nothing after the tagged OK is sent in clear;
+            // capabilities learned before TLS are discarded.
+            let tcp = client
+                .into_inner()
+                .into_plain()
+                .ok_or_else(|| ImapError::Protocol {
+                    what: "a plain stream before STARTTLS".into(),
+                })?;
+            let stream = timed(deadline, "TLS handshake", async {
+                ImapStream::tls(tcp, host, ca_file).await.map_err(tls_error)
+            })
+            .await?;
+            Client::new(stream)
+        }
+        ImapTls::None => {
+            if !transport::is_loopback(host) {
+                tracing::warn!(
+                    host,
+                    "IMAP without TLS to a non-loopback host: the password crosses the network in clear"
+                );
+            }
+            let mut client = Client::new(ImapStream::Plain(tcp));
+            timed(deadline, "greeting", read_greeting(&mut client)).await?;
+            client
+        }
+    };
+    let mut session = timed(deadline, "login", login(config, client)).await?;
+    let capabilities = timed(deadline, "CAPABILITY", async {
+        session
+            .capabilities()
+            .await
+            .map_err(ImapError::command("CAPABILITY"))
+    })
+    .await?;
+    Ok((session, extensions_in(&capabilities)))
+}
+
+async fn read_greeting(client: &mut Client<ImapStream>) -> Result<(), ImapError> {
+    let greeting = client
+        .read_response()
+        .await
+        .map_err(|source| ImapError::command("greeting")(source.into()))?
+        .ok_or(ImapError::Command {
+            command: "greeting",
+            source: async_imap::error::Error::ConnectionLost,
+        })?;
+    match greeting.parsed() {
+        Response::Data {
+            status: async_imap::imap_proto::Status::Ok,
+            ..
+        } => Ok(()),
+        other => Err(ImapError::Greeting(format!("{other:?}"))),
+    }
+}
+
+async fn login(config: &ImapConfig, client: Client<ImapStream>) -> Result<ImapSession, ImapError> {
+    let refused = |(source, _client): (async_imap::error::Error, Client<ImapStream>)| {
+        if breaks_connection(&source) {
+            ImapError::Command {
+                command: "login",
+                source,
+            }
+        } else {
+            ImapError::Auth {
+                username: config.username.clone(),
+                source,
+            }
+        }
+    };
+    match config.auth {
+        ImapAuth::Login => {
+            let password = config.read_password().await?;
+            client
+                .login(&config.username, &password)
+                .await
+                .map_err(refused)
+        }
+        ImapAuth::Xoauth2 => {
+            let token = config.read_oauth_token().await?;
+            let authenticator = XOAuth2 {
+                initial: xoauth2_response(&config.username, &token),
+                sent: false,
+            };
+            client
+                .authenticate("XOAUTH2", authenticator)
+                .await
+                .map_err(refused)
+        }
+    }
+}
+
+/// The SASL XOAUTH2 initial response (Google and Microsoft use the same
+/// format): `user=U ^A auth=Bearer T ^A ^A`.
+fn xoauth2_response(username: &str, token: &str) -> String {
+    format!("user={username}\x01auth=Bearer {token}\x01\x01")
+}
+
+/// Sends the XOAUTH2 response once; on failure the server sends a JSON error
+/// as a second challenge, which must be answered with an empty line.
+struct XOAuth2 {
+    initial: String,
+    sent: bool,
+}
+
+impl Authenticator for XOAuth2 {
+    type Response = String;
+
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        if std::mem::replace(&mut self.sent, true) {
+            String::new()
+        } else {
+            self.initial.clone()
+        }
+    }
+}
+
+fn extensions_in(capabilities: &Capabilities) -> Vec<ImapExtension> {
+    [
+        ImapExtension::Idle,
+        ImapExtension::Move,
+        ImapExtension::UidPlus,
+    ]
+    .into_iter()
+    .filter(|ext| capabilities.has_str(ext.capability()))
+    .collect()
+}
+
+async fn timed<T>(
+    limit: Duration,
+    command: &'static str,
+    work: impl Future<Output = Result<T, ImapError>>,
+) -> Result<T, ImapError> {
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| ImapError::Timeout { command })?
+}
+
+/// A mailbox name as an IMAP quoted string (RFC 3501 §4.3).
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A compact UID set: sorted UIDs as `1:3,7,9:10` (RFC 3501 §9 sequence-set).
+fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut iter = sorted.into_iter().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek() == Some(&(end + 1)) {
+            end += 1;
+            iter.next();
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+    }
+    parts.join(",")
+}
+
+/// Groups (uid, size) pairs into body-fetch batches of at most
+/// [`BODY_BATCH_MESSAGES`] messages and [`BODY_BATCH_BYTES`] bytes.
+fn body_batches(wanted: &[(u32, u64)]) -> Vec<Vec<u32>> {
+    let mut batches = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0u64;
+    for &(uid, size) in wanted {
+        if !batch.is_empty()
+            && (batch.len() == BODY_BATCH_MESSAGES || bytes + size > BODY_BATCH_BYTES)
+        {
+            batches.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        batch.push(uid);
+        bytes += size;
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_collapse_runs_into_ranges() {
+        let cases: [(&[u32], &str); 5] = [
+            (&[5], "5"),
+            (&[1, 2, 3], "1:3"),
+            (&[9, 1, 2, 3, 7, 10], "1:3,7,9:10"),
+            (&[4, 4, 5], "4:5"),
+            (&[], ""),
+        ];
+        for (uids, expected) in cases {
+            assert_eq!(uid_set(uids), expected, "{uids:?}");
+        }
+    }
+
+    #[test]
+    fn body_batches_respect_the_count_and_byte_limits() {
+        let small: Vec<(u32, u64)> = (1..=250).map(|uid| (uid, 1000)).collect();
+        let sizes: Vec<usize> = body_batches(&small).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+
+        let big = [
+            (1, BODY_BATCH_BYTES - 10),
+            (2, 20),
+            (3, BODY_BATCH_BYTES * 2),
+            (4, 5),
+        ];
+        assert_eq!(body_batches(&big), vec![vec![1], vec![2], vec![3], vec![4]]);
+    }
+
+    #[test]
+    fn the_xoauth2_response_has_the_documented_layout() {
+        assert_eq!(
+            xoauth2_response("refunds@anumi.example", "ya29.abc"),
+            "user=refunds@anumi.example\u{1}auth=Bearer ya29.abc\u{1}\u{1}"
+        );
+    }
+
+    #[test]
+    fn the_xoauth2_authenticator_answers_an_error_challenge_with_an_empty_line() {
+        let mut auth = XOAuth2 {
+            initial: "payload".into(),
+            sent: false,
+        };
+        assert_eq!(auth.process(b""), "payload");
+        assert_eq!(auth.process(br#"{"status":"400"}"#), "");
+    }
+
+    #[test]
+    fn mailbox_names_are_quoted_with_escapes() {
+        assert_eq!(quote("Processed"), "\"Processed\"");
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn transience_separates_outages_from_refusals() {
+        use async_imap::error::Error;
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let cases = [
+            (
+                "connection refused",
+                ImapError::Connect {
+                    host: "h".into(),
+                    port: 1,
+                    source: io(),
+                },
+                true,
+            ),
+            ("timeout", ImapError::Timeout { command: "NOOP" }, true),
+            ("lost session", ImapError::Disconnected, true),
+            (
+                "io during a command",
+                ImapError::Command {
+                    command: "SELECT",
+                    source: Error::Io(io()),
+                },
+                true,
+            ),
+            (
+                "server said NO",
+                ImapError::Command {
+                    command: "SELECT",
+                    source: Error::No("no such folder".into()),
+                },
+                false,
+            ),
+            (
+                "login refused",
+                ImapError::Auth {
+                    username: "u".into(),
+                    source: Error::No("bad".into()),
+                },
+                false,
+            ),
+            (
+                "untrusted certificate",
+                ImapError::Tls {
+                    host: "h".into(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "cert"),
+                },
+                false,
+            ),
+            (
+                "handshake reset",
+                ImapError::Tls {
+                    host: "h".into(),
+                    source: io(),
+                },
+                true,
+            ),
+            (
+                "bad config",
+                ImapError::Config {
+                    key: "imap.host",
+                    reason: "empty".into(),
+                },
+                false,
+            ),
+        ];
+        for (name, err, transient) in cases {
+            assert_eq!(err.is_transient(), transient, "{name}");
+        }
+    }
+}

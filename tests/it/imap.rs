@@ -1,0 +1,410 @@
+//! `ingest::imap` against a real Dovecot (one instance per test).
+
+use chrono::{DateTime, TimeZone, Utc};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::mailstack::Dovecot;
+use refundd::ingest::imap::{
+    ImapConfig, ImapCursor, ImapError, ImapExtension, ImapMailbox, ImapTls, ScanPlan, Wake, plan,
+};
+
+fn message(subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Ann <ann@customer.example>\r\nTo: refunds@example.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@customer.example>\r\nDate: Mon, 3 Mar 2025 10:00:00 +0000\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn at(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, day, hour, 15, 30).unwrap()
+}
+
+#[tokio::test]
+async fn fetch_returns_each_message_with_the_internaldate_given_at_append() {
+    let dovecot = Dovecot::start().unwrap();
+    let first = message("first", "Please refund order 1001.");
+    let second = message("second", "Und die Bestellung 1002.");
+    dovecot.append("INBOX", &first, at(3, 9)).await.unwrap();
+    dovecot.append("INBOX", &second, at(4, 17)).await.unwrap();
+
+    let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
+    let folder = mailbox.folder();
+    assert!(folder.uidvalidity > 0);
+    assert_eq!(folder.uidnext, Some(3));
+    assert_eq!(folder.exists, 2);
+
+    let fetched = mailbox.fetch_since(0).await.unwrap();
+    let summary: Vec<(u32, DateTime<Utc>, u64)> = fetched
+        .iter()
+        .map(|m| (m.uid, m.internal_date, m.size))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, at(3, 9), first.len() as u64),
+            (2, at(4, 17), second.len() as u64)
+        ]
+    );
+    assert_eq!(fetched[0].bytes.as_deref(), Some(first.as_slice()));
+    assert_eq!(fetched[1].bytes.as_deref(), Some(second.as_slice()));
+    mailbox.logout().await.unwrap();
+}
+
+#[tokio::test]
+async fn fetch_since_the_highest_uid_or_beyond_returns_nothing() {
+    let dovecot = Dovecot::start().unwrap();
+    for n in 1..=3 {
+        dovecot
+            .append("INBOX", &message(&format!("m{n}"), "x"), at(n, 8))
+            .await
+            .unwrap();
+    }
+    let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
+
+    // "4:*" and "100:*" both match UID 3 on the server (RFC 3501 §6.4.8).
+    for last_uid in [3, 99, u32::MAX] {
+        assert_eq!(
+            mailbox.fetch_since(last_uid).await.unwrap(),
+            vec![],
+            "after {last_uid}"
+        );
+    }
+    let uids: Vec<u32> = mailbox
+        .fetch_since(1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, [2, 3]);
+    let limited: Vec<u32> = mailbox
+        .fetch_since_limit(0, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(limited, [1, 2]);
+}
+
+#[tokio::test]
+async fn an_oversized_message_comes_without_bytes_but_its_header_can_be_read() {
+    let dovecot = Dovecot::start().unwrap();
+    let small = message("small", "short");
+    let big = message("big", &"attachment line\r\n".repeat(400));
+    dovecot.append("INBOX", &small, at(5, 10)).await.unwrap();
+    dovecot.append("INBOX", &big, at(5, 11)).await.unwrap();
+
+    let config = ImapConfig {
+        max_message_bytes: 1000,
+        ..dovecot.config()
+    };
+    let mut mailbox = ImapMailbox::connect(&config).await.unwrap();
+    let fetched = mailbox.fetch_since(0).await.unwrap();
+    assert_eq!(fetched.len(), 2);
+    assert_eq!(fetched[0].bytes.as_deref(), Some(small.as_slice()));
+    assert_eq!(
+        (fetched[1].uid, fetched[1].size, fetched[1].bytes.is_none()),
+        (2, big.len() as u64, true)
+    );
+    assert_eq!(fetched[1].internal_date, at(5, 11));
+
+    let header = mailbox.fetch_headers(2).await.unwrap().expect("a header");
+    let header = String::from_utf8(header).unwrap();
+    assert!(header.contains("Subject: big\r\n"), "{header}");
+    assert!(!header.contains("attachment line"));
+    assert_eq!(mailbox.fetch_headers(77).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn move_to_processed_uses_move_and_creates_the_folder() {
+    let dovecot = Dovecot::start().unwrap();
+    for n in 1..=2 {
+        dovecot
+            .append("INBOX", &message(&format!("m{n}"), "x"), at(n, 8))
+            .await
+            .unwrap();
+    }
+    let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
+    assert!(mailbox.uses(ImapExtension::Move));
+    mailbox.move_to_processed(1).await.unwrap();
+
+    assert_eq!(dovecot.uids("INBOX").await.unwrap(), [2]);
+    assert_eq!(dovecot.uids("Processed").await.unwrap(), [1]);
+    // The rest of the folder still reads normally after the move.
+    let uids: Vec<u32> = mailbox
+        .fetch_since(0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, [2]);
+}
+
+#[tokio::test]
+async fn without_move_the_fallback_copies_and_expunges_only_that_uid_with_uidplus() {
+    let dovecot = Dovecot::start().unwrap();
+    for n in 1..=3 {
+        dovecot
+            .append("INBOX", &message(&format!("m{n}"), "x"), at(n, 8))
+            .await
+            .unwrap();
+    }
+    // Another client marked message 3 for deletion without expunging it.
+    dovecot
+        .admin(&["SELECT INBOX", "UID STORE 3 +FLAGS (\\Deleted)"])
+        .await
+        .unwrap();
+
+    let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
+    mailbox.disable(ImapExtension::Move);
+    assert!(mailbox.uses(ImapExtension::UidPlus));
+    mailbox.move_to_processed(1).await.unwrap();
+
+    assert_eq!(dovecot.uids("INBOX").await.unwrap(), [2, 3]);
+    assert_eq!(dovecot.deleted_count("INBOX").await.unwrap(), 1);
+    assert_eq!(dovecot.uids("Processed").await.unwrap(), [1]);
+}
+
+#[tokio::test]
+async fn without_move_and_uidplus_a_plain_expunge_also_removes_other_deleted_mail() {
+    let dovecot = Dovecot::start().unwrap();
+    for n in 1..=3 {
+        dovecot
+            .append("INBOX", &message(&format!("m{n}"), "x"), at(n, 8))
+            .await
+            .unwrap();
+    }
+    dovecot
+        .admin(&["SELECT INBOX", "UID STORE 3 +FLAGS (\\Deleted)"])
+        .await
+        .unwrap();
+
+    let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
+    mailbox.disable(ImapExtension::Move);
+    mailbox.disable(ImapExtension::UidPlus);
+    mailbox.move_to_processed(1).await.unwrap();
+
+    // The documented risk of servers without UIDPLUS (RFC 4315 §1).
+    assert_eq!(dovecot.uids("INBOX").await.unwrap(), [2]);
+    assert_eq!(dovecot.uids("Processed").await.unwrap(), [1]);
+}
+
+#[tokio::test]
+async fn idle_wakes_soon_after_a_message_arrives_from_another_connection() {
+    let dovecot = Dovecot::start().unwrap();
+    let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
+    assert!(mailbox.uses(ImapExtension::Idle));
+    assert_eq!(mailbox.fetch_since(0).await.unwrap(), vec![]);
+
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let late = message("late", "x");
+    let (wake, appended) = tokio::join!(
+        mailbox.idle_wait(Duration::from_secs(30), &cancel),
+        dovecot.append("INBOX", &late, at(6, 12))
+    );
+    appended.unwrap();
+    assert_eq!(wake.unwrap(), Wake::NewMail);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woke after {:?}",
+        started.elapsed()
+    );
+
+    let fetched = mailbox.fetch_since(0).await.unwrap();
+    assert_eq!(
+        fetched.iter().map(|m| m.internal_date).collect::<Vec<_>>(),
+        [at(6, 12)]
+    );
+}
+
+#[tokio::test]
+async fn idle_returns_at_its_timeout_or_when_cancelled_and_the_session_stays_usable() {
+    let dovecot = Dovecot::start().unwrap();
+    let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
+    let cancel = CancellationToken::new();
+
+    let wake = mailbox
+        .idle_wait(Duration::from_millis(300), &cancel)
+        .await
+        .unwrap();
+    assert_eq!(wake, Wake::Timeout);
+
+    let cancelled = CancellationToken::new();
+    let (wake, ()) = tokio::join!(
+        mailbox.idle_wait(Duration::from_secs(30), &cancelled),
+        async { cancelled.cancel() }
+    );
+    assert_eq!(wake.unwrap(), Wake::Cancelled);
+
+    dovecot
+        .append("INBOX", &message("after", "x"), at(7, 7))
+        .await
+        .unwrap();
+    assert_eq!(mailbox.fetch_since(0).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn without_idle_noop_polling_notices_new_mail() {
+    let dovecot = Dovecot::start().unwrap();
+    let config = ImapConfig {
+        poll_interval: 1,
+        ..dovecot.config()
+    };
+    let mut mailbox = ImapMailbox::connect(&config).await.unwrap();
+    mailbox.disable(ImapExtension::Idle);
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let polled = message("polled", "x");
+    let (wake, appended) = tokio::join!(
+        mailbox.idle_wait(Duration::from_secs(30), &cancel),
+        dovecot.append("INBOX", &polled, at(8, 8))
+    );
+    appended.unwrap();
+    assert_eq!(wake.unwrap(), Wake::NewMail);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woke after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_recreated_folder_gets_a_new_uidvalidity_and_the_plan_rescans() {
+    let dovecot = Dovecot::start().unwrap();
+    dovecot.admin(&["CREATE Refunds"]).await.unwrap();
+    dovecot
+        .append("Refunds", &message("old", "x"), at(9, 9))
+        .await
+        .unwrap();
+    let config = ImapConfig {
+        folder: "Refunds".into(),
+        ..dovecot.config()
+    };
+    let mut mailbox = ImapMailbox::connect(&config).await.unwrap();
+    let before = mailbox.folder().uidvalidity;
+    let stored = ImapCursor {
+        uidvalidity: before,
+        last_uid: 1,
+    };
+    assert_eq!(
+        plan(Some(stored), before),
+        ScanPlan::Resume { cursor: stored }
+    );
+
+    dovecot
+        .admin(&["DELETE Refunds", "CREATE Refunds"])
+        .await
+        .unwrap();
+    dovecot
+        .append("Refunds", &message("new", "x"), at(10, 10))
+        .await
+        .unwrap();
+
+    // The old session may or may not survive the deletion; a fresh one is the rule.
+    let after = mailbox.reconnect().await.unwrap().uidvalidity;
+    assert_ne!(after, before);
+    let scan = plan(Some(stored), after);
+    assert_eq!(
+        scan,
+        ScanPlan::Rescan {
+            previous_uidvalidity: before,
+            cursor: ImapCursor {
+                uidvalidity: after,
+                last_uid: 0
+            }
+        }
+    );
+    let fetched = mailbox.fetch_since(scan.cursor().last_uid).await.unwrap();
+    assert_eq!(
+        fetched
+            .iter()
+            .map(|m| (m.uid, m.internal_date))
+            .collect::<Vec<_>>(),
+        [(1, at(10, 10))]
+    );
+}
+
+#[tokio::test]
+async fn after_the_server_restarts_errors_are_transient_and_reconnect_works() {
+    let mut dovecot = Dovecot::start().unwrap();
+    dovecot
+        .append("INBOX", &message("before", "x"), at(11, 11))
+        .await
+        .unwrap();
+    let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
+    let uidvalidity = mailbox.folder().uidvalidity;
+
+    dovecot.stop();
+    let err = mailbox.fetch_since(0).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let err = mailbox.fetch_since(0).await.unwrap_err();
+    assert!(matches!(err, ImapError::Disconnected), "{err:?}");
+    let err = mailbox.reconnect().await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+
+    dovecot.restart().unwrap();
+    let folder = mailbox.reconnect().await.unwrap();
+    assert_eq!(folder.uidvalidity, uidvalidity);
+    assert_eq!(mailbox.fetch_since(0).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_permanent_auth_error() {
+    let dovecot = Dovecot::start().unwrap();
+    let config = ImapConfig {
+        password: Some("wrong".into()),
+        ..dovecot.config()
+    };
+    let err = ImapMailbox::connect(&config).await.unwrap_err();
+    assert!(matches!(err, ImapError::Auth { .. }), "{err:?}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn implicit_tls_and_starttls_both_read_the_mailbox() {
+    let dovecot = Dovecot::start_tls().unwrap();
+    dovecot
+        .append("INBOX", &message("secure", "x"), at(12, 12))
+        .await
+        .unwrap();
+    let cases = [
+        ("implicit TLS", ImapTls::Tls, dovecot.tls_port),
+        ("STARTTLS", ImapTls::Starttls, Some(dovecot.port)),
+    ];
+    for (name, tls, port) in cases {
+        let config = ImapConfig {
+            tls,
+            port,
+            ca_file: dovecot.ca_file.clone(),
+            ..dovecot.config()
+        };
+        let mut mailbox = ImapMailbox::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let fetched = mailbox.fetch_since(0).await.unwrap();
+        assert_eq!(
+            fetched.iter().map(|m| m.internal_date).collect::<Vec<_>>(),
+            [at(12, 12)],
+            "{name}"
+        );
+        mailbox.logout().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused_and_not_retried() {
+    let dovecot = Dovecot::start_tls().unwrap();
+    let config = ImapConfig {
+        tls: ImapTls::Tls,
+        port: dovecot.tls_port,
+        ca_file: None,
+        ..dovecot.config()
+    };
+    let err = ImapMailbox::connect(&config).await.unwrap_err();
+    assert!(matches!(err, ImapError::Tls { .. }), "{err:?}");
+    assert!(!err.is_transient());
+}
