@@ -27,10 +27,10 @@ use crate::domain::{Action, Category, Clause, Decision, MessageFacts, Outcome, R
 use crate::extract::{ExtractError, Extractor};
 use crate::parse::{self, ParsedEmail};
 use crate::policy;
-use crate::queue::{BusinessCalendar, CaseStatus};
+use crate::queue::{self, BusinessCalendar, CaseStatus};
 use crate::reply::{self, ReplyContext, ReplyEnvelope, ReplyError, ReplyRenderer};
 use crate::screen;
-use crate::store::{CaseRow, NewCase, NewReply, Store, StoreError, StoredMessage, Tx};
+use crate::store::{ActionStatus, Actor, CaseId, CaseRow, NewCase, NewReply, Store, StoreError, StoredMessage, Tx};
 
 pub use facts::{case_tag, merge_case_facts};
 
@@ -43,9 +43,9 @@ pub enum PipelineError {
         #[source]
         source: StoreError,
     },
-    #[error("cannot render the reply for case R-{case}")]
+    #[error("cannot render the reply for case {case}")]
     Reply {
-        case: i64,
+        case: CaseId,
         #[source]
         source: ReplyError,
     },
@@ -69,7 +69,7 @@ impl PipelineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Processed {
     pub message: i64,
-    pub case_id: i64,
+    pub case_id: CaseId,
     pub outcome: Outcome,
     /// The message joined an existing case.
     pub joined: bool,
@@ -128,7 +128,7 @@ impl Pipeline {
             None => self.find_case(&parsed, &facts).await.map_err(store_err)?,
         };
         let decision = match &case {
-            Some(case) if case.status != CaseStatus::NeedsInfo.as_str() => reopened_for_review(case, &facts),
+            Some(case) if case.status != CaseStatus::NeedsInfo => reopened_for_review(case, &facts),
             Some(case) => {
                 let facts = self.case_facts(case, facts.clone()).await.map_err(store_err)?;
                 self.decide(&facts, now).await.map_err(store_err)?
@@ -155,6 +155,7 @@ impl Pipeline {
         // The tag alone works (some providers rewrite Message-IDs), but only
         // for the case's own sender: a stranger quoting a tag gets a new case.
         let Some(id) = case_tag(&facts.subject) else { return Ok(None) };
+        let id = CaseId(id);
         Ok(self.store.case(id).await?.filter(|case| case.sender.eq_ignore_ascii_case(&facts.from)))
     }
 
@@ -207,34 +208,36 @@ impl Pipeline {
         let wants_reply =
             decision.outcome != Outcome::Ignored && decision.reply != ReplyKind::NoReply && !facts.from.is_empty();
         let guard_ok = !wants_reply || self.loop_guard_allows(&facts.from, now).await.map_err(store_err)?;
-        let status = CaseStatus::after(decision.outcome);
-        let deadline = status.is_open().then(|| {
+        let status = queue::status_after(decision.outcome);
+        let deadline = queue::is_open(status).then(|| {
             self.calendar.add_business_days(facts.received_at, self.settings.reply.review_business_days)
         });
 
         let mut tx = self.store.begin().await.map_err(store_err)?;
-        let (case_id, from_status) = match case {
-            Some(case) => (case.id, Some(case.status.clone())),
-            None => {
-                let id = tx
-                    .create_case(&NewCase {
-                        sender: facts.from.clone(),
-                        subject: facts.subject.clone(),
-                        language: facts.language.code().to_owned(),
-                        created_at: now,
-                    })
+        let case_id = match case {
+            Some(case) => {
+                tx.update_case_decision(case.id, case.version, &decision, status, deadline, now)
                     .await
                     .map_err(store_err)?;
-                (id, None)
+                case.id
             }
+            None => tx
+                .create_case(&NewCase {
+                    sender: facts.from.clone(),
+                    subject: facts.subject.clone(),
+                    language: facts.language,
+                    decision: decision.clone(),
+                    status,
+                    deadline,
+                    at: now,
+                })
+                .await
+                .map_err(store_err)?,
         };
-        let version = case.map(|c| c.version).unwrap_or(0);
-        tx.update_case_decision(case_id, version, &decision, status.as_str(), deadline, now)
-            .await
-            .map_err(store_err)?;
         tx.attach_message(message.id, case_id).await.map_err(store_err)?;
         let reason = decision.trace.last().map(|s| s.finding.clone()).unwrap_or_default();
-        tx.add_case_event(case_id, "engine", from_status.as_deref(), status.as_str(), &reason, now)
+        let actor = if case.is_some() { Actor::Customer } else { Actor::Engine };
+        tx.add_case_event(case_id, &actor, case.map(|c| c.status), status, &reason, now)
             .await
             .map_err(store_err)?;
         record_actions(&mut tx, case_id, &decision, now).await.map_err(store_err)?;
@@ -246,7 +249,7 @@ impl Pipeline {
             tx.enqueue_reply(&reply).await.map_err(store_err)?;
         }
         tx.commit().await.map_err(store_err)?;
-        tracing::info!(case_id, outcome = %decision.outcome, "case recorded");
+        tracing::info!(case_id = %case_id, outcome = %decision.outcome, "case recorded");
         Ok(Processed { message: message.id, case_id, outcome: decision.outcome, joined: case.is_some(), reply_message_id })
     }
 
@@ -258,7 +261,7 @@ impl Pipeline {
 
     fn compose_reply(
         &self,
-        case_id: i64,
+        case_id: CaseId,
         parsed: &ParsedEmail,
         facts: &MessageFacts,
         decision: &Decision,
@@ -269,7 +272,7 @@ impl Pipeline {
         let context = ReplyContext {
             kind: decision.reply,
             language: facts.language,
-            case_tag: format!("R-{case_id}"),
+            case_tag: case_id.to_string(),
             customer_name: facts.from_name.clone(),
             original_subject: facts.subject.clone(),
             facts: decision.reply_facts.clone(),
@@ -292,6 +295,7 @@ impl Pipeline {
             to_addr: facts.from.clone(),
             subject: rendered.subject,
             raw: outgoing.raw,
+            at: now,
         })
     }
 }
@@ -299,7 +303,7 @@ impl Pipeline {
 /// Credits go into the ledger at once (exactly once per case and
 /// generation); cash refunds are recorded as pending payments for the
 /// payment stage, never reported as done here.
-async fn record_actions(tx: &mut Tx, case_id: i64, decision: &Decision, now: DateTime<Utc>) -> Result<(), StoreError> {
+async fn record_actions(tx: &mut Tx, case_id: CaseId, decision: &Decision, now: DateTime<Utc>) -> Result<(), StoreError> {
     if decision.outcome != Outcome::Approved {
         return Ok(());
     }
@@ -310,7 +314,7 @@ async fn record_actions(tx: &mut Tx, case_id: i64, decision: &Decision, now: Dat
             }
             Action::CashRefund { order_id, .. } => {
                 let key = format!("case-{case_id}-refund-{order_id}");
-                tx.insert_action(case_id, action, "pending", &key, now).await?;
+                tx.insert_action(case_id, action, ActionStatus::Pending, &key, now).await?;
             }
         }
     }
@@ -331,7 +335,7 @@ fn reopened_for_review(case: &CaseRow, facts: &MessageFacts) -> Decision {
             "the customer wrote again on a case that was {}; a person reads the new message",
             case.status
         ),
-        facts: vec![("previous_status".into(), case.status.clone())],
+        facts: vec![("previous_status".into(), case.status.to_string())],
     });
     decision
 }

@@ -29,12 +29,12 @@ pub async fn deliver_queued(store: &Store, sink: &dyn MailSink, now: DateTime<Ut
                 report.sent += 1;
             }
             Err(err) if err.is_transient() => {
-                tracing::warn!(reply_id = reply.id, case_id = reply.case_id, error = %err, "reply deferred");
+                tracing::warn!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply deferred");
                 store.mark_reply_failed(reply.id, &err.to_string(), false).await?;
                 report.deferred += 1;
             }
             Err(err) => {
-                tracing::error!(reply_id = reply.id, case_id = reply.case_id, error = %err, "reply failed");
+                tracing::error!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply failed");
                 store.mark_reply_failed(reply.id, &err.to_string(), true).await?;
                 report.failed += 1;
             }

@@ -8,62 +8,23 @@ mod deadline;
 
 pub use deadline::BusinessCalendar;
 
-use serde::{Deserialize, Serialize};
-
 use crate::domain::Outcome;
+pub use crate::store::CaseStatus;
 
-/// Where a case stands. Stored as these snake_case strings (SQL `CHECK`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaseStatus {
-    /// Waiting for a reviewer.
-    Review,
-    /// Waiting for the customer to tell us more.
-    NeedsInfo,
-    /// Decided and answered (approved, denied, answered).
-    Resolved,
-    /// Automatic mail; never answered.
-    Ignored,
-}
-
-impl CaseStatus {
-    /// The stable name stored in the database.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CaseStatus::Review => "review",
-            CaseStatus::NeedsInfo => "needs_info",
-            CaseStatus::Resolved => "resolved",
-            CaseStatus::Ignored => "ignored",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<CaseStatus> {
-        [CaseStatus::Review, CaseStatus::NeedsInfo, CaseStatus::Resolved, CaseStatus::Ignored]
-            .into_iter()
-            .find(|c| c.as_str() == s)
-    }
-
-    /// The status a decision with this outcome leaves the case in.
-    pub const fn after(outcome: Outcome) -> CaseStatus {
-        match outcome {
-            Outcome::Approved | Outcome::Denied | Outcome::Answered => CaseStatus::Resolved,
-            Outcome::Review => CaseStatus::Review,
-            Outcome::NeedsInfo => CaseStatus::NeedsInfo,
-            Outcome::Ignored => CaseStatus::Ignored,
-        }
-    }
-
-    /// Whether a person (reviewer or customer) still has to act.
-    pub const fn is_open(self) -> bool {
-        matches!(self, CaseStatus::Review | CaseStatus::NeedsInfo)
+/// The status a decision with this outcome leaves the case in.
+pub const fn status_after(outcome: Outcome) -> CaseStatus {
+    match outcome {
+        Outcome::Approved | Outcome::Denied | Outcome::Answered => CaseStatus::Resolved,
+        Outcome::Review => CaseStatus::Review,
+        Outcome::NeedsInfo => CaseStatus::NeedsInfo,
+        Outcome::Ignored => CaseStatus::Ignored,
     }
 }
 
-impl std::fmt::Display for CaseStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Whether a person (reviewer or customer) still has to act on a case in
+/// this status: the case is in the queue and has a deadline.
+pub const fn is_open(status: CaseStatus) -> bool {
+    matches!(status, CaseStatus::Review | CaseStatus::NeedsInfo)
 }
 
 #[cfg(test)]
@@ -73,16 +34,16 @@ mod tests {
     #[test]
     fn every_outcome_leads_to_the_status_the_queue_expects() {
         let table = [
-            (Outcome::Approved, CaseStatus::Resolved),
-            (Outcome::Denied, CaseStatus::Resolved),
-            (Outcome::Answered, CaseStatus::Resolved),
-            (Outcome::Review, CaseStatus::Review),
-            (Outcome::NeedsInfo, CaseStatus::NeedsInfo),
-            (Outcome::Ignored, CaseStatus::Ignored),
+            (Outcome::Approved, CaseStatus::Resolved, false),
+            (Outcome::Denied, CaseStatus::Resolved, false),
+            (Outcome::Answered, CaseStatus::Resolved, false),
+            (Outcome::Review, CaseStatus::Review, true),
+            (Outcome::NeedsInfo, CaseStatus::NeedsInfo, true),
+            (Outcome::Ignored, CaseStatus::Ignored, false),
         ];
-        for (outcome, status) in table {
-            assert_eq!(CaseStatus::after(outcome), status, "{outcome}");
-            assert_eq!(CaseStatus::parse(status.as_str()), Some(status));
+        for (outcome, status, open) in table {
+            assert_eq!(status_after(outcome), status, "{outcome}");
+            assert_eq!(is_open(status), open, "{outcome}");
         }
     }
 }

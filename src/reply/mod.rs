@@ -29,6 +29,7 @@ mod compose;
 mod format;
 mod render;
 mod sink;
+pub mod smtp;
 mod templates;
 
 pub use compose::{OutgoingMessage, ReplyEnvelope, compose, new_message_id};

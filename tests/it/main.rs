@@ -1,14 +1,9 @@
-<<<<<<< HEAD
-//! The integration test binary: real servers, real databases, the real
-//! binary. One module per area.
+//! The integration test binary: real servers (Dovecot, an SMTP sink,
+//! PostgreSQL), real databases, the real binary. One module per area.
 
 mod cli_pipeline;
 mod corpus;
-mod support;
-=======
-//! The integration test binary: real servers started by the harness.
-
 mod imap;
 mod mailstack;
 mod smtp;
->>>>>>> imap
+mod support;
