@@ -42,6 +42,7 @@ pub struct Settings {
     pub extract: ExtractConfig,
     pub reply: ReplyConfig,
     pub ingest: IngestConfig,
+    pub web: WebConfig,
 }
 
 /// `[database]`.
@@ -120,6 +121,32 @@ impl Default for IngestConfig {
     }
 }
 
+/// `[web]`: the reviewers' console and its JSON API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Where the console listens (default `127.0.0.1:8080`: loopback only).
+    pub listen: String,
+    /// How long a sign-in lasts, in minutes (default 480).
+    pub session_ttl_minutes: i64,
+    /// Mark the session cookie `Secure` (default true; turn off only for
+    /// plain-HTTP access on loopback).
+    pub secure_cookies: bool,
+    /// Failed sign-ins allowed per address (or peer) per 15 minutes.
+    pub max_failed_logins: i64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "127.0.0.1:8080".into(),
+            session_ttl_minutes: 480,
+            secure_cookies: true,
+            max_failed_logins: 5,
+        }
+    }
+}
+
 impl Settings {
     /// Reads `path` (or the defaults when `None`), applies the environment
     /// and validates.
@@ -170,6 +197,18 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "policy.abuse_refunded_share_percent",
                 reason: "is a percentage (0–100)".into(),
+            });
+        }
+        if self.web.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "web.listen",
+                reason: format!("`{}` is not an address:port", self.web.listen),
+            });
+        }
+        if self.web.session_ttl_minutes <= 0 || self.web.max_failed_logins <= 0 {
+            return Err(ConfigError::Invalid {
+                key: "web.session_ttl_minutes",
+                reason: "session_ttl_minutes and max_failed_logins must be positive".into(),
             });
         }
         if !self.reply.from.contains('@') {

@@ -29,6 +29,7 @@ mod ledger;
 mod messages;
 mod outbox;
 mod records;
+mod reviewers;
 #[cfg(test)]
 mod tests;
 
@@ -48,6 +49,10 @@ pub use records::{
     CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply,
     ReplyStatus, StoredAction, StoredMessage, StoredReply,
 };
+pub use reviewers::{
+    AuditAction, AuditEntry, LoginAttempt, QueueFilter, QueueItem, QueuePage, Reviewer,
+    ReviewerRole, Session,
+};
 
 use error::db;
 
@@ -55,12 +60,20 @@ use error::db;
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The embedded migrations, in step: (version, description, sqlite, postgres).
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        3,
+        "console",
+        include_str!("../../migrations/sqlite/0003_console.sql"),
+        include_str!("../../migrations/postgres/0003_console.sql"),
+    ),
+];
 
 /// How long a SQLite writer waits for the lock before failing with BUSY.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,848 @@
+//! The reviewers' console's records: reviewer accounts, browser sessions,
+//! API tokens, sign-in attempts (for rate limiting), case claims, the audit
+//! log, and the review queue listing with its filters and search.
+//!
+//! Takes hashes, never secrets: password hashes (argon2 PHC strings) and
+//! SHA-256 digests of session cookies and API tokens are computed by the
+//! web layer; nothing here can sign anybody in by itself. Never calls the
+//! clock (times are passed in). Fails with [`StoreError`]: a second claim
+//! on a claimed case, or a reviewer address already taken, is
+//! [`StoreError::Conflict`].
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::types::Json;
+
+use super::error::{corrupt, db};
+use super::records::{CaseId, CaseStatus};
+use super::{Result, Store, StoreError, Tx, on_pool, on_tx};
+use crate::domain::{Category, Flag, Outcome, UnknownName};
+
+/// What a reviewer may do. Admins also add reviewers and act on cases
+/// someone else has claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewerRole {
+    /// Works the queue.
+    Reviewer,
+    /// Works the queue and manages the console.
+    Admin,
+}
+
+impl ReviewerRole {
+    /// The stored name (`reviewer`, `admin`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReviewerRole::Reviewer => "reviewer",
+            ReviewerRole::Admin => "admin",
+        }
+    }
+
+    fn parse(name: &str) -> std::result::Result<Self, UnknownName> {
+        match name {
+            "reviewer" => Ok(ReviewerRole::Reviewer),
+            "admin" => Ok(ReviewerRole::Admin),
+            _ => Err(UnknownName {
+                vocabulary: "reviewer role",
+                name: name.to_owned(),
+                expected: "reviewer, admin".into(),
+            }),
+        }
+    }
+}
+
+/// A reviewer account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reviewer {
+    pub id: i64,
+    /// Lowercased address; what events and the audit log name.
+    pub email: String,
+    /// Argon2 PHC string.
+    #[serde(skip)]
+    pub password_hash: String,
+    pub role: ReviewerRole,
+    /// A disabled reviewer cannot sign in or use a token.
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A signed-in browser session, found by the hash of its cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub reviewer: Reviewer,
+    /// The token every form of this session must echo.
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One sign-in attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginAttempt<'a> {
+    /// The address typed (lowercased), whether or not it exists.
+    pub email: &'a str,
+    /// The peer address, when known.
+    pub remote: Option<&'a str>,
+    pub success: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// What a human did, as the audit log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Login,
+    LoginFailed,
+    Logout,
+    Claim,
+    Release,
+    Approve,
+    Deny,
+    Ask,
+    Note,
+    ReviewerAdded,
+    TokenCreated,
+}
+
+impl AuditAction {
+    /// The stored name (the migration's `CHECK` vocabulary).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Login => "login",
+            AuditAction::LoginFailed => "login_failed",
+            AuditAction::Logout => "logout",
+            AuditAction::Claim => "claim",
+            AuditAction::Release => "release",
+            AuditAction::Approve => "approve",
+            AuditAction::Deny => "deny",
+            AuditAction::Ask => "ask",
+            AuditAction::Note => "note",
+            AuditAction::ReviewerAdded => "reviewer_added",
+            AuditAction::TokenCreated => "token_created",
+        }
+    }
+
+    const ALL: [AuditAction; 11] = [
+        AuditAction::Login,
+        AuditAction::LoginFailed,
+        AuditAction::Logout,
+        AuditAction::Claim,
+        AuditAction::Release,
+        AuditAction::Approve,
+        AuditAction::Deny,
+        AuditAction::Ask,
+        AuditAction::Note,
+        AuditAction::ReviewerAdded,
+        AuditAction::TokenCreated,
+    ];
+
+    fn parse(name: &str) -> std::result::Result<Self, UnknownName> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == name)
+            .ok_or_else(|| UnknownName {
+                vocabulary: "audit action",
+                name: name.to_owned(),
+                expected: Self::ALL.map(|a| a.as_str()).join(", "),
+            })
+    }
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// `reviewer:{email}` or `cli`.
+    pub actor: String,
+    pub action: AuditAction,
+    pub case_id: Option<CaseId>,
+    /// Amounts, reasons, the note: whatever explains the act.
+    pub detail: serde_json::Value,
+}
+
+/// Which open cases the queue shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilter {
+    pub outcome: Option<Outcome>,
+    pub category: Option<Category>,
+    pub flag: Option<Flag>,
+    /// Only cases claimed by this reviewer (address).
+    pub reviewer: Option<String>,
+    /// Sender, subject or message text containing this (any case), an
+    /// order id / invoice / receipt number, or a case tag.
+    pub search: Option<String>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<i64>,
+    pub offset: i64,
+}
+
+/// One open case in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueItem {
+    pub id: CaseId,
+    pub sender: String,
+    pub subject: String,
+    pub status: CaseStatus,
+    pub outcome: Outcome,
+    pub category: Category,
+    pub flags: Vec<Flag>,
+    pub deadline: Option<DateTime<Utc>>,
+    /// The compare-and-set token a decision on this case must carry.
+    pub version: i64,
+    pub order_id: Option<String>,
+    /// The order's net amount (minor units), when the case names an order.
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    /// Who claimed the case, if anyone.
+    pub claimed_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A page of the queue and how many open cases match in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuePage {
+    pub items: Vec<QueueItem>,
+    pub total: i64,
+}
+
+type ReviewerTuple = (i64, String, String, String, bool, DateTime<Utc>);
+
+fn reviewer_from(t: ReviewerTuple) -> Result<Reviewer> {
+    let (id, email, password_hash, role, disabled, created_at) = t;
+    Ok(Reviewer {
+        id,
+        email,
+        password_hash,
+        role: ReviewerRole::parse(&role).map_err(corrupt("reviewer role"))?,
+        disabled,
+        created_at,
+    })
+}
+
+type QueueTuple = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<DateTime<Utc>>,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+);
+
+fn queue_item_from(t: QueueTuple) -> Result<QueueItem> {
+    let (
+        id,
+        sender,
+        subject,
+        status,
+        outcome,
+        category,
+        flags,
+        deadline,
+        version,
+        order_id,
+        amount,
+        currency,
+        claimed_by,
+        created_at,
+    ) = t;
+    let flags: Vec<Flag> = serde_json::from_str(&flags).map_err(|e| StoreError::Corrupt {
+        what: "case flags",
+        reason: e.to_string(),
+    })?;
+    Ok(QueueItem {
+        id: CaseId(id),
+        sender,
+        subject,
+        status: status.parse().map_err(corrupt("case status"))?,
+        outcome: outcome.parse().map_err(corrupt("case outcome"))?,
+        category: category.parse().map_err(corrupt("case category"))?,
+        flags,
+        deadline,
+        version,
+        order_id,
+        amount,
+        currency,
+        claimed_by,
+        created_at,
+    })
+}
+
+/// The queue's FROM and WHERE, with the backend's text-search expression
+/// over a message's raw bytes. Parameters: $1 outcome, $2 category,
+/// $3 flag pattern, $4 reviewer, $5 lowercased `%search%`, $6 search as an
+/// order reference, $7 search as a case number.
+macro_rules! queue_from_where {
+    ($raw_text:literal) => {
+        concat!(
+            " FROM cases c
+              LEFT JOIN orders o ON o.id = c.order_id
+              LEFT JOIN case_claims cl ON cl.case_id = c.id
+              WHERE c.status IN ('review', 'needs_info')
+                AND ($1 IS NULL OR c.outcome = $1)
+                AND ($2 IS NULL OR c.category = $2)
+                AND ($3 IS NULL OR CAST(c.flags AS TEXT) LIKE $3)
+                AND ($4 IS NULL OR cl.reviewer = $4)
+                AND ($5 IS NULL
+                     OR lower(c.sender) LIKE $5 OR lower(c.subject) LIKE $5
+                     OR c.order_id = $6 OR upper(o.invoice_number) = upper($6)
+                     OR upper(o.receipt_number) = upper($6) OR c.id = $7
+                     OR EXISTS (SELECT 1 FROM messages m
+                                WHERE m.case_id = c.id AND lower(",
+            $raw_text,
+            ") LIKE $5))"
+        )
+    };
+}
+
+macro_rules! queue_select {
+    ($raw_text:literal) => {
+        concat!(
+            "SELECT c.id, c.sender, c.subject, c.status, c.outcome, c.category,
+                    CAST(c.flags AS TEXT), c.deadline, c.version, c.order_id, o.amount,
+                    o.currency, cl.reviewer, c.created_at",
+            queue_from_where!($raw_text),
+            " ORDER BY (c.deadline IS NULL), c.deadline, c.id LIMIT $8 OFFSET $9"
+        )
+    };
+}
+
+macro_rules! queue_count {
+    ($raw_text:literal) => {
+        concat!("SELECT COUNT(*)", queue_from_where!($raw_text))
+    };
+}
+
+/// Default and largest queue page.
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+impl Store {
+    /// Creates a reviewer. An address already taken is
+    /// [`StoreError::Conflict`].
+    pub async fn create_reviewer(
+        &self,
+        email: &str,
+        password_hash: &str,
+        role: ReviewerRole,
+        at: DateTime<Utc>,
+    ) -> Result<Reviewer> {
+        let email = email.trim().to_lowercase();
+        let inserted: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "INSERT INTO reviewers (email, password_hash, role, disabled, created_at)
+                 VALUES ($1, $2, $3, FALSE, $4)
+                 ON CONFLICT (email) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&email)
+            .bind(password_hash)
+            .bind(role.as_str())
+            .bind(at)
+            .fetch_optional(pool)
+            .await
+        })
+        .map_err(db("create a reviewer"))?;
+        let id = inserted.ok_or_else(|| StoreError::Conflict {
+            what: "reviewer",
+            id: email.clone(),
+            detail: "a reviewer with this address exists".into(),
+        })?;
+        Ok(Reviewer {
+            id,
+            email,
+            password_hash: password_hash.to_owned(),
+            role,
+            disabled: false,
+            created_at: at,
+        })
+    }
+
+    /// The reviewer with this address (any case), if any.
+    pub async fn reviewer_by_email(&self, email: &str) -> Result<Option<Reviewer>> {
+        let row: Option<ReviewerTuple> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, email, password_hash, role, disabled, created_at
+                 FROM reviewers WHERE email = $1",
+            )
+            .bind(email.trim().to_lowercase())
+            .fetch_optional(pool)
+            .await
+        })
+        .map_err(db("read a reviewer"))?;
+        row.map(reviewer_from).transpose()
+    }
+
+    /// Records a sign-in attempt.
+    pub async fn record_login_attempt(&self, attempt: &LoginAttempt<'_>) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO login_attempts (email, remote, success, at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(attempt.email)
+            .bind(attempt.remote)
+            .bind(attempt.success)
+            .bind(attempt.at)
+            .execute(pool)
+            .await
+        })
+        .map_err(db("record a sign-in attempt"))?;
+        Ok(())
+    }
+
+    /// Failed sign-in attempts since `since` for this address, or from this
+    /// peer when one is given: what the rate limit counts.
+    pub async fn failed_logins_since(
+        &self,
+        email: &str,
+        remote: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<i64> {
+        on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM login_attempts
+                 WHERE NOT success AND at >= $3 AND (email = $1 OR ($2 IS NOT NULL AND remote = $2))",
+            )
+            .bind(email)
+            .bind(remote)
+            .bind(since)
+            .fetch_one(pool)
+            .await
+        })
+        .map_err(db("count failed sign-ins"))
+    }
+
+    /// Opens a session for a reviewer: `id_hash` is the SHA-256 (hex) of
+    /// the cookie's secret.
+    pub async fn create_session(
+        &self,
+        id_hash: &str,
+        reviewer_id: i64,
+        csrf_token: &str,
+        at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO reviewer_sessions (id_hash, reviewer_id, csrf_token, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id_hash)
+            .bind(reviewer_id)
+            .bind(csrf_token)
+            .bind(at)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+        })
+        .map_err(db("open a session"))?;
+        Ok(())
+    }
+
+    /// The live session with this cookie hash: not expired at `now`, of a
+    /// reviewer who is not disabled.
+    pub async fn session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<Option<Session>> {
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            bool,
+            DateTime<Utc>,
+            String,
+            DateTime<Utc>,
+        );
+        let row: Option<Row> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT r.id, r.email, r.password_hash, r.role, r.disabled, r.created_at,
+                        s.csrf_token, s.expires_at
+                 FROM reviewer_sessions s JOIN reviewers r ON r.id = s.reviewer_id
+                 WHERE s.id_hash = $1 AND s.expires_at > $2 AND NOT r.disabled",
+            )
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+        })
+        .map_err(db("read a session"))?;
+        row.map(
+            |(id, email, hash, role, disabled, created, csrf, expires)| {
+                Ok(Session {
+                    reviewer: reviewer_from((id, email, hash, role, disabled, created))?,
+                    csrf_token: csrf,
+                    expires_at: expires,
+                })
+            },
+        )
+        .transpose()
+    }
+
+    /// Ends a session (signing out); expired sessions of anyone go too.
+    pub async fn delete_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM reviewer_sessions WHERE id_hash = $1 OR expires_at <= $2")
+                .bind(id_hash)
+                .bind(now)
+                .execute(pool)
+                .await
+        })
+        .map_err(db("end a session"))?;
+        Ok(())
+    }
+
+    /// Stores an API token's hash for a reviewer.
+    pub async fn create_api_token(
+        &self,
+        token_hash: &str,
+        reviewer_id: i64,
+        label: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO api_tokens (token_hash, reviewer_id, label, created_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(token_hash)
+            .bind(reviewer_id)
+            .bind(label)
+            .bind(at)
+            .execute(pool)
+            .await
+        })
+        .map_err(db("store an API token"))?;
+        Ok(())
+    }
+
+    /// The (enabled) reviewer an API token hash belongs to.
+    pub async fn reviewer_by_token(&self, token_hash: &str) -> Result<Option<Reviewer>> {
+        let row: Option<ReviewerTuple> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT r.id, r.email, r.password_hash, r.role, r.disabled, r.created_at
+                 FROM api_tokens t JOIN reviewers r ON r.id = t.reviewer_id
+                 WHERE t.token_hash = $1 AND NOT r.disabled",
+            )
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await
+        })
+        .map_err(db("read an API token"))?;
+        row.map(reviewer_from).transpose()
+    }
+
+    /// Claims an open case for `reviewer`. Claiming one's own claim again
+    /// is fine; a case claimed by someone else is [`StoreError::Conflict`]
+    /// unless `take_over` (an admin reassigning it).
+    pub async fn claim_case(
+        &self,
+        case_id: CaseId,
+        reviewer: &str,
+        take_over: bool,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let holder: Option<String> = on_tx!(tx, conn => {
+            sqlx::query_scalar(
+                "INSERT INTO case_claims (case_id, reviewer, claimed_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (case_id) DO UPDATE
+                 SET reviewer = CASE WHEN $4 THEN excluded.reviewer ELSE case_claims.reviewer END,
+                     claimed_at = CASE WHEN $4 THEN excluded.claimed_at
+                                       ELSE case_claims.claimed_at END
+                 RETURNING reviewer",
+            )
+            .bind(case_id.0)
+            .bind(reviewer)
+            .bind(at)
+            .bind(take_over)
+            .fetch_one(&mut *conn)
+            .await
+        })
+        .map_err(db("claim a case"))?;
+        if holder != reviewer {
+            return Err(StoreError::Conflict {
+                what: "case",
+                id: case_id.to_string(),
+                detail: format!("claimed by {holder}"),
+            });
+        }
+        tx.add_audit(
+            &format!("reviewer:{reviewer}"),
+            AuditAction::Claim,
+            Some(case_id),
+            &serde_json::json!({ "take_over": take_over }),
+            at,
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Who claimed a case, if anyone.
+    pub async fn case_claim(&self, case_id: CaseId) -> Result<Option<(String, DateTime<Utc>)>> {
+        on_pool!(self, pool => {
+            sqlx::query_as("SELECT reviewer, claimed_at FROM case_claims WHERE case_id = $1")
+                .bind(case_id.0)
+                .fetch_optional(pool)
+                .await
+        })
+        .map_err(db("read a case claim"))
+    }
+
+    /// Releases `reviewer`'s claim (or anyone's, with `any`). Releasing a
+    /// claim someone else holds is [`StoreError::Conflict`].
+    pub async fn release_case(
+        &self,
+        case_id: CaseId,
+        reviewer: &str,
+        any: bool,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let released = on_tx!(tx, conn => {
+            sqlx::query("DELETE FROM case_claims WHERE case_id = $1 AND ($3 OR reviewer = $2)")
+                .bind(case_id.0)
+                .bind(reviewer)
+                .bind(any)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(db("release a case"))?;
+        if released == 0 {
+            return Err(StoreError::Conflict {
+                what: "case",
+                id: case_id.to_string(),
+                detail: "it is not claimed by you".into(),
+            });
+        }
+        tx.add_audit(
+            &format!("reviewer:{reviewer}"),
+            AuditAction::Release,
+            Some(case_id),
+            &serde_json::json!({}),
+            at,
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Writes one audit line on its own (sign-ins, notes, accounts).
+    pub async fn add_audit(
+        &self,
+        actor: &str,
+        action: AuditAction,
+        case_id: Option<CaseId>,
+        detail: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let id = tx.add_audit(actor, action, case_id, detail, at).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The audit log of a case (or of everything without a case when
+    /// `None`), oldest first, at most `limit` lines.
+    pub async fn audit_log(&self, case_id: Option<CaseId>, limit: i64) -> Result<Vec<AuditEntry>> {
+        type Row = (
+            i64,
+            DateTime<Utc>,
+            String,
+            String,
+            Option<i64>,
+            Json<serde_json::Value>,
+        );
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, at, actor, action, case_id, detail FROM audit_log
+                 WHERE ($1 IS NULL OR case_id = $1) ORDER BY id LIMIT $2",
+            )
+            .bind(case_id.map(|c| c.0))
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("read the audit log"))?;
+        rows.into_iter()
+            .map(|(id, at, actor, action, case_id, detail)| {
+                Ok(AuditEntry {
+                    id,
+                    at,
+                    actor,
+                    action: AuditAction::parse(&action).map_err(corrupt("audit action"))?,
+                    case_id: case_id.map(CaseId),
+                    detail: detail.0,
+                })
+            })
+            .collect()
+    }
+
+    /// Open cases (review, needs_info) matching `filter`, earliest
+    /// deadline first (cases without one last), one page of them.
+    pub async fn queue(&self, filter: &QueueFilter) -> Result<QueuePage> {
+        let outcome = filter.outcome.map(|o| o.as_str());
+        let category = filter.category.map(|c| c.as_str());
+        let flag = filter.flag.map(|f| format!("%\"{}\"%", f.as_str()));
+        let search = filter
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let pattern = search.map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
+        let case_number = search.and_then(|s| s.parse::<CaseId>().ok()).map(|c| c.0);
+        let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let offset = filter.offset.max(0);
+        macro_rules! run {
+            ($pool:expr, $raw_text:literal) => {{
+                let rows: Vec<QueueTuple> = sqlx::query_as(queue_select!($raw_text))
+                    .bind(outcome)
+                    .bind(category)
+                    .bind(flag.as_deref())
+                    .bind(filter.reviewer.as_deref())
+                    .bind(pattern.as_deref())
+                    .bind(search)
+                    .bind(case_number)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all($pool)
+                    .await
+                    .map_err(db("list the queue"))?;
+                let total: i64 = sqlx::query_scalar(queue_count!($raw_text))
+                    .bind(outcome)
+                    .bind(category)
+                    .bind(flag.as_deref())
+                    .bind(filter.reviewer.as_deref())
+                    .bind(pattern.as_deref())
+                    .bind(search)
+                    .bind(case_number)
+                    .fetch_one($pool)
+                    .await
+                    .map_err(db("count the queue"))?;
+                (rows, total)
+            }};
+        }
+        // The raw message is bytes: SQLite casts them to text, PostgreSQL
+        // escapes them (non-ASCII as octal), which is enough for an ASCII
+        // search term and never fails on invalid UTF-8.
+        let (rows, total) = match &self.db {
+            super::Db::Sqlite(pool) => run!(pool, "CAST(m.raw AS TEXT)"),
+            super::Db::Postgres(pool) => run!(pool, "encode(m.raw, 'escape')"),
+        };
+        Ok(QueuePage {
+            items: rows
+                .into_iter()
+                .map(queue_item_from)
+                .collect::<Result<_>>()?,
+            total,
+        })
+    }
+}
+
+impl Store {
+    /// The open cases just before and after `case_id` in queue order
+    /// (deadline, then number): what `k` and `j` move to on a case page.
+    pub async fn queue_neighbours(
+        &self,
+        case_id: CaseId,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<(Option<CaseId>, Option<CaseId>)> {
+        let Some(deadline) = deadline else {
+            return Ok((None, None));
+        };
+        let (prev, next): (Option<i64>, Option<i64>) = on_pool!(self, pool => {
+            let prev = sqlx::query_scalar(
+                "SELECT id FROM cases
+                 WHERE status IN ('review', 'needs_info') AND deadline IS NOT NULL
+                   AND (deadline < $1 OR (deadline = $1 AND id < $2))
+                 ORDER BY deadline DESC, id DESC LIMIT 1",
+            )
+            .bind(deadline)
+            .bind(case_id.0)
+            .fetch_optional(pool)
+            .await;
+            let next = sqlx::query_scalar(
+                "SELECT id FROM cases
+                 WHERE status IN ('review', 'needs_info') AND deadline IS NOT NULL
+                   AND (deadline > $1 OR (deadline = $1 AND id > $2))
+                 ORDER BY deadline, id LIMIT 1",
+            )
+            .bind(deadline)
+            .bind(case_id.0)
+            .fetch_optional(pool)
+            .await;
+            prev.and_then(|p| next.map(|n| (p, n)))
+        })
+        .map_err(db("find a case's neighbours in the queue"))?;
+        Ok((prev.map(CaseId), next.map(CaseId)))
+    }
+}
+
+/// A search term without `%` and `_`, which LIKE would read as wildcards.
+fn escape_like(term: &str) -> String {
+    term.replace(['%', '_'], "")
+}
+
+impl Tx {
+    /// Writes one audit line inside the transaction of the act it records.
+    pub async fn add_audit(
+        &mut self,
+        actor: &str,
+        action: AuditAction,
+        case_id: Option<CaseId>,
+        detail: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<i64> {
+        on_tx!(self, conn => {
+            sqlx::query_scalar(
+                "INSERT INTO audit_log (at, actor, action, case_id, detail)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(at)
+            .bind(actor)
+            .bind(action.as_str())
+            .bind(case_id.map(|c| c.0))
+            .bind(Json(detail))
+            .fetch_one(&mut *conn)
+            .await
+        })
+        .map_err(db("write the audit log"))
+    }
+
+    /// Drops any claim on a case (it was decided).
+    pub async fn clear_case_claim(&mut self, case_id: CaseId) -> Result<()> {
+        on_tx!(self, conn => {
+            sqlx::query("DELETE FROM case_claims WHERE case_id = $1")
+                .bind(case_id.0)
+                .execute(&mut *conn)
+                .await
+        })
+        .map_err(db("clear a case claim"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_in_a_search_term_are_dropped() {
+        for (term, want) in [("ann%", "ann"), ("a_b", "ab"), ("plain", "plain")] {
+            assert_eq!(escape_like(term), want);
+        }
+    }
+
+    #[test]
+    fn every_audit_action_parses_back_from_its_name() {
+        for action in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(action.as_str()).unwrap(), action);
+        }
+        assert!(ReviewerRole::parse("root").is_err());
+    }
+}

@@ -1,0 +1,453 @@
+//! Who is asking: reviewer passwords (argon2id), browser sessions (a random
+//! secret in an `HttpOnly; SameSite=Strict` cookie, stored as SHA-256 only,
+//! expiring after `[web] session_ttl_minutes`), the CSRF token every form
+//! echoes, bearer tokens for `/api` (stored as SHA-256 only), and sign-in
+//! rate limiting (`[web] max_failed_logins` per address or peer per 15
+//! minutes).
+//!
+//! Gives the [`SignedIn`] and [`ApiUser`] extractors the handlers take and
+//! the sign-in / sign-out pages. Never stores or logs a password, a cookie
+//! secret or a token. Fails with [`WebError`]: 401 when nobody is signed
+//! in, 403 on a missing CSRF token, 429 when sign-ins are rate limited.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+
+use super::{WebError, WebState};
+use crate::store::{AuditAction, LoginAttempt, Reviewer, ReviewerRole, Store, StoreError};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "refundd_session";
+/// The sign-in form's double-submit CSRF cookie.
+const LOGIN_CSRF_COOKIE: &str = "refundd_login_csrf";
+/// The window the sign-in rate limit counts failures in.
+const RATE_WINDOW: Duration = Duration::minutes(15);
+/// Shortest password `refundd reviewer add` accepts.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// A hash checked when the address is unknown, so that an unknown address
+/// costs the same time as a wrong password.
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| hash_password("not a real password").expect("hashing works"));
+
+/// An argon2id PHC string for `password`, with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, WebError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| WebError::Internal(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| WebError::Internal(e.to_string()))
+}
+
+/// Whether `password` matches the PHC string `hash`.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// 32 random bytes, URL-safe base64: session secrets, CSRF tokens, API
+/// tokens, CSP nonces.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Lowercase hex SHA-256: what is stored of a secret.
+pub fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two tokens in time independent of where they differ.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Creates a reviewer account (`refundd reviewer add`), audited.
+pub async fn add_reviewer(
+    store: &Store,
+    email: &str,
+    password: &str,
+    role: ReviewerRole,
+    now: DateTime<Utc>,
+) -> Result<Reviewer, WebError> {
+    let email = email.trim().to_lowercase();
+    if !email.contains('@') || email.chars().any(char::is_whitespace) {
+        return Err(WebError::Invalid(format!(
+            "`{email}` is not an email address"
+        )));
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(WebError::Invalid(format!(
+            "the password must have at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    let hash = hash_password(password)?;
+    let reviewer = store
+        .create_reviewer(&email, &hash, role, now)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => WebError::Conflict(format!("reviewer {email} exists")),
+            other => WebError::Store(other),
+        })?;
+    store
+        .add_audit(
+            "cli",
+            AuditAction::ReviewerAdded,
+            None,
+            &serde_json::json!({ "email": reviewer.email, "role": role.as_str() }),
+            now,
+        )
+        .await?;
+    Ok(reviewer)
+}
+
+/// Issues an API token for a reviewer; returns the token (shown once,
+/// stored only as its digest).
+pub async fn create_api_token(
+    store: &Store,
+    reviewer: &Reviewer,
+    label: &str,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let token = format!("rfd_{}", new_secret());
+    store
+        .create_api_token(&digest(&token), reviewer.id, label, now)
+        .await?;
+    store
+        .add_audit(
+            &format!("reviewer:{}", reviewer.email),
+            AuditAction::TokenCreated,
+            None,
+            &serde_json::json!({ "label": label }),
+            now,
+        )
+        .await?;
+    Ok(token)
+}
+
+/// A signed-in reviewer (browser session).
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub reviewer: Reviewer,
+    /// The token this session's forms carry.
+    pub csrf: String,
+    session_hash: String,
+}
+
+impl SignedIn {
+    /// 403 unless `token` is this session's CSRF token.
+    pub fn check_csrf(&self, token: Option<&str>) -> Result<(), WebError> {
+        match token {
+            Some(t) if same_token(t, &self.csrf) => Ok(()),
+            _ => Err(WebError::Forbidden(
+                "the form's security token is missing or stale; reload the page",
+            )),
+        }
+    }
+
+    /// The actor name events and the audit log use.
+    pub fn actor(&self) -> String {
+        format!("reviewer:{}", self.reviewer.email)
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl FromRequestParts<WebState> for SignedIn {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, WebError> {
+        let secret = cookie(&parts.headers, SESSION_COOKIE).ok_or(WebError::Unauthorized)?;
+        let session_hash = digest(secret);
+        let session = state
+            .store()
+            .session(&session_hash, state.now())
+            .await?
+            .ok_or(WebError::Unauthorized)?;
+        Ok(SignedIn {
+            reviewer: session.reviewer,
+            csrf: session.csrf_token,
+            session_hash,
+        })
+    }
+}
+
+/// A reviewer calling `/api` with `Authorization: Bearer TOKEN`.
+#[derive(Debug, Clone)]
+pub struct ApiUser {
+    pub reviewer: Reviewer,
+}
+
+impl FromRequestParts<WebState> for ApiUser {
+    type Rejection = super::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &WebState,
+    ) -> Result<Self, super::ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(WebError::Unauthorized)?;
+        let reviewer = state
+            .store()
+            .reviewer_by_token(&digest(token))
+            .await
+            .map_err(WebError::from)?
+            .ok_or(WebError::Unauthorized)?;
+        Ok(ApiUser { reviewer })
+    }
+}
+
+/// The peer's IP address, when the server knows it.
+#[derive(Debug, Clone)]
+pub struct Remote(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Remote {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Remote(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        ))
+    }
+}
+
+fn set_cookie(response: &mut Response, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn cookie_attrs(state: &WebState, max_age_secs: i64) -> String {
+    let secure = if state.settings().web.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}")
+}
+
+/// `GET /login`: the sign-in form, with a fresh double-submit CSRF token.
+pub async fn login_page(State(state): State<WebState>) -> Result<Response, WebError> {
+    let token = new_secret();
+    let page = state.views().page(
+        "login.html",
+        minijinja::context! { csrf => token, error => Option::<String>::None },
+        None,
+    )?;
+    let mut response = page.into_response();
+    set_cookie(
+        &mut response,
+        format!("{LOGIN_CSRF_COOKIE}={token}; {}", cookie_attrs(&state, 600)),
+    );
+    Ok(response)
+}
+
+/// The sign-in form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    csrf: Option<String>,
+}
+
+/// `POST /login`: checks the CSRF cookie, the rate limit and the password;
+/// opens a session and goes to the queue.
+pub async fn login(
+    State(state): State<WebState>,
+    Remote(remote): Remote,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, WebError> {
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same_token(form.csrf.as_deref().unwrap_or_default(), expected) {
+        return Err(WebError::Forbidden(
+            "the sign-in form expired; reload the page",
+        ));
+    }
+    let now = state.now();
+    let email = form.email.trim().to_lowercase();
+    let store = state.store();
+    let failures = store
+        .failed_logins_since(&email, remote.as_deref(), now - RATE_WINDOW)
+        .await?;
+    if failures >= state.settings().web.max_failed_logins {
+        return Err(WebError::TooManyAttempts);
+    }
+    let reviewer = store.reviewer_by_email(&email).await?;
+    let verified = match &reviewer {
+        Some(r) => verify_password(&r.password_hash, &form.password) && !r.disabled,
+        None => {
+            verify_password(&DUMMY_HASH, &form.password);
+            false
+        }
+    };
+    store
+        .record_login_attempt(&LoginAttempt {
+            email: &email,
+            remote: remote.as_deref(),
+            success: verified,
+            at: now,
+        })
+        .await?;
+    let Some(reviewer) = reviewer.filter(|_| verified) else {
+        store
+            .add_audit(
+                &format!("reviewer:{email}"),
+                AuditAction::LoginFailed,
+                None,
+                &serde_json::json!({ "remote": remote }),
+                now,
+            )
+            .await?;
+        let token = new_secret();
+        let page = state.views().page(
+            "login.html",
+            minijinja::context! { csrf => token, error => "Wrong address or password." },
+            None,
+        )?;
+        let mut response = (axum::http::StatusCode::UNAUTHORIZED, page).into_response();
+        set_cookie(
+            &mut response,
+            format!("{LOGIN_CSRF_COOKIE}={token}; {}", cookie_attrs(&state, 600)),
+        );
+        return Ok(response);
+    };
+    let secret = new_secret();
+    let ttl = Duration::minutes(state.settings().web.session_ttl_minutes);
+    store
+        .create_session(&digest(&secret), reviewer.id, &new_secret(), now, now + ttl)
+        .await?;
+    store
+        .add_audit(
+            &format!("reviewer:{}", reviewer.email),
+            AuditAction::Login,
+            None,
+            &serde_json::json!({ "remote": remote }),
+            now,
+        )
+        .await?;
+    let mut response = Redirect::to("/").into_response();
+    set_cookie(
+        &mut response,
+        format!(
+            "{SESSION_COOKIE}={secret}; {}",
+            cookie_attrs(&state, ttl.num_seconds())
+        ),
+    );
+    set_cookie(
+        &mut response,
+        format!("{LOGIN_CSRF_COOKIE}=; {}", cookie_attrs(&state, 0)),
+    );
+    Ok(response)
+}
+
+/// The sign-out form.
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
+}
+
+/// `POST /logout`: ends the session.
+pub async fn logout(
+    State(state): State<WebState>,
+    signed: SignedIn,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    signed.check_csrf(form.csrf.as_deref())?;
+    let now = state.now();
+    state
+        .store()
+        .delete_session(&signed.session_hash, now)
+        .await?;
+    state
+        .store()
+        .add_audit(
+            &signed.actor(),
+            AuditAction::Logout,
+            None,
+            &serde_json::json!({}),
+            now,
+        )
+        .await?;
+    let mut response = Redirect::to("/login").into_response();
+    set_cookie(
+        &mut response,
+        format!("{SESSION_COOKIE}=; {}", cookie_attrs(&state, 0)),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password(&hash, "correct horse battery"));
+        assert!(!verify_password(&hash, "correct horse batterz"));
+        assert!(!verify_password("not a hash", "x"));
+    }
+
+    #[test]
+    fn tokens_compare_equal_only_when_identical() {
+        for (a, b, same) in [
+            ("abc", "abc", true),
+            ("abc", "abd", false),
+            ("abc", "ab", false),
+            ("", "", true),
+        ] {
+            assert_eq!(same_token(a, b), same, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; refundd_session=s3cr3t; b=2"),
+        );
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("s3cr3t"));
+        assert_eq!(cookie(&headers, "missing"), None);
+    }
+}
