@@ -22,9 +22,7 @@ use refundd::store::{CaseFilter, CaseSummary, Inserted, Store, import};
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,refundd=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -40,12 +38,7 @@ pub fn load_settings(path: Option<&Path>) -> anyhow::Result<Arc<Settings>> {
 async fn connect(settings: &Settings) -> anyhow::Result<Store> {
     Store::connect(&settings.database.url)
         .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                redact_url(&settings.database.url)
-            )
-        })
+        .with_context(|| format!("cannot open the database {}", redact_url(&settings.database.url)))
 }
 
 /// The database URL without its password, for messages.
@@ -76,30 +69,18 @@ pub async fn import_ledger(settings: &Settings, file: &Path) -> anyhow::Result<E
     let reader: Box<dyn BufRead> = if file == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        let f =
-            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
         Box::new(std::io::BufReader::new(f))
     };
     let report = import_with_progress(&store, reader).await?;
     for rejected in &report.rejected {
         eprintln!("line {}: {}", rejected.line_no, rejected.reason);
     }
-    println!(
-        "imported {} records, rejected {} lines",
-        report.imported,
-        report.rejected.len()
-    );
-    Ok(if report.rejected.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    println!("imported {} records, rejected {} lines", report.imported, report.rejected.len());
+    Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn import_with_progress(
-    store: &Store,
-    reader: impl BufRead,
-) -> anyhow::Result<import::ImportReport> {
+async fn import_with_progress(store: &Store, reader: impl BufRead) -> anyhow::Result<import::ImportReport> {
     let show = std::io::stderr().is_terminal();
     let report = import::import_jsonl(store, reader, |lines| {
         if show && lines % 10_000 == 0 {
@@ -132,17 +113,10 @@ pub async fn process_maildir(settings: &Arc<Settings>, dir: &Path) -> anyhow::Re
 }
 
 /// The pass itself (also used by the demo).
-pub async fn process_maildir_pass(
-    settings: &Arc<Settings>,
-    store: &Store,
-    dir: &Path,
-) -> anyhow::Result<Vec<Processed>> {
+pub async fn process_maildir_pass(settings: &Arc<Settings>, store: &Store, dir: &Path) -> anyhow::Result<Vec<Processed>> {
     let pipeline = Pipeline::new(store.clone(), settings.clone())?;
-    let maildir =
-        Maildir::open(dir).with_context(|| format!("cannot open Maildir {}", dir.display()))?;
-    let entries = maildir
-        .scan()
-        .with_context(|| format!("cannot list Maildir {}", dir.display()))?;
+    let maildir = Maildir::open(dir).with_context(|| format!("cannot open Maildir {}", dir.display()))?;
+    let entries = maildir.scan().with_context(|| format!("cannot list Maildir {}", dir.display()))?;
     for entry in &entries {
         let raw = maildir.read(entry, settings.ingest.max_message_bytes)?;
         if let Inserted::Duplicate(existing) = ingest::store_message(store, raw).await? {
@@ -167,13 +141,7 @@ pub async fn list_cases(
     limit: i64,
 ) -> anyhow::Result<ExitCode> {
     let store = connect(settings).await?;
-    let cases = store
-        .list_cases(&CaseFilter {
-            outcome,
-            status,
-            limit: Some(limit),
-        })
-        .await?;
+    let cases = store.list_cases(&CaseFilter { outcome, status, limit: Some(limit) }).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&cases)?);
     } else {
@@ -189,24 +157,9 @@ pub fn cases_table(cases: &[CaseSummary]) -> String {
         "CASE", "FROM", "OUTCOME", "CATEGORY", "CLAUSES", "ACTIONS", "FLAGS"
     );
     for c in cases {
-        let clauses = c
-            .clauses
-            .iter()
-            .map(|c| c.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        let flags = c
-            .flags
-            .iter()
-            .map(|f| f.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        let actions = c
-            .actions
-            .iter()
-            .map(describe_action)
-            .collect::<Vec<_>>()
-            .join("; ");
+        let clauses = c.clauses.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",");
+        let flags = c.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
+        let actions = c.actions.iter().map(describe_action).collect::<Vec<_>>().join("; ");
         out.push_str(&format!(
             "R-{:<5} {:<26} {:<10} {:<17} {:<12} {:<28} {}\n",
             c.id,
@@ -224,9 +177,7 @@ pub fn cases_table(cases: &[CaseSummary]) -> String {
 fn describe_action(action: &refundd::domain::Action) -> String {
     use refundd::domain::Action;
     match action {
-        Action::CashRefund {
-            amount, currency, ..
-        } => {
+        Action::CashRefund { amount, currency, .. } => {
             format!("refund {}.{:02} {currency}", amount / 100, amount % 100)
         }
         Action::WalletCredit { credits, .. } => format!("credit {credits}"),
@@ -251,9 +202,7 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
         .parse()
         .with_context(|| format!("`{id}` is not a case number (e.g. 1042 or R-1042)"))?;
     let store = connect(settings).await?;
-    let Some(case) = store.case(number).await? else {
-        bail!("there is no case R-{number}")
-    };
+    let Some(case) = store.case(number).await? else { bail!("there is no case R-{number}") };
     let messages = store.case_messages(number).await?;
     let replies = store.replies_for_case(number).await?;
     let events = store.case_events(number).await?;
@@ -271,21 +220,11 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
         return Ok(ExitCode::SUCCESS);
     }
     let d = &case.decision;
-    println!(
-        "Case R-{}  from {}  status {}",
-        case.id, case.sender, case.status
-    );
+    println!("Case R-{}  from {}  status {}", case.id, case.sender, case.status);
     println!("Subject: {}", case.subject);
     println!("Outcome: {}  category: {}", d.outcome, d.category);
     if !d.flags.is_empty() {
-        println!(
-            "Flags: {}",
-            d.flags
-                .iter()
-                .map(|f| f.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        println!("Flags: {}", d.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "));
     }
     for action in &d.actions {
         println!("Action: {}", serde_json::to_string(action)?);
@@ -295,30 +234,15 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
         println!("  [{}] {}", step.clause, step.finding);
     }
     for m in &messages {
-        println!(
-            "\n--- message {} received {} ({})",
-            m.id,
-            m.received_at.to_rfc3339(),
-            m.source
-        );
+        println!("\n--- message {} received {} ({})", m.id, m.received_at.to_rfc3339(), m.source);
         println!("{}", String::from_utf8_lossy(&m.raw));
     }
     for r in &replies {
-        println!(
-            "\n--- reply {} to {} [{}]",
-            r.message_id, r.to_addr, r.status
-        );
+        println!("\n--- reply {} to {} [{}]", r.message_id, r.to_addr, r.status);
     }
     println!("\nHistory:");
     for e in &events {
-        println!(
-            "  {} {} {} -> {}: {}",
-            e.at.to_rfc3339(),
-            e.actor,
-            e.from_status.as_deref().unwrap_or("-"),
-            e.to_status,
-            e.reason
-        );
+        println!("  {} {} {} -> {}: {}", e.at.to_rfc3339(), e.actor, e.from_status.as_deref().unwrap_or("-"), e.to_status, e.reason);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -329,10 +253,7 @@ mod tests {
 
     #[test]
     fn database_passwords_never_reach_messages() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/refundd"),
-            "postgres://app@db:5432/refundd"
-        );
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/refundd"), "postgres://app@db:5432/refundd");
         assert_eq!(redact_url("sqlite://refundd.db"), "sqlite://refundd.db");
     }
 }

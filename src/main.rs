@@ -104,16 +104,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = app::load_settings(cli.config.as_deref())?;
     match cli.command {
         Command::Migrate => app::migrate(&settings).await,
-        Command::Ledger {
-            command: LedgerCommand::Import { file },
-        } => app::import_ledger(&settings, &file).await,
+        Command::Ledger { command: LedgerCommand::Import { file } } => app::import_ledger(&settings, &file).await,
         Command::Process { maildir } => app::process_maildir(&settings, &maildir).await,
-        Command::Cases {
-            json,
-            outcome,
-            status,
-            limit,
-        } => app::list_cases(&settings, json, outcome, status, limit).await,
+        Command::Cases { json, outcome, status, limit } => app::list_cases(&settings, json, outcome, status, limit).await,
         Command::Case { id, json } => app::show_case(&settings, &id, json).await,
         Command::Demo { .. } => unreachable!("handled above"),
     }

@@ -73,18 +73,12 @@ pub async fn store_message(store: &Store, raw: RawMessage) -> Result<Inserted, I
     store
         .insert_message(&new)
         .await
-        .map_err(|source| IngestError::Store {
-            source_name: raw.source,
-            source,
-        })
+        .map_err(|source| IngestError::Store { source_name: raw.source, source })
 }
 
 /// The `Message-ID` of raw bytes, without angle brackets, from the headers
 /// alone (the body is not parsed here).
 fn message_id_of(bytes: &[u8]) -> Option<String> {
     let headers = mail_parser::MessageParser::new().parse_headers(bytes)?;
-    headers
-        .message_id()
-        .map(str::to_owned)
-        .filter(|id| !id.is_empty())
+    headers.message_id().map(str::to_owned).filter(|id| !id.is_empty())
 }

@@ -19,17 +19,10 @@ pub struct DeliveryReport {
 }
 
 /// Sends every queued reply once; returns what happened.
-pub async fn deliver_queued(
-    store: &Store,
-    sink: &dyn MailSink,
-    now: DateTime<Utc>,
-) -> Result<DeliveryReport, StoreError> {
+pub async fn deliver_queued(store: &Store, sink: &dyn MailSink, now: DateTime<Utc>) -> Result<DeliveryReport, StoreError> {
     let mut report = DeliveryReport::default();
     for reply in store.queued_replies(500).await? {
-        let outgoing = OutgoingMessage {
-            message_id: reply.message_id.clone(),
-            raw: reply.raw.clone(),
-        };
+        let outgoing = OutgoingMessage { message_id: reply.message_id.clone(), raw: reply.raw.clone() };
         match sink.send(&outgoing, &reply.to_addr).await {
             Ok(()) => {
                 store.mark_reply_sent(reply.id, now).await?;
@@ -37,16 +30,12 @@ pub async fn deliver_queued(
             }
             Err(err) if err.is_transient() => {
                 tracing::warn!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply deferred");
-                store
-                    .mark_reply_failed(reply.id, &err.to_string(), false)
-                    .await?;
+                store.mark_reply_failed(reply.id, &err.to_string(), false).await?;
                 report.deferred += 1;
             }
             Err(err) => {
                 tracing::error!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply failed");
-                store
-                    .mark_reply_failed(reply.id, &err.to_string(), true)
-                    .await?;
+                store.mark_reply_failed(reply.id, &err.to_string(), true).await?;
                 report.failed += 1;
             }
         }

@@ -20,10 +20,7 @@ pub struct BusinessCalendar {
 
 impl Default for BusinessCalendar {
     fn default() -> Self {
-        BusinessCalendar {
-            weekend: vec![Weekday::Sat, Weekday::Sun],
-            holidays: Vec::new(),
-        }
+        BusinessCalendar { weekend: vec![Weekday::Sat, Weekday::Sun], holidays: Vec::new() }
     }
 }
 
