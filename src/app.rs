@@ -247,6 +247,88 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
+/// `refundd run`: the daemon, until SIGTERM or SIGINT.
+pub async fn run_daemon(settings: Arc<Settings>) -> anyhow::Result<ExitCode> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing the current work");
+        signals.cancel();
+    });
+    refundd::daemon::run(settings, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// `refundd check-config`: every configured connection, tried once, with
+/// a plain verdict per line; exit code 1 if any failed.
+pub async fn check_config(settings: &Settings) -> anyhow::Result<ExitCode> {
+    refundd::act::polar::install_crypto_provider();
+    let mut ok = true;
+    let mut report = |what: &str, result: Result<String, String>| match result {
+        Ok(detail) => println!("ok    {what}: {detail}"),
+        Err(problem) => {
+            ok = false;
+            println!("FAIL  {what}: {problem}");
+        }
+    };
+    report("configuration", Ok("valid".into()));
+    let db = match Store::connect(&settings.database.url).await {
+        Ok(store) => {
+            store.close().await;
+            Ok(format!("{} reachable, migrations applied", redact_url(&settings.database.url)))
+        }
+        Err(err) => Err(format!("{}: {err:#}", redact_url(&settings.database.url))),
+    };
+    report("database", db);
+    match &settings.imap {
+        Some(imap) => {
+            let result = async {
+                let mut mailbox = refundd::ingest::imap::ImapMailbox::connect(imap).await?;
+                let state = mailbox.select().await?;
+                let _ = mailbox.logout().await;
+                Ok::<_, refundd::ingest::imap::ImapError>(state)
+            }
+            .await;
+            report(
+                "imap",
+                result
+                    .map(|s| format!("{}:{} folder {} has {} messages", imap.host, imap.effective_port(), imap.folder, s.exists))
+                    .map_err(|e| format!("{}:{}: {e:#}", imap.host, imap.effective_port())),
+            );
+        }
+        None => report("imap", Ok("not configured (reads [daemon] maildir if set)".into())),
+    }
+    match &settings.smtp {
+        Some(smtp) => {
+            let result = async {
+                let sink = refundd::reply::smtp::SmtpSink::new(smtp.clone())?;
+                sink.check().await?;
+                sink.close().await;
+                Ok::<_, refundd::reply::smtp::SmtpError>(())
+            }
+            .await;
+            report(
+                "smtp",
+                result
+                    .map(|()| format!("{}:{} accepts our login", smtp.host, smtp.effective_port()))
+                    .map_err(|e| format!("{}:{}: {e:#}", smtp.host, smtp.effective_port())),
+            );
+        }
+        None => report("smtp", Ok(format!("not configured: replies go to {}", settings.outbox.dir.display()))),
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the daemon: watch the mailbox ([imap], or [daemon] maildir), decide, act, reply; until SIGTERM/SIGINT.
+    Run,
+    /// Connect to the database, IMAP and SMTP as configured and say what is wrong, in plain words.
+    CheckConfig,
     /// Run the whole pipeline on sample data in a demo folder; needs nothing but this binary.
     Demo {
         /// Where to create the demo (replaced if it exists).
@@ -108,6 +112,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Process { maildir } => app::process_maildir(&settings, &maildir).await,
         Command::Cases { json, outcome, status, limit } => app::list_cases(&settings, json, outcome, status, limit).await,
         Command::Case { id, json } => app::show_case(&settings, &id, json).await,
+        Command::Run => app::run_daemon(settings).await,
+        Command::CheckConfig => app::check_config(&settings).await,
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }

@@ -107,7 +107,19 @@ impl Pipeline {
                 return Ok(done);
             }
             for message in batch {
-                done.push(self.process_message(&message, now).await?);
+                match self.process_message(&message, now).await {
+                    Ok(processed) => done.push(processed),
+                    Err(err) if err.is_transient() => return Err(err),
+                    // A bug-shaped failure on one message must not stop the
+                    // desk: the message stays stored, marked with why.
+                    Err(err) => {
+                        tracing::error!(message = message.id, error = %err, "message could not be processed");
+                        self.store
+                            .mark_message_failed(message.id, &format!("{err:#}"))
+                            .await
+                            .map_err(|source| PipelineError::Store { message: message.id, source })?;
+                    }
+                }
             }
         }
     }

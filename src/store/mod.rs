@@ -21,6 +21,7 @@
 //! not an error, a lost compare-and-set is [`StoreError::Conflict`].
 
 mod actions;
+mod attempts;
 mod cases;
 mod error;
 pub mod import;
@@ -55,12 +56,20 @@ use error::db;
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The embedded migrations, in step: (version, description, sqlite, postgres).
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        5,
+        "reply attempts",
+        include_str!("../../migrations/sqlite/0005_reply_attempts.sql"),
+        include_str!("../../migrations/postgres/0005_reply_attempts.sql"),
+    ),
+];
 
 /// How long a SQLite writer waits for the lock before failing with BUSY.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
