@@ -188,7 +188,7 @@ impl IntentRules {
     pub fn classify(&self, folded: &str) -> Intent {
         let haystack = folded.as_bytes();
         let negated = self.negated_spans(haystack);
-        let mut hits: BTreeMap<Target, Vec<(u32, Vec<Range<usize>>)>> = BTreeMap::new();
+        let mut hits: BTreeMap<Target, Vec<WeightedSpans>> = BTreeMap::new();
         for index in self.rule_set.matches(haystack).iter() {
             let rule = &self.rules[index];
             let spans: Vec<Range<usize>> = rule
@@ -267,10 +267,13 @@ impl IntentRules {
     }
 }
 
+/// One matched pattern: its weight and where it matched (not negated).
+type WeightedSpans = (u32, Vec<Range<usize>>);
+
 /// The score of one target: heaviest patterns first, each counted once,
 /// and only if it matched somewhere no counted pattern already covers.
-fn merged_score(mut matched: Vec<(u32, Vec<Range<usize>>)>) -> u32 {
-    matched.sort_by(|a, b| b.0.cmp(&a.0));
+fn merged_score(mut matched: Vec<WeightedSpans>) -> u32 {
+    matched.sort_by_key(|(weight, _)| std::cmp::Reverse(*weight));
     let mut covered: Vec<Range<usize>> = Vec::new();
     let mut score = 0;
     for (weight, spans) in matched {

@@ -80,6 +80,11 @@ pub fn fresh_text(text: &str) -> String {
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
+        // Quoted lines are the bulk of long mails: skip them before any regex.
+        if is_quoted(line) {
+            i += 1;
+            continue;
+        }
         if starts_history(&lines, i) {
             break;
         }
@@ -87,7 +92,7 @@ pub fn fresh_text(text: &str) -> String {
             i += skip;
             continue;
         }
-        if !is_quoted(line) && !MOBILE_SIGNATURE.is_match(line) {
+        if !MOBILE_SIGNATURE.is_match(line) {
             kept.push(line.trim_end());
         }
         i += 1;
@@ -104,7 +109,14 @@ fn is_quoted(line: &str) -> bool {
 /// starts at line `i`: everything from here on is not the customer's.
 fn starts_history(lines: &[&str], i: usize) -> bool {
     let line = lines[i];
-    if line.trim_end() == "--" || ORIGINAL_MESSAGE.is_match(line) {
+    if line.trim_end() == "--" {
+        return true;
+    }
+    // Every marker below has a `:`, `-` or `_`; most prose lines are spared.
+    if !line.contains([':', '-', '_']) {
+        return false;
+    }
+    if ORIGINAL_MESSAGE.is_match(line) {
         return true;
     }
     if RULE_LINE.is_match(line) {
@@ -126,8 +138,16 @@ fn sent_line_follows(lines: &[&str], i: usize) -> bool {
 /// How many lines an attribution at line `i` spans (1 or 2), if any.
 fn attribution_len(lines: &[&str], i: usize) -> Option<usize> {
     let line = lines[i];
-    if line.len() <= MAX_ATTRIBUTION_LEN && ATTRIBUTION.is_match(line) {
+    let ends_with_colon = line.trim_end().ends_with(':');
+    if ends_with_colon && line.len() <= MAX_ATTRIBUTION_LEN && ATTRIBUTION.is_match(line) {
         return Some(1);
+    }
+    if ends_with_colon
+        || !lines
+            .get(i + 1)
+            .is_some_and(|n| n.trim_end().ends_with(':'))
+    {
+        return None;
     }
     let next = lines.get(i + 1)?;
     if !ATTRIBUTION_START.is_match(line) || line.len() + next.len() > MAX_ATTRIBUTION_LEN {

@@ -43,6 +43,11 @@ static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&pattern).expect("the token pattern is valid")
 });
 
+/// Markers of base64 parts and nested messages.
+static OPAQUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i-u)base64|message/").expect("the opaque part pattern is valid")
+});
+
 /// `literal` as a regex that tolerates a QP soft break between characters.
 fn tolerant(literal: &str) -> String {
     let chars: Vec<String> = literal
@@ -58,7 +63,7 @@ pub fn redact_secrets(raw: &[u8]) -> Cow<'_, [u8]> {
 }
 
 fn redact_message(raw: &[u8], depth: usize) -> Cow<'_, [u8]> {
-    let edits = if depth < MAX_DEPTH {
+    let edits = if depth < MAX_DEPTH && has_opaque_parts(raw) {
         encoded_part_edits(raw, depth)
     } else {
         Vec::new()
@@ -75,6 +80,12 @@ fn redact_message(raw: &[u8], depth: usize) -> Cow<'_, [u8]> {
     }
     out.extend_from_slice(&raw[at..]);
     Cow::Owned(redact_text(&out).into_owned())
+}
+
+/// Whether `raw` may hold parts a text scan cannot see into (base64 or
+/// nested messages); parsing the MIME tree is skipped when it cannot.
+fn has_opaque_parts(raw: &[u8]) -> bool {
+    OPAQUE.is_match(raw)
 }
 
 /// Replacements for the parts a text scan cannot see into: base64 bodies
