@@ -169,3 +169,107 @@ fn language_of(scan: &Scan<'_>) -> crate::domain::Language {
     };
     language::detect(&fold_text(source))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Category;
+    use crate::parse::parse;
+
+    const MINI_RULES: &str = r#"
+category_priority = ["content_violation", "moderation_block", "failed_generation", "broken_anatomy", "no_resemblance", "wrong_style", "cash_refund", "subjective"]
+[[rules]]
+target = "cash_refund"
+lang = "en"
+weight = 2
+patterns = ["payback"]
+"#;
+
+    fn rules_file(content: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), content).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_configured_rules_file_replaces_the_built_in_rules() {
+        let file = rules_file(MINI_RULES);
+        let config = ExtractConfig {
+            rules_file: Some(file.path().to_owned()),
+            ..ExtractConfig::default()
+        };
+        let extractor = Extractor::new(&config, &SenderAuthConfig::default()).unwrap();
+        assert_eq!(
+            extractor.classify("payback", "").category,
+            Category::CashRefund
+        );
+        assert_eq!(
+            extractor.classify("refund my order", "").category,
+            Category::Other
+        );
+    }
+
+    #[test]
+    fn bad_configuration_is_refused_with_a_clear_error() {
+        let broken = rules_file("category_priority = [\"cash_refund\"\n");
+        let broken_path = broken.path().display().to_string();
+        let cases: Vec<(ExtractConfig, String)> = vec![
+            (
+                ExtractConfig {
+                    rules_file: Some(broken.path().to_owned()),
+                    ..ExtractConfig::default()
+                },
+                broken_path,
+            ),
+            (
+                ExtractConfig {
+                    invoice_prefix: "AN-UMI".into(),
+                    ..ExtractConfig::default()
+                },
+                "invoice_prefix".into(),
+            ),
+            (
+                ExtractConfig {
+                    result_link_patterns: vec!["https://anumi.app/r/\\w+".into()],
+                    ..ExtractConfig::default()
+                },
+                "named group `id`".into(),
+            ),
+        ];
+        for (config, needle) in cases {
+            let err = Extractor::new(&config, &SenderAuthConfig::default()).unwrap_err();
+            assert!(err.to_string().contains(&needle), "{needle:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn facts_carry_the_sender_and_leave_screening_to_the_pipeline() {
+        let extractor =
+            Extractor::new(&ExtractConfig::default(), &SenderAuthConfig::default()).unwrap();
+        let raw = "Message-ID: <m1@example.com>\r\nFrom: \"Ann\" <ANN@Example.com>\r\n\
+                   Subject: refund ANUMI-0009\r\nAuto-Submitted: auto-replied\r\n\r\n\
+                   Please refund my order.\r\n> old ANUMI-0001 chargeback\r\n";
+        let email = parse(raw.as_bytes()).unwrap();
+        let received = chrono::Utc::now();
+        let facts = extractor.extract(&email, received);
+        assert_eq!(facts.message_id.as_deref(), Some("m1@example.com"));
+        assert_eq!(facts.from, "ann@example.com");
+        assert_eq!(facts.from_name.as_deref(), Some("Ann"));
+        assert_eq!(facts.received_at, received);
+        assert_eq!(facts.category, Category::CashRefund);
+        assert!(
+            facts.flags.is_empty(),
+            "quoted chargeback counted: {:?}",
+            facts.flags
+        );
+        assert_eq!(
+            facts.order_refs,
+            vec![
+                crate::domain::OrderRef::Invoice("ANUMI-0009".into()),
+                crate::domain::OrderRef::Invoice("ANUMI-0001".into())
+            ]
+        );
+        assert_eq!(facts.auto, None);
+        assert!(!facts.auth.dmarc_pass);
+    }
+}
