@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
 pub use crate::ingest::imap::ImapConfig;
-pub use crate::reply::smtp::SmtpConfig;
 pub use crate::policy::PolicyConfig;
+pub use crate::reply::smtp::SmtpConfig;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,11 @@ pub struct DaemonConfig {
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        DaemonConfig { maildir: None, poll_interval: 30, max_backoff: 60 }
+        DaemonConfig {
+            maildir: None,
+            poll_interval: 30,
+            max_backoff: 60,
+        }
     }
 }
 
@@ -206,10 +210,16 @@ impl Settings {
             });
         }
         if let Some(imap) = &self.imap {
-            imap.validate().map_err(|e| ConfigError::Invalid { key: "imap", reason: e.to_string() })?;
+            imap.validate().map_err(|e| ConfigError::Invalid {
+                key: "imap",
+                reason: e.to_string(),
+            })?;
         }
         if let Some(smtp) = &self.smtp {
-            smtp.validate().map_err(|e| ConfigError::Invalid { key: "smtp", reason: e.to_string() })?;
+            smtp.validate().map_err(|e| ConfigError::Invalid {
+                key: "smtp",
+                reason: e.to_string(),
+            })?;
         }
         if !self.reply.from.contains('@') {
             return Err(ConfigError::Invalid {

@@ -32,11 +32,20 @@ mod tests {
 
     #[test]
     fn waits_grow_to_the_cap_and_stay_within_its_upper_half() {
-        let backoff = Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(2) };
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(2),
+        };
         for attempt in 0..30 {
-            let full = Duration::from_millis(100).saturating_mul(2u32.saturating_pow(attempt.min(20))).min(backoff.cap);
+            let full = Duration::from_millis(100)
+                .saturating_mul(2u32.saturating_pow(attempt.min(20)))
+                .min(backoff.cap);
             let wait = backoff.delay(attempt);
-            assert!(wait >= full / 2 && wait <= full, "attempt {attempt}: {wait:?} not in [{:?}, {full:?}]", full / 2);
+            assert!(
+                wait >= full / 2 && wait <= full,
+                "attempt {attempt}: {wait:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
         }
     }
 }

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::sleep_or_shutdown;
 use crate::config::Settings;
-use crate::ingest::imap::{self, FetchedMessage, ImapConfig, ImapCursor, ImapError, ImapMailbox, Wake};
+use crate::ingest::imap::{
+    self, FetchedMessage, ImapConfig, ImapCursor, ImapError, ImapMailbox, Wake,
+};
 use crate::ingest::maildir::Maildir;
 use crate::ingest::{self, IngestError, RawMessage};
 use crate::pipeline::{Pipeline, PipelineError};
@@ -71,20 +73,40 @@ pub struct MailboxSync {
 impl MailboxSync {
     /// A pass over the given store with the given pipeline.
     pub fn new(store: Store, pipeline: Arc<Pipeline>, settings: Arc<Settings>) -> MailboxSync {
-        MailboxSync { store, pipeline, settings }
+        MailboxSync {
+            store,
+            pipeline,
+            settings,
+        }
     }
 
     /// One IMAP pass: fetch after the cursor, store, decide, move, advance.
     #[tracing::instrument(skip_all, fields(stage = "ingest"))]
-    pub async fn sync_imap(&self, mailbox: &mut ImapMailbox, config: &ImapConfig) -> Result<SyncReport, SyncError> {
+    pub async fn sync_imap(
+        &self,
+        mailbox: &mut ImapMailbox,
+        config: &ImapConfig,
+    ) -> Result<SyncReport, SyncError> {
         let state = mailbox.select().await?;
-        let stored = self.store.mailbox_cursor(&config.folder).await?.map(|c| ImapCursor {
-            uidvalidity: u32::try_from(c.uidvalidity).unwrap_or(0),
-            last_uid: u32::try_from(c.last_uid).unwrap_or(0),
-        });
+        let stored = self
+            .store
+            .mailbox_cursor(&config.folder)
+            .await?
+            .map(|c| ImapCursor {
+                uidvalidity: u32::try_from(c.uidvalidity).unwrap_or(0),
+                last_uid: u32::try_from(c.last_uid).unwrap_or(0),
+            });
         let plan = imap::plan(stored, state.uidvalidity);
-        if let imap::ScanPlan::Rescan { previous_uidvalidity, .. } = plan {
-            tracing::warn!(previous_uidvalidity, uidvalidity = state.uidvalidity, "UIDVALIDITY changed; rescanning the folder");
+        if let imap::ScanPlan::Rescan {
+            previous_uidvalidity,
+            ..
+        } = plan
+        {
+            tracing::warn!(
+                previous_uidvalidity,
+                uidvalidity = state.uidvalidity,
+                "UIDVALIDITY changed; rescanning the folder"
+            );
         }
         let mut cursor = plan.cursor();
         let fetched = mailbox.fetch_since(cursor.last_uid).await?;
@@ -104,7 +126,10 @@ impl MailboxSync {
                 })
                 .await?;
         }
-        Ok(SyncReport { fetched: fetched.len(), processed: processed.len() })
+        Ok(SyncReport {
+            fetched: fetched.len(),
+            processed: processed.len(),
+        })
     }
 
     /// A fetched message as ingest takes it; one over the size limit is
@@ -115,12 +140,28 @@ impl MailboxSync {
         config: &ImapConfig,
         message: &FetchedMessage,
     ) -> Result<RawMessage, ImapError> {
-        let source = format!("imap:{}:{}:{}", config.folder, mailbox.folder().uidvalidity, message.uid);
+        let source = format!(
+            "imap:{}:{}:{}",
+            config.folder,
+            mailbox.folder().uidvalidity,
+            message.uid
+        );
         let (bytes, full_size) = match &message.bytes {
             Some(bytes) => (bytes.clone(), None),
-            None => (mailbox.fetch_headers(message.uid).await?.unwrap_or_default(), Some(message.size)),
+            None => (
+                mailbox
+                    .fetch_headers(message.uid)
+                    .await?
+                    .unwrap_or_default(),
+                Some(message.size),
+            ),
         };
-        Ok(RawMessage { source, bytes, received_at: message.internal_date, full_size })
+        Ok(RawMessage {
+            source,
+            bytes,
+            received_at: message.internal_date,
+            full_size,
+        })
     }
 
     /// One Maildir pass: store, decide, move to `cur/`.
@@ -135,7 +176,10 @@ impl MailboxSync {
         for entry in &fresh {
             maildir.mark_processed(entry)?;
         }
-        Ok(SyncReport { fetched: fresh.len(), processed: processed.len() })
+        Ok(SyncReport {
+            fetched: fresh.len(),
+            processed: processed.len(),
+        })
     }
 }
 

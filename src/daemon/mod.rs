@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::reply::{FileSink, MailSink, smtp::SmtpSink, smtp::SmtpError};
+use crate::reply::{FileSink, MailSink, smtp::SmtpError, smtp::SmtpSink};
 use crate::retry::Backoff;
 use crate::store::{Store, StoreError};
 
@@ -62,7 +62,10 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
     let pipeline = Arc::new(Pipeline::new(store.clone(), settings.clone())?);
     let sink = mail_sink(&settings)?;
     let replies_queued = Arc::new(Notify::new());
-    let backoff = Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(settings.daemon.max_backoff.max(1)) };
+    let backoff = Backoff {
+        base: Duration::from_millis(500),
+        cap: Duration::from_secs(settings.daemon.max_backoff.max(1)),
+    };
     let poll = Duration::from_secs(settings.daemon.poll_interval.max(1));
 
     let sync = MailboxSync::new(store.clone(), pipeline, settings.clone());
@@ -70,11 +73,14 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
     match (&settings.imap, &settings.daemon.maildir) {
         (Some(imap), _) => {
             let (imap, shutdown, wake) = (imap.clone(), shutdown.clone(), replies_queued.clone());
-            tracker.spawn(async move { mailbox::run_imap(sync, imap, backoff, wake, shutdown).await });
+            tracker
+                .spawn(async move { mailbox::run_imap(sync, imap, backoff, wake, shutdown).await });
         }
         (None, Some(dir)) => {
             let (dir, shutdown, wake) = (dir.clone(), shutdown.clone(), replies_queued.clone());
-            tracker.spawn(async move { mailbox::run_maildir(sync, dir, poll, backoff, wake, shutdown).await });
+            tracker.spawn(async move {
+                mailbox::run_maildir(sync, dir, poll, backoff, wake, shutdown).await
+            });
         }
         (None, None) => return Err(DaemonError::NoMailbox),
     }

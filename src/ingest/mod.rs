@@ -67,18 +67,30 @@ pub async fn store_message(store: &Store, raw: RawMessage) -> Result<Inserted, I
     let bytes = parse::redact_secrets(&bytes).into_owned();
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let message_id = message_id_of(&bytes);
-    let new = NewMessage { message_id, sha256, raw: bytes, received_at: raw.received_at, source: raw.source.clone() };
+    let new = NewMessage {
+        message_id,
+        sha256,
+        raw: bytes,
+        received_at: raw.received_at,
+        source: raw.source.clone(),
+    };
     store
         .insert_message(&new)
         .await
-        .map_err(|source| IngestError::Store { source_name: raw.source, source })
+        .map_err(|source| IngestError::Store {
+            source_name: raw.source,
+            source,
+        })
 }
 
 /// The `Message-ID` of raw bytes, without angle brackets, from the headers
 /// alone (the body is not parsed here).
 fn message_id_of(bytes: &[u8]) -> Option<String> {
     let headers = mail_parser::MessageParser::new().parse_headers(bytes)?;
-    headers.message_id().map(str::to_owned).filter(|id| !id.is_empty())
+    headers
+        .message_id()
+        .map(str::to_owned)
+        .filter(|id| !id.is_empty())
 }
 
 /// The header a message over the size limit is stored with, so that the
@@ -118,14 +130,19 @@ mod tests {
     fn an_oversized_message_keeps_its_header_and_loses_its_body() {
         let raw = b"From: a@example.com\r\nSubject: big\r\n\r\nAAAAAAAAAAAAAAAA";
         let stub = String::from_utf8(truncated_stub(raw, 30_000_000)).unwrap();
-        assert!(stub.starts_with("X-Refundd-Truncated: 30000000\r\nFrom: a@example.com\r\nSubject: big\r\n\r\n"));
+        assert!(stub.starts_with(
+            "X-Refundd-Truncated: 30000000\r\nFrom: a@example.com\r\nSubject: big\r\n\r\n"
+        ));
         assert!(!stub.contains("AAAA"));
         assert!(stub.contains("30000000 bytes"));
     }
 
     #[test]
     fn message_ids_are_read_from_the_header_alone() {
-        assert_eq!(message_id_of(b"Message-ID: <abc@x>\r\n\r\nbody").as_deref(), Some("abc@x"));
+        assert_eq!(
+            message_id_of(b"Message-ID: <abc@x>\r\n\r\nbody").as_deref(),
+            Some("abc@x")
+        );
         assert_eq!(message_id_of(b"Subject: none\r\n\r\nbody"), None);
     }
 }

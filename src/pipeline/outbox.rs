@@ -62,7 +62,10 @@ async fn deliver_one(
     now: DateTime<Utc>,
     report: &mut DeliveryReport,
 ) -> Result<(), StoreError> {
-    let outgoing = OutgoingMessage { message_id: reply.message_id.clone(), raw: reply.raw.clone() };
+    let outgoing = OutgoingMessage {
+        message_id: reply.message_id.clone(),
+        raw: reply.raw.clone(),
+    };
     match sink.send(&outgoing, &reply.to_addr).await {
         Ok(()) => {
             store.finish_reply_sent(reply.id, now).await?;
@@ -70,13 +73,23 @@ async fn deliver_one(
         }
         Err(err) if err.is_transient() => {
             tracing::warn!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply deferred");
-            store.finish_reply_failed(reply.id, &err.to_string(), false).await?;
+            store
+                .finish_reply_failed(reply.id, &err.to_string(), false)
+                .await?;
             report.deferred += 1;
         }
         Err(err) => {
             tracing::error!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply refused");
-            store.finish_reply_failed(reply.id, &err.to_string(), true).await?;
-            send_case_to_review(store, reply.case_id, &format!("the reply could not be delivered: {err}"), now).await?;
+            store
+                .finish_reply_failed(reply.id, &err.to_string(), true)
+                .await?;
+            send_case_to_review(
+                store,
+                reply.case_id,
+                &format!("the reply could not be delivered: {err}"),
+                now,
+            )
+            .await?;
             report.failed += 1;
         }
     }
@@ -94,12 +107,29 @@ pub async fn send_case_to_review(
 ) -> Result<(), StoreError> {
     let mut attempts = 0;
     loop {
-        let Some(case) = store.case(case_id).await? else { return Ok(()) };
+        let Some(case) = store.case(case_id).await? else {
+            return Ok(());
+        };
         let mut decision = case.decision.clone();
-        decision.trace.push(TraceStep { clause: Clause::P5, finding: reason.to_owned(), facts: vec![] });
-        let deadline = case.deadline.or_else(|| Some(BusinessCalendar::default().add_business_days(now, 2)));
+        decision.trace.push(TraceStep {
+            clause: Clause::P5,
+            finding: reason.to_owned(),
+            facts: vec![],
+        });
+        let deadline = case
+            .deadline
+            .or_else(|| Some(BusinessCalendar::default().add_business_days(now, 2)));
         let mut tx = store.begin().await?;
-        let updated = tx.update_case_decision(case.id, case.version, &decision, CaseStatus::Review, deadline, now).await;
+        let updated = tx
+            .update_case_decision(
+                case.id,
+                case.version,
+                &decision,
+                CaseStatus::Review,
+                deadline,
+                now,
+            )
+            .await;
         match updated {
             Err(StoreError::Conflict { .. }) if attempts < 3 => {
                 attempts += 1;
@@ -110,7 +140,15 @@ pub async fn send_case_to_review(
                 other?;
             }
         }
-        tx.add_case_event(case.id, &Actor::Engine, Some(case.status), CaseStatus::Review, reason, now).await?;
+        tx.add_case_event(
+            case.id,
+            &Actor::Engine,
+            Some(case.status),
+            CaseStatus::Review,
+            reason,
+            now,
+        )
+        .await?;
         return tx.commit().await;
     }
 }

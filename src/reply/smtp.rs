@@ -879,14 +879,16 @@ impl super::MailSink for SmtpSink {
         to: &'a str,
     ) -> futures::future::BoxFuture<'a, Result<(), super::SendError>> {
         Box::pin(async move {
-            self.send_raw(self.envelope_from(), to, &message.raw).await.map_err(|err| {
-                let reason = err.to_string();
-                if err.is_transient() {
-                    super::SendError::transient(reason, Some(Box::new(err)))
-                } else {
-                    super::SendError::permanent(reason, Some(Box::new(err)))
-                }
-            })
+            self.send_raw(self.envelope_from(), to, &message.raw)
+                .await
+                .map_err(|err| {
+                    let reason = err.to_string();
+                    if err.is_transient() {
+                        super::SendError::transient(reason, Some(Box::new(err)))
+                    } else {
+                        super::SendError::permanent(reason, Some(Box::new(err)))
+                    }
+                })
         })
     }
 }

@@ -48,7 +48,11 @@ impl Store {
 impl Tx {
     async fn end_reply_attempt(&mut self, id: i64) -> Result<()> {
         on_tx!(self, conn => {
-            sqlx::query("DELETE FROM reply_attempts WHERE reply_id = $1").bind(id).execute(&mut *conn).await
+            sqlx::query("DELETE FROM reply_attempts WHERE reply_id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
         })
         .map_err(db("end a reply attempt"))?;
         Ok(())
