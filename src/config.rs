@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
+pub use crate::ingest::imap::ImapConfig;
 pub use crate::policy::PolicyConfig;
+pub use crate::reply::smtp::SmtpConfig;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,35 @@ pub struct Settings {
     pub reply: ReplyConfig,
     pub ingest: IngestConfig,
     pub web: WebConfig,
+    /// `[imap]`: when present, `refundd run` reads this mailbox.
+    pub imap: Option<ImapConfig>,
+    /// `[smtp]`: when present, replies go out over SMTP instead of the
+    /// outbox folder.
+    pub smtp: Option<SmtpConfig>,
+    /// `[daemon]`: pacing of `refundd run`.
+    pub daemon: DaemonConfig,
+}
+
+/// `[daemon]`: how `refundd run` paces its loops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// A Maildir to watch when no `[imap]` is configured (optional).
+    pub maildir: Option<PathBuf>,
+    /// Seconds between Maildir scans / outbox passes when nothing wakes them.
+    pub poll_interval: u64,
+    /// Longest wait between reconnect attempts, in seconds.
+    pub max_backoff: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            maildir: None,
+            poll_interval: 30,
+            max_backoff: 60,
+        }
+    }
 }
 
 /// `[database]`.
@@ -176,6 +207,12 @@ impl Settings {
         if let Some(url) = var("REFUNDD_DATABASE_URL") {
             self.database.url = url;
         }
+        if let Some(imap) = &mut self.imap {
+            imap.apply_env(&var);
+        }
+        if let Some(smtp) = &mut self.smtp {
+            smtp.apply_env(&var);
+        }
     }
 
     /// Checks what serde cannot: ranges and formats.
@@ -210,6 +247,18 @@ impl Settings {
                 key: "web.session_ttl_minutes",
                 reason: "session_ttl_minutes and max_failed_logins must be positive".into(),
             });
+        }
+        if let Some(imap) = &self.imap {
+            imap.validate().map_err(|e| ConfigError::Invalid {
+                key: "imap",
+                reason: e.to_string(),
+            })?;
+        }
+        if let Some(smtp) = &self.smtp {
+            smtp.validate().map_err(|e| ConfigError::Invalid {
+                key: "smtp",
+                reason: e.to_string(),
+            })?;
         }
         if !self.reply.from.contains('@') {
             return Err(ConfigError::Invalid {

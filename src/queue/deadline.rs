@@ -20,7 +20,10 @@ pub struct BusinessCalendar {
 
 impl Default for BusinessCalendar {
     fn default() -> Self {
-        BusinessCalendar { weekend: vec![Weekday::Sat, Weekday::Sun], holidays: Vec::new() }
+        BusinessCalendar {
+            weekend: vec![Weekday::Sat, Weekday::Sun],
+            holidays: Vec::new(),
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 //! not an error, a lost compare-and-set is [`StoreError::Conflict`].
 
 mod actions;
+mod attempts;
 mod cases;
 mod error;
 pub mod import;
@@ -72,6 +73,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "console",
         include_str!("../../migrations/sqlite/0003_console.sql"),
         include_str!("../../migrations/postgres/0003_console.sql"),
+    ),
+    (
+        5,
+        "reply attempts",
+        include_str!("../../migrations/sqlite/0005_reply_attempts.sql"),
+        include_str!("../../migrations/postgres/0005_reply_attempts.sql"),
     ),
 ];
 
