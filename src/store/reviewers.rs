@@ -392,6 +392,7 @@ impl Store {
             .bind(attempt.at)
             .execute(pool)
             .await
+            .map(|done| done.rows_affected())
         })
         .map_err(db("record a sign-in attempt"))?;
         Ok(())
@@ -441,6 +442,7 @@ impl Store {
             .bind(expires_at)
             .execute(pool)
             .await
+            .map(|done| done.rows_affected())
         })
         .map_err(db("open a session"))?;
         Ok(())
@@ -492,6 +494,7 @@ impl Store {
                 .bind(now)
                 .execute(pool)
                 .await
+                .map(|done| done.rows_affected())
         })
         .map_err(db("end a session"))?;
         Ok(())
@@ -516,6 +519,7 @@ impl Store {
             .bind(at)
             .execute(pool)
             .await
+            .map(|done| done.rows_affected())
         })
         .map_err(db("store an API token"))?;
         Ok(())
@@ -548,7 +552,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        let holder: Option<String> = on_tx!(tx, conn => {
+        let holder: String = on_tx!(tx, conn => {
             sqlx::query_scalar(
                 "INSERT INTO case_claims (case_id, reviewer, claimed_at) VALUES ($1, $2, $3)
                  ON CONFLICT (case_id) DO UPDATE
@@ -821,6 +825,7 @@ impl Tx {
                 .bind(case_id.0)
                 .execute(&mut *conn)
                 .await
+                .map(|done| done.rows_affected())
         })
         .map_err(db("clear a case claim"))?;
         Ok(())

@@ -269,7 +269,7 @@ pub async fn login_page(State(state): State<WebState>) -> Result<Response, WebEr
     let token = new_secret();
     let page = state.views().page(
         "login.html",
-        minijinja::context! { csrf => token, error => Option::<String>::None },
+        minijinja::context! { csrf => &token, error => Option::<String>::None },
         None,
     )?;
     let mut response = page.into_response();
@@ -340,7 +340,7 @@ pub async fn login(
         let token = new_secret();
         let page = state.views().page(
             "login.html",
-            minijinja::context! { csrf => token, error => "Wrong address or password." },
+            minijinja::context! { csrf => &token, error => "Wrong address or password." },
             None,
         )?;
         let mut response = (axum::http::StatusCode::UNAUTHORIZED, page).into_response();

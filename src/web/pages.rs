@@ -14,7 +14,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 
 use super::auth::SignedIn;
-use super::view::{Me, Page, SAFE_IMAGE_TYPES, mail_view, major, money, parse_major, time_left};
+use super::view::{Me, Page, to_value, SAFE_IMAGE_TYPES, mail_view, major, money, parse_major, time_left};
 use super::{WebError, WebState};
 use crate::domain::{Category, Flag, Outcome, WalletFacts};
 use crate::pipeline::review::{
@@ -178,10 +178,10 @@ pub async fn queue(
     state.views().page(
         "queue.html",
         context! {
-            rows => rows,
+            rows => to_value(&rows),
             total => page.total,
             offset => offset,
-            filter => &query,
+            filter => to_value(&query),
             flash => flash,
             outcomes => [Outcome::Review, Outcome::NeedsInfo].map(|o| o.as_str()),
             categories => Category::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
@@ -295,7 +295,7 @@ fn ledger_view(
         return (minijinja::Value::from(()), vec![], vec![], vec![]);
     };
     let wallet_value = context! {
-        id => w.wallet.id,
+        id => &w.wallet.id,
         status => format!("{:?}", w.wallet.status).to_lowercase(),
         created_at => w.wallet.created_at.format("%Y-%m-%d").to_string(),
     };
@@ -304,9 +304,9 @@ fn ledger_view(
         .iter()
         .map(|o| {
             context! {
-                order_id => o.order_id,
-                reference => o.reference,
-                product => o.product,
+                order_id => &o.order_id,
+                reference => &o.reference,
+                product => &o.product,
                 amount => money(o.amount, &o.currency),
                 refunded => money(o.refunded, &o.currency),
                 max_refund => money(o.max_refund, &o.currency),
@@ -324,10 +324,10 @@ fn ledger_view(
         .take(20)
         .map(|g| {
             context! {
-                id => g.id,
+                id => &g.id,
                 status => format!("{:?}", g.status).to_lowercase(),
                 credits => g.credits,
-                style => g.style,
+                style => &g.style,
                 created_at => g.created_at.format("%Y-%m-%d %H:%M").to_string(),
                 is_case_generation => case.decision.generation_id.as_deref() == Some(g.id.as_str()),
             }
@@ -496,13 +496,13 @@ pub async fn case(
         .decision
         .trace
         .iter()
-        .map(|s| context! { clause => s.clause.as_str(), finding => s.finding, facts => s.facts })
+        .map(|s| context! { clause => s.clause.as_str(), finding => &s.finding, facts => to_value(&s.facts) })
         .collect();
     state.views().page(
         "case.html",
         context! {
-            case => case_header(&case, claim, &signed, now),
-            messages => messages,
+            case => to_value(case_header(&case, claim, &signed, now)),
+            messages => to_value(&messages),
             trace => trace,
             stopped => case.decision.trace.last().map(|s| s.finding.clone()).unwrap_or_default(),
             wallet => wallet_value,
@@ -516,7 +516,7 @@ pub async fn case(
             preview => preview,
             deny_reasons => DenyReason::ALL.map(|r| (r.as_str(), r.label())),
             asks => AskFor::ALL.map(|a| (a.as_str(), a.label())),
-            history => history(&events, &audit),
+            history => to_value(history(&events, &audit)),
             prev_href => prev.map(|c| format!("/cases/{c}")),
             next_href => next.map(|c| format!("/cases/{c}")),
         },
@@ -649,7 +649,7 @@ pub async fn confirm(
     state.views().page(
         "confirm.html",
         context! {
-            case => case_header(&case, claim, &signed, state.now()),
+            case => to_value(case_header(&case, claim, &signed, state.now())),
             summary => format!("You are about to {} on {id}.", describe(&concrete, &limits)),
             version => version,
             fields => choice_fields(&concrete),
@@ -884,7 +884,7 @@ pub async fn bulk(
     let results = bulk_approve(&state, &signed.reviewer.email, &cases).await?;
     state.views().page(
         "bulk.html",
-        context! { results => results },
+        context! { results => to_value(&results) },
         Some(&me(&signed)),
     )
 }

@@ -118,7 +118,7 @@ impl Views {
             nonce => &nonce,
             script => SCRIPT,
             style => STYLE,
-            me => me,
+            me => to_value(me),
             ..context
         };
         let html = self
@@ -128,6 +128,11 @@ impl Views {
             .map_err(|e| WebError::Internal(format!("console template {name}: {e:#}")))?;
         Ok(Page { html, nonce })
     }
+}
+
+/// Any serializable value as a template value (escaped when printed).
+pub fn to_value<T: Serialize>(value: T) -> Value {
+    Value::from(minijinja::value::Serde(value))
 }
 
 /// The signed-in reviewer as the page header shows them.
