@@ -163,7 +163,8 @@ pub struct WebConfig {
     /// Mark the session cookie `Secure` (default true; turn off only for
     /// plain-HTTP access on loopback).
     pub secure_cookies: bool,
-    /// Failed sign-ins allowed per address (or peer) per 15 minutes.
+    /// Failed sign-ins allowed per address per 15 minutes (four times as
+    /// many per peer address).
     pub max_failed_logins: i64,
 }
 

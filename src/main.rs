@@ -65,11 +65,84 @@ enum Command {
     Run,
     /// Connect to the database, IMAP and SMTP as configured and say what is wrong, in plain words.
     CheckConfig,
+    /// Serve the reviewers' console alone on [web] listen, until SIGTERM/SIGINT.
+    Serve,
+    /// The review queue: open cases, earliest deadline first.
+    Queue {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only this category.
+        #[arg(long)]
+        category: Option<refundd::domain::Category>,
+        /// Only cases with this flag.
+        #[arg(long)]
+        flag: Option<refundd::domain::Flag>,
+        /// Sender, subject or text; an order ID; a case tag.
+        #[arg(long)]
+        search: Option<String>,
+        /// At most this many cases.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Decide a case as a reviewer: approve, deny, ask or note.
+    Decide {
+        /// Case number (`1042` or `R-1042`).
+        case: String,
+        /// approve | deny | ask | note
+        verb: String,
+        /// Cash refund amount (e.g. 7.20); without it, approve takes the proposal.
+        #[arg(long)]
+        amount: Option<String>,
+        /// Wallet credits to grant instead of a cash refund.
+        #[arg(long)]
+        credits: Option<i64>,
+        /// The order to refund (default: the case's).
+        #[arg(long)]
+        order: Option<String>,
+        /// Denial reason: all_credits_used, window_expired, subjective, terminated.
+        #[arg(long)]
+        reason: Option<String>,
+        /// What to ask for: order_id, result, purchase_address, check_order_id.
+        #[arg(long)]
+        ask: Option<String>,
+        /// A personal paragraph for the reply (or the note's text).
+        #[arg(long)]
+        note: Option<String>,
+        /// The reviewer deciding (their address).
+        #[arg(long = "as", env = "REFUNDD_REVIEWER")]
+        reviewer: String,
+        /// The case version you saw (default: the current one).
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Reviewer accounts.
+    Reviewer {
+        #[command(subcommand)]
+        command: ReviewerCommand,
+    },
     /// Run the whole pipeline on sample data in a demo folder; needs nothing but this binary.
     Demo {
         /// Where to create the demo (replaced if it exists).
         #[arg(long, default_value = "refundd-demo")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReviewerCommand {
+    /// Add a reviewer; the password is read from standard input when it is not a terminal.
+    Add {
+        email: String,
+        /// Give the admin role.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Issue an API token for a reviewer (printed once).
+    Token {
+        email: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
     },
 }
 
@@ -121,6 +194,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Case { id, json } => app::show_case(&settings, &id, json).await,
         Command::Run => app::run_daemon(settings).await,
         Command::CheckConfig => app::check_config(&settings).await,
+        Command::Serve => app::serve_console(settings).await,
+        Command::Queue { json, category, flag, search, limit } => {
+            let filter = refundd::store::QueueFilter { category, flag, search, limit: Some(limit), ..Default::default() };
+            app::show_queue(&settings, json, filter).await
+        }
+        Command::Decide { case, verb, amount, credits, order, reason, ask, note, reviewer, version } => {
+            let args = app::DecideArgs { case, verb, amount, credits, order, reason, ask, note, reviewer, version };
+            app::decide_case(&settings, args).await
+        }
+        Command::Reviewer { command: ReviewerCommand::Add { email, admin } } => app::add_reviewer(&settings, &email, admin).await,
+        Command::Reviewer { command: ReviewerCommand::Token { email, label } } => app::reviewer_token(&settings, &email, &label).await,
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }

@@ -398,18 +398,20 @@ impl Store {
         Ok(())
     }
 
-    /// Failed sign-in attempts since `since` for this address, or from this
-    /// peer when one is given: what the rate limit counts.
+    /// Failed sign-in attempts since `since`: for this address, and from
+    /// this peer (0 when the peer is unknown). What the rate limit counts.
     pub async fn failed_logins_since(
         &self,
         email: &str,
         remote: Option<&str>,
         since: DateTime<Utc>,
-    ) -> Result<i64> {
+    ) -> Result<(i64, i64)> {
         on_pool!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM login_attempts
-                 WHERE NOT success AND at >= $3 AND (email = $1 OR ($2 IS NOT NULL AND remote = $2))",
+            sqlx::query_as(
+                "SELECT COALESCE(SUM(CASE WHEN email = $1 THEN 1 ELSE 0 END), 0),
+                        COALESCE(SUM(CASE WHEN remote = $2 THEN 1 ELSE 0 END), 0)
+                 FROM login_attempts
+                 WHERE NOT success AND at >= $3 AND (email = $1 OR remote = $2)",
             )
             .bind(email)
             .bind(remote)

@@ -33,6 +33,8 @@ pub const SESSION_COOKIE: &str = "refundd_session";
 const LOGIN_CSRF_COOKIE: &str = "refundd_login_csrf";
 /// The window the sign-in rate limit counts failures in.
 const RATE_WINDOW: Duration = Duration::minutes(15);
+/// How many more failures one peer may have than one address.
+const PEER_FACTOR: i64 = 4;
 /// Shortest password `refundd reviewer add` accepts.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
@@ -305,10 +307,13 @@ pub async fn login(
     let now = state.now();
     let email = form.email.trim().to_lowercase();
     let store = state.store();
-    let failures = store
+    let (by_address, by_peer) = store
         .failed_logins_since(&email, remote.as_deref(), now - RATE_WINDOW)
         .await?;
-    if failures >= state.settings().web.max_failed_logins {
+    // One address is limited tightly; one peer (an office behind one NAT
+    // address) more loosely, so a guesser cannot lock the whole team out.
+    let limit = state.settings().web.max_failed_logins;
+    if by_address >= limit || by_peer >= limit * PEER_FACTOR {
         return Err(WebError::TooManyAttempts);
     }
     let reviewer = store.reviewer_by_email(&email).await?;

@@ -116,8 +116,9 @@ impl Views {
         let nonce = new_secret();
         let full = minijinja::context! {
             nonce => &nonce,
-            script => SCRIPT,
-            style => STYLE,
+            // Our own constants, not customer text: inserted as code.
+            script => Value::from_safe_string(SCRIPT.to_owned()),
+            style => Value::from_safe_string(STYLE.to_owned()),
             me => to_value(me),
             ..context
         };

@@ -1,7 +1,9 @@
 //! The integration test binary: real servers (Dovecot, an SMTP sink,
 //! PostgreSQL), real databases, the real binary. One module per area.
 
+mod browser;
 mod cli_pipeline;
+mod console;
 mod corpus;
 mod imap;
 mod mailstack;

@@ -1,0 +1,220 @@
+//! The console in a real browser: headless Chromium driven through
+//! chromedriver (both Debian packages, started by the test on free ports).
+//! A reviewer signs in, opens the oldest case with Enter, approves it with
+//! `a` and sends with Enter — three keys — and the customer's reply goes
+//! out (the outbox writes it). A case whose email carries `<script>` and
+//! `onerror=` payloads in its subject, HTML body, sender name and
+//! attachment name executes nothing: the payloads would set
+//! `window.__pwned`, change the title or call a canary listener on
+//! loopback, and none of that happens. Screenshots of the queue and a case
+//! go to `examples/screenshots/` for the README.
+
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use refundd::domain::Category;
+use refundd::pipeline::outbox;
+use refundd::reply::FileSink;
+use refundd::store::ReplyStatus;
+
+use crate::console::{BEN_ORDER, Console, PASSWORD, mail, now, seed_case};
+use crate::support::{TestDb, repo};
+
+const ENTER: char = '\u{E007}';
+
+/// chromedriver, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn find_binary(names: &[&str]) -> String {
+    for name in names {
+        for dir in ["/usr/bin", "/usr/lib/chromium", "/usr/local/bin"] {
+            let path = format!("{dir}/{name}");
+            if std::path::Path::new(&path).exists() {
+                return path;
+            }
+        }
+    }
+    panic!("none of {names:?} is installed: apt-get install chromium chromium-driver");
+}
+
+async fn start_driver() -> Driver {
+    let port = free_port();
+    let child = Command::new(find_binary(&["chromedriver"]))
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    // Poll readiness: the port accepts connections once chromedriver listens.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Driver { child, url: format!("http://127.0.0.1:{port}") }
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": find_binary(&["chromium", "chromium-browser"]),
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,1000", format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+async fn press(client: &Client, key: char) {
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    client.perform_actions(keys).await.unwrap();
+}
+
+async fn wait_for(client: &Client, css: &str) {
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"));
+}
+
+/// A loopback listener that counts connections: the payloads call it.
+async fn canary() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((_stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, hits)
+}
+
+#[tokio::test]
+async fn a_reviewer_sends_a_reply_in_three_keys_and_hostile_mail_runs_nothing() {
+    let db = TestDb::sqlite();
+    let console = Console::start(&db).await;
+    let (canary_port, hits) = canary().await;
+    let canary = format!("http://127.0.0.1:{canary_port}");
+
+    let oldest = seed_case(
+        &console.store,
+        "ben@example.com",
+        Some(BEN_ORDER),
+        Category::CashRefund,
+        mail("ben@example.com", "Ben Ito", "Refund for my Pro pack", "Hello, I bought the Pro pack by mistake (ANUMI-BBBBBBBB-0001) and have not used it. Could I get a refund?\n\nThanks, Ben", None, None),
+        11,
+    )
+    .await;
+    let hostile_raw = mail(
+        "ann@example.com",
+        &format!("<img src=x onerror=window.__pwned=1;fetch('{canary}/name')>"),
+        &format!("<script>document.title='PWNED';window.__pwned=2;fetch('{canary}/subject')</script>"),
+        &format!("<script>window.__pwned=3;fetch('{canary}/text')</script>"),
+        Some(&format!(
+            "<p>see <b>this</b></p><script>window.__pwned=4;fetch('{canary}/html')</script>\
+             <img src=\"{canary}/remote.png\" onerror=\"window.__pwned=5\">\
+             <a href=\"javascript:window.__pwned=6\">link</a><svg onload=\"window.__pwned=7\"></svg>\
+             <div style=\"background:url({canary}/css)\">styled</div>"
+        )),
+        Some(&format!("\\\"><img src=x onerror=window.__pwned=8;fetch('{canary}/file')>.png")),
+    );
+    let hostile = seed_case(&console.store, "ann@example.com", None, Category::Other, hostile_raw, 14).await;
+
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, profile.path()).await;
+    let base = console.base.clone();
+
+    // Sign in.
+    client.goto(&format!("{base}/login")).await.unwrap();
+    client.find(Locator::Css("input[name=email]")).await.unwrap().send_keys("rita@anumi.example").await.unwrap();
+    client.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    client.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_for(&client, "body[data-page=queue] tr.selected").await;
+    let screenshots = repo().join("examples/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    std::fs::write(screenshots.join("queue.png"), client.screenshot().await.unwrap()).unwrap();
+
+    // 1: Enter opens the oldest case.
+    press(&client, ENTER).await;
+    wait_for(&client, "body[data-page=case]").await;
+    assert!(client.current_url().await.unwrap().path().ends_with(&format!("/cases/{oldest}")));
+    std::fs::write(screenshots.join("case.png"), client.screenshot().await.unwrap()).unwrap();
+    // 2: `a` approves as proposed and opens the confirmation with the reply.
+    press(&client, 'a').await;
+    wait_for(&client, "body[data-page=confirm]").await;
+    let reply = client.find(Locator::Css("#reply")).await.unwrap().text().await.unwrap();
+    assert!(reply.contains("15.00"), "the reply quotes the refund: {reply}");
+    // 3: Enter sends.
+    press(&client, ENTER).await;
+    wait_for(&client, "#flash").await;
+
+    let sink_dir = tempfile::tempdir().unwrap();
+    let report = outbox::deliver_queued(&console.store, &FileSink::new(sink_dir.path()), now()).await.unwrap();
+    assert_eq!(report.sent, 1);
+    let replies = console.store.replies_for_case(oldest).await.unwrap();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].status, ReplyStatus::Sent);
+    assert_eq!(replies[0].to_addr, "ben@example.com");
+    let files: Vec<_> = std::fs::read_dir(sink_dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 1, "the reply went out to the outbox");
+    let audit = console.store.audit_log(Some(oldest), 10).await.unwrap();
+    assert_eq!(audit[0].actor, "reviewer:rita@anumi.example");
+
+    // The hostile case: everything is shown, nothing runs.
+    client.goto(&format!("{base}/cases/{hostile}")).await.unwrap();
+    wait_for(&client, "body[data-page=case]").await;
+    let subject = client.find(Locator::Css("article.message .subject")).await.unwrap().text().await.unwrap();
+    assert!(subject.starts_with("<script>document.title='PWNED'"), "the subject is shown as text: {subject}");
+    let name = client.find(Locator::Css("article.message .from-name")).await.unwrap().text().await.unwrap();
+    assert!(name.starts_with("<img src=x onerror="), "the sender name is shown as text: {name}");
+    let file = client.find(Locator::Css(".attachment-name")).await.unwrap().text().await.unwrap();
+    assert!(file.contains("onerror=window.__pwned=8"), "the attachment name is shown as text: {file}");
+    // Let any image, script or style request settle before looking.
+    client.execute("return new Promise(r => setTimeout(r, 300))", vec![]).await.unwrap();
+    let state = client
+        .execute("return [document.title, typeof window.__pwned, document.querySelectorAll('.html-body img, .html-body script, .html-body svg').length]", vec![])
+        .await
+        .unwrap();
+    assert_eq!(state[0], format!("{hostile} · refundd"));
+    assert_eq!(state[1], "undefined", "no payload ran");
+    assert_eq!(state[2], 0, "no image, script or svg survived sanitizing");
+    let links = client.execute("return Array.from(document.querySelectorAll('.html-body a')).map(a => a.getAttribute('href'))", vec![]).await.unwrap();
+    assert!(!links.to_string().contains("javascript:"), "{links}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing called the canary");
+
+    client.close().await.unwrap();
+}
