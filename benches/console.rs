@@ -29,9 +29,17 @@ async fn seed(store: &Store) {
              {{\"type\":\"order\",\"id\":\"00000000-0000-4000-8000-{w:012}\",\"wallet\":\"w{w}\",\"product\":\"Starter 50\",\"credits\":50,\"amount\":900,\"currency\":\"EUR\",\"invoice_number\":\"ANUMI-AAAAAAAA-{w:04}\",\"created_at\":\"2026-06-02T10:00:00Z\"}}\n"
         ));
     }
-    refundd::store::import_jsonl(store, ledger.as_bytes(), |_| {}).await.expect("ledger");
-    let mut tx = store.begin().await.expect("tx");
-    let categories = [Category::CashRefund, Category::NoResemblance, Category::ContentViolation, Category::Other];
+    refundd::store::import_jsonl(store, ledger.as_bytes(), |_| {})
+        .await
+        .expect("ledger");
+    let categories = [
+        Category::CashRefund,
+        Category::NoResemblance,
+        Category::ContentViolation,
+        Category::Other,
+    ];
+    // Messages first: the case transaction below holds SQLite's write lock.
+    let mut messages = Vec::with_capacity(CASES as usize);
     for n in 0..CASES {
         let w = n % 1000;
         let sender = format!("c{w}@example.com");
@@ -50,13 +58,27 @@ async fn seed(store: &Store) {
             })
             .await
             .expect("message");
+        messages.push(inserted.id());
+    }
+    let mut tx = store.begin().await.expect("tx");
+    for n in 0..CASES {
+        let w = n % 1000;
+        let sender = format!("c{w}@example.com");
         let category = categories[(n % 4) as usize];
         let decision = Decision {
-            outcome: if n % 5 == 0 { Outcome::NeedsInfo } else { Outcome::Review },
+            outcome: if n % 5 == 0 {
+                Outcome::NeedsInfo
+            } else {
+                Outcome::Review
+            },
             category,
             flags: [Flag::SenderUnverified].into_iter().collect(),
             actions: vec![],
-            trace: vec![TraceStep { clause: Clause::Auth, finding: "not authenticated".into(), facts: vec![] }],
+            trace: vec![TraceStep {
+                clause: Clause::Auth,
+                finding: "not authenticated".into(),
+                facts: vec![],
+            }],
             reply: ReplyKind::ReviewAcknowledged,
             order_id: Some(format!("00000000-0000-4000-8000-{w:012}")),
             wallet_id: Some(format!("w{w}")),
@@ -68,14 +90,20 @@ async fn seed(store: &Store) {
                 sender,
                 subject: format!("Refund request {n}"),
                 language: Language::En,
-                status: if n % 5 == 0 { CaseStatus::NeedsInfo } else { CaseStatus::Review },
+                status: if n % 5 == 0 {
+                    CaseStatus::NeedsInfo
+                } else {
+                    CaseStatus::Review
+                },
                 decision,
                 deadline: Some(now + Duration::minutes(n * 7 % 5000)),
                 at: now,
             })
             .await
             .expect("case");
-        tx.attach_message(inserted.id(), id).await.expect("attach");
+        tx.attach_message(messages[n as usize], id)
+            .await
+            .expect("attach");
     }
     tx.commit().await.expect("commit");
 }
@@ -88,7 +116,12 @@ async fn measure(http: &reqwest::Client, cookie: &str, urls: &[String]) -> (f64,
     let mut times = Vec::with_capacity(urls.len());
     for url in urls {
         let start = Instant::now();
-        let response = http.get(url).header("cookie", cookie).send().await.expect("request");
+        let response = http
+            .get(url)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("request");
         assert_eq!(response.status(), 200, "{url}");
         response.bytes().await.expect("body");
         times.push(start.elapsed().as_secs_f64() * 1000.0);
@@ -100,36 +133,76 @@ async fn measure(http: &reqwest::Client, cookie: &str, urls: &[String]) -> (f64,
 async fn run() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("bench.db").display())).await.expect("store");
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))
+    .await
+    .expect("store");
     let seeding = Instant::now();
     seed(&store).await;
-    eprintln!("seeded {CASES} open cases in {:.1} s", seeding.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {CASES} open cases in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
     let now = Utc::now();
-    let reviewer = auth::add_reviewer(&store, "bench@anumi.example", "bench password 123", ReviewerRole::Reviewer, now)
-        .await
-        .expect("reviewer");
+    let reviewer = auth::add_reviewer(
+        &store,
+        "bench@anumi.example",
+        "bench password 123",
+        ReviewerRole::Reviewer,
+        now,
+    )
+    .await
+    .expect("reviewer");
     let secret = auth::new_secret();
     store
-        .create_session(&auth::digest(&secret), reviewer.id, &auth::new_secret(), now, now + Duration::hours(8))
+        .create_session(
+            &auth::digest(&secret),
+            reviewer.id,
+            &auth::new_secret(),
+            now,
+            now + Duration::hours(8),
+        )
         .await
         .expect("session");
     let mut settings = Settings::default();
     settings.web.secure_cookies = false;
     let state = WebState::new(store.clone(), Arc::new(settings)).expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(web::serve(listener, state, tokio_util::sync::CancellationToken::new()));
+    tokio::spawn(web::serve(
+        listener,
+        state,
+        tokio_util::sync::CancellationToken::new(),
+    ));
     let http = reqwest::Client::new();
     let cookie = format!("{}={secret}", auth::SESSION_COOKIE);
 
     let queue: Vec<String> = (0..SAMPLES).map(|_| format!("{base}/")).collect();
-    let filtered: Vec<String> = (0..SAMPLES).map(|i| format!("{base}/?category=no_resemblance&offset={}", (i % 20) * 50)).collect();
-    let search: Vec<String> = (0..SAMPLES).map(|i| format!("{base}/?q=ANUMI-AAAAAAAA-{:04}", i % 1000)).collect();
-    let cases: Vec<String> = (0..SAMPLES).map(|i| format!("{base}/cases/R-{}", 1 + (i as i64 * 7919) % CASES)).collect();
+    let filtered: Vec<String> = (0..SAMPLES)
+        .map(|i| format!("{base}/?category=no_resemblance&offset={}", (i % 20) * 50))
+        .collect();
+    let search: Vec<String> = (0..SAMPLES)
+        .map(|i| format!("{base}/?q=ANUMI-AAAAAAAA-{:04}", i % 1000))
+        .collect();
+    let cases: Vec<String> = (0..SAMPLES)
+        .map(|i| format!("{base}/cases/R-{}", 1 + (i as i64 * 7919) % CASES))
+        .collect();
     // Warm up connections and caches.
     measure(&http, &cookie, &queue[..20]).await;
-    for (name, urls) in [("queue page", &queue), ("queue, filtered + paged", &filtered), ("queue, order search", &search), ("case page", &cases)] {
+    for (name, urls) in [
+        ("queue page", &queue),
+        ("queue, filtered + paged", &filtered),
+        ("queue, order search", &search),
+        ("case page", &cases),
+    ] {
         let (p50, p99) = measure(&http, &cookie, urls).await;
-        println!("{name:<26} p50 {p50:6.2} ms   p99 {p99:6.2} ms   ({} requests, {CASES} open cases)", urls.len());
+        println!(
+            "{name:<26} p50 {p50:6.2} ms   p99 {p99:6.2} ms   ({} requests, {CASES} open cases)",
+            urls.len()
+        );
     }
 }

@@ -459,7 +459,11 @@ pub async fn serve_console(settings: Arc<Settings>) -> anyhow::Result<ExitCode> 
 }
 
 /// `refundd queue`: open cases, earliest deadline first.
-pub async fn show_queue(settings: &Settings, json: bool, filter: refundd::store::QueueFilter) -> anyhow::Result<ExitCode> {
+pub async fn show_queue(
+    settings: &Settings,
+    json: bool,
+    filter: refundd::store::QueueFilter,
+) -> anyhow::Result<ExitCode> {
     let store = connect(settings).await?;
     let page = store.queue(&filter).await?;
     if json {
@@ -467,14 +471,22 @@ pub async fn show_queue(settings: &Settings, json: bool, filter: refundd::store:
         return Ok(ExitCode::SUCCESS);
     }
     let now = Utc::now();
-    println!("{:<8} {:<18} {:<10} {:<17} {:<12} {:<26} {:<8} FLAGS", "CASE", "TIME LEFT", "STATUS", "CATEGORY", "AT STAKE", "FROM", "VERSION");
+    println!(
+        "{:<8} {:<18} {:<10} {:<17} {:<12} {:<26} {:<8} FLAGS",
+        "CASE", "TIME LEFT", "STATUS", "CATEGORY", "AT STAKE", "FROM", "VERSION"
+    );
     for item in &page.items {
         let (left, _) = refundd::web::view::time_left(item.deadline, now);
         let stake = match (item.amount, item.currency.as_deref()) {
             (Some(a), Some(c)) => refundd::web::view::money(a, c),
             _ => "-".into(),
         };
-        let flags = item.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
+        let flags = item
+            .flags
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         println!(
             "{:<8} {:<18} {:<10} {:<17} {:<12} {:<26} {:<8} {}",
             item.id.to_string(),
@@ -517,12 +529,20 @@ pub async fn decide_case(settings: &Arc<Settings>, args: DecideArgs) -> anyhow::
         .reviewer_by_email(&args.reviewer)
         .await?
         .filter(|r| !r.disabled)
-        .with_context(|| format!("there is no reviewer {} (add one with `refundd reviewer add`)", args.reviewer))?;
+        .with_context(|| {
+            format!(
+                "there is no reviewer {} (add one with `refundd reviewer add`)",
+                args.reviewer
+            )
+        })?;
     let desk = ReviewDesk::new(store.clone(), settings.clone())?;
-    let Some(case) = store.case(case_id).await? else { bail!("there is no case {case_id}") };
+    let Some(case) = store.case(case_id).await? else {
+        bail!("there is no case {case_id}")
+    };
     if args.verb == "note" {
         let text = args.note.as_deref().context("a note needs --note TEXT")?;
-        desk.add_note(case_id, &reviewer.email, text, Utc::now()).await?;
+        desk.add_note(case_id, &reviewer.email, text, Utc::now())
+            .await?;
         println!("note added to {case_id}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -531,23 +551,43 @@ pub async fn decide_case(settings: &Arc<Settings>, args: DecideArgs) -> anyhow::
         "approve" => match (&args.amount, args.credits) {
             (Some(amount), _) => ReviewChoice::ApproveCash {
                 order_id: args.order.clone(),
-                amount: Some(refundd::web::view::parse_major(amount).with_context(|| format!("`{amount}` is not an amount like 7.20"))?),
+                amount: Some(
+                    refundd::web::view::parse_major(amount)
+                        .with_context(|| format!("`{amount}` is not an amount like 7.20"))?,
+                ),
             },
-            (None, Some(credits)) => ReviewChoice::ApproveCredit { credits: Some(credits) },
-            (None, None) => limits.proposal.clone().context("no proposed approval for this case: give --amount or --credits")?,
+            (None, Some(credits)) => ReviewChoice::ApproveCredit {
+                credits: Some(credits),
+            },
+            (None, None) => limits
+                .proposal
+                .clone()
+                .context("no proposed approval for this case: give --amount or --credits")?,
         },
         "deny" => {
             let name = args.reason.as_deref().unwrap_or_default();
-            let reason = DenyReason::ALL.into_iter().find(|r| r.as_str() == name).with_context(|| {
-                format!("--reason must be one of: {}", DenyReason::ALL.map(|r| r.as_str()).join(", "))
-            })?;
+            let reason = DenyReason::ALL
+                .into_iter()
+                .find(|r| r.as_str() == name)
+                .with_context(|| {
+                    format!(
+                        "--reason must be one of: {}",
+                        DenyReason::ALL.map(|r| r.as_str()).join(", ")
+                    )
+                })?;
             ReviewChoice::Deny { reason }
         }
         "ask" => {
             let name = args.ask.as_deref().unwrap_or_default();
-            let ask = AskFor::ALL.into_iter().find(|a| a.as_str() == name).with_context(|| {
-                format!("--ask must be one of: {}", AskFor::ALL.map(|a| a.as_str()).join(", "))
-            })?;
+            let ask = AskFor::ALL
+                .into_iter()
+                .find(|a| a.as_str() == name)
+                .with_context(|| {
+                    format!(
+                        "--ask must be one of: {}",
+                        AskFor::ALL.map(|a| a.as_str()).join(", ")
+                    )
+                })?;
             ReviewChoice::Ask { ask }
         }
         other => bail!("unknown decision `{other}`: approve, deny, ask or note"),
@@ -574,7 +614,11 @@ pub async fn decide_case(settings: &Arc<Settings>, args: DecideArgs) -> anyhow::
 /// `refundd reviewer add EMAIL [--admin]`: the password comes from
 /// standard input when it is not a terminal, else from a prompt without
 /// echo (asked twice).
-pub async fn add_reviewer(settings: &Settings, email: &str, admin: bool) -> anyhow::Result<ExitCode> {
+pub async fn add_reviewer(
+    settings: &Settings,
+    email: &str,
+    admin: bool,
+) -> anyhow::Result<ExitCode> {
     let password = if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password("Password: ")?;
         let again = rpassword::prompt_password("Again: ")?;
@@ -588,16 +632,28 @@ pub async fn add_reviewer(settings: &Settings, email: &str, admin: bool) -> anyh
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
     let store = connect(settings).await?;
-    let role = if admin { refundd::store::ReviewerRole::Admin } else { refundd::store::ReviewerRole::Reviewer };
-    let reviewer = refundd::web::auth::add_reviewer(&store, email, &password, role, Utc::now()).await?;
+    let role = if admin {
+        refundd::store::ReviewerRole::Admin
+    } else {
+        refundd::store::ReviewerRole::Reviewer
+    };
+    let reviewer =
+        refundd::web::auth::add_reviewer(&store, email, &password, role, Utc::now()).await?;
     println!("reviewer {} added ({})", reviewer.email, role.as_str());
     Ok(ExitCode::SUCCESS)
 }
 
 /// `refundd reviewer token EMAIL`: a new API token, printed once.
-pub async fn reviewer_token(settings: &Settings, email: &str, label: &str) -> anyhow::Result<ExitCode> {
+pub async fn reviewer_token(
+    settings: &Settings,
+    email: &str,
+    label: &str,
+) -> anyhow::Result<ExitCode> {
     let store = connect(settings).await?;
-    let reviewer = store.reviewer_by_email(email).await?.with_context(|| format!("there is no reviewer {email}"))?;
+    let reviewer = store
+        .reviewer_by_email(email)
+        .await?
+        .with_context(|| format!("there is no reviewer {email}"))?;
     let token = refundd::web::auth::create_api_token(&store, &reviewer, label, Utc::now()).await?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)

@@ -195,16 +195,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run => app::run_daemon(settings).await,
         Command::CheckConfig => app::check_config(&settings).await,
         Command::Serve => app::serve_console(settings).await,
-        Command::Queue { json, category, flag, search, limit } => {
-            let filter = refundd::store::QueueFilter { category, flag, search, limit: Some(limit), ..Default::default() };
+        Command::Queue {
+            json,
+            category,
+            flag,
+            search,
+            limit,
+        } => {
+            let filter = refundd::store::QueueFilter {
+                category,
+                flag,
+                search,
+                limit: Some(limit),
+                ..Default::default()
+            };
             app::show_queue(&settings, json, filter).await
         }
-        Command::Decide { case, verb, amount, credits, order, reason, ask, note, reviewer, version } => {
-            let args = app::DecideArgs { case, verb, amount, credits, order, reason, ask, note, reviewer, version };
+        Command::Decide {
+            case,
+            verb,
+            amount,
+            credits,
+            order,
+            reason,
+            ask,
+            note,
+            reviewer,
+            version,
+        } => {
+            let args = app::DecideArgs {
+                case,
+                verb,
+                amount,
+                credits,
+                order,
+                reason,
+                ask,
+                note,
+                reviewer,
+                version,
+            };
             app::decide_case(&settings, args).await
         }
-        Command::Reviewer { command: ReviewerCommand::Add { email, admin } } => app::add_reviewer(&settings, &email, admin).await,
-        Command::Reviewer { command: ReviewerCommand::Token { email, label } } => app::reviewer_token(&settings, &email, &label).await,
+        Command::Reviewer {
+            command: ReviewerCommand::Add { email, admin },
+        } => app::add_reviewer(&settings, &email, admin).await,
+        Command::Reviewer {
+            command: ReviewerCommand::Token { email, label },
+        } => app::reviewer_token(&settings, &email, &label).await,
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }

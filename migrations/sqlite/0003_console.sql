@@ -71,3 +71,5 @@ CREATE INDEX audit_log_case ON audit_log (case_id, id);
 -- The queue lists open cases oldest deadline first; the partial index
 -- keeps that walk to open cases only, however many are resolved.
 CREATE INDEX cases_open_deadline ON cases (deadline, id) WHERE status IN ('review', 'needs_info');
+-- The queue filtered by category, in the same order.
+CREATE INDEX cases_open_category ON cases (category, deadline, id) WHERE status IN ('review', 'needs_info');

@@ -5,8 +5,9 @@
 //! busy timeout, foreign keys on; or `postgres://…`). Gives: messages
 //! (idempotent ingest), cases with their status history, actions, the reply
 //! outbox, the ledger mirror (wallet facts for the policy) and the IMAP
-//! checkpoint; a [`Tx`] so that a decision's writes land together; and the
-//! ledger import ([`import`]).
+//! checkpoint; the reviewers' console's accounts, sessions, tokens,
+//! claims, audit log and queue listing; a [`Tx`] so that a decision's
+//! writes land together; and the ledger import ([`import`]).
 //!
 //! Both backends run the SAME SQL text (`$1` placeholders, `ON CONFLICT`,
 //! `RETURNING`): the `on_pool!` / `on_tx!` macros dispatch one body to

@@ -275,48 +275,58 @@ fn queue_item_from(t: QueueTuple) -> Result<QueueItem> {
     })
 }
 
-/// The queue's FROM and WHERE, with the backend's text-search expression
-/// over a message's raw bytes. Parameters: $1 outcome, $2 category,
-/// $3 flag pattern, $4 reviewer, $5 lowercased `%search%`, $6 search as an
-/// order reference, $7 search as a case number.
-macro_rules! queue_from_where {
+/// The queue's WHERE over `cases c`, with the backend's text-search
+/// expression over a message's raw bytes. Parameters: $1 outcome,
+/// $2 category, $3 flag pattern, $4 reviewer, $5 lowercased `%search%`
+/// for sender and subject, $6 the search as an order reference, $7 the
+/// search as a case number, $8 lowercased `%search%` for message text.
+/// Joins are avoided here so that counting walks the open-case index only.
+macro_rules! queue_where {
     ($raw_text:literal) => {
         concat!(
-            " FROM cases c
-              LEFT JOIN orders o ON o.id = c.order_id
-              LEFT JOIN case_claims cl ON cl.case_id = c.id
-              WHERE c.status IN ('review', 'needs_info')
+            " WHERE c.status IN ('review', 'needs_info')
                 AND ($1 IS NULL OR c.outcome = $1)
                 AND ($2 IS NULL OR c.category = $2)
                 AND ($3 IS NULL OR CAST(c.flags AS TEXT) LIKE $3)
-                AND ($4 IS NULL OR cl.reviewer = $4)
+                AND ($4 IS NULL OR EXISTS (SELECT 1 FROM case_claims k
+                                           WHERE k.case_id = c.id AND k.reviewer = $4))
                 AND ($5 IS NULL
                      OR lower(c.sender) LIKE $5 OR lower(c.subject) LIKE $5
-                     OR c.order_id = $6 OR upper(o.invoice_number) = upper($6)
-                     OR upper(o.receipt_number) = upper($6) OR c.id = $7
-                     OR EXISTS (SELECT 1 FROM messages m
+                     OR c.order_id = $6 OR c.id = $7
+                     OR c.order_id IN (SELECT r.id FROM orders r
+                                       WHERE upper(r.invoice_number) = upper($6)
+                                          OR upper(r.receipt_number) = upper($6))
+                     OR ($8 IS NOT NULL AND EXISTS (SELECT 1 FROM messages m
                                 WHERE m.case_id = c.id AND lower(",
             $raw_text,
-            ") LIKE $5))"
+            ") LIKE $8)))"
         )
     };
 }
 
+/// One page of the queue: cases in deadline order (the open-case index
+/// order; a case without a deadline sorts first, as it needs a look),
+/// joined to their order and claim after the page is cut.
 macro_rules! queue_select {
     ($raw_text:literal) => {
         concat!(
             "SELECT c.id, c.sender, c.subject, c.status, c.outcome, c.category,
                     CAST(c.flags AS TEXT), c.deadline, c.version, c.order_id, o.amount,
-                    o.currency, cl.reviewer, c.created_at",
-            queue_from_where!($raw_text),
-            " ORDER BY (c.deadline IS NULL), c.deadline, c.id LIMIT $8 OFFSET $9"
+                    o.currency, cl.reviewer, c.created_at
+             FROM (SELECT c.id FROM cases c",
+            queue_where!($raw_text),
+            " ORDER BY c.deadline NULLS FIRST, c.id LIMIT $9 OFFSET $10) page
+             JOIN cases c ON c.id = page.id
+             LEFT JOIN orders o ON o.id = c.order_id
+             LEFT JOIN case_claims cl ON cl.case_id = c.id
+             ORDER BY c.deadline NULLS FIRST, c.id"
         )
     };
 }
 
 macro_rules! queue_count {
     ($raw_text:literal) => {
-        concat!("SELECT COUNT(*)", queue_from_where!($raw_text))
+        concat!("SELECT COUNT(*) FROM cases c", queue_where!($raw_text))
     };
 }
 
@@ -702,6 +712,14 @@ impl Store {
             .filter(|s| !s.is_empty());
         let pattern = search.map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
         let case_number = search.and_then(|s| s.parse::<CaseId>().ok()).map(|c| c.0);
+        // A term that looks like a reference (no spaces, has a digit) is
+        // looked up as one; only words are searched for in message text,
+        // which is a scan of every open case's mail.
+        let text_pattern = pattern.clone().filter(|_| {
+            search.is_some_and(|s| {
+                s.contains(char::is_whitespace) || !s.contains(|c: char| c.is_ascii_digit())
+            })
+        });
         let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
         let offset = filter.offset.max(0);
         macro_rules! run {
@@ -714,6 +732,7 @@ impl Store {
                     .bind(pattern.as_deref())
                     .bind(search)
                     .bind(case_number)
+                    .bind(text_pattern.as_deref())
                     .bind(limit)
                     .bind(offset)
                     .fetch_all($pool)
@@ -727,6 +746,7 @@ impl Store {
                     .bind(pattern.as_deref())
                     .bind(search)
                     .bind(case_number)
+                    .bind(text_pattern.as_deref())
                     .fetch_one($pool)
                     .await
                     .map_err(db("count the queue"))?;

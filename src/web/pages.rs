@@ -14,7 +14,9 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 
 use super::auth::SignedIn;
-use super::view::{Me, Page, to_value, SAFE_IMAGE_TYPES, mail_view, major, money, parse_major, time_left};
+use super::view::{
+    Me, Page, SAFE_IMAGE_TYPES, mail_view, major, money, parse_major, time_left, to_value,
+};
 use super::{WebError, WebState};
 use crate::domain::{Category, Flag, Outcome, WalletFacts};
 use crate::pipeline::review::{

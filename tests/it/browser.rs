@@ -40,7 +40,11 @@ impl Drop for Driver {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn find_binary(names: &[&str]) -> String {
@@ -65,11 +69,20 @@ async fn start_driver() -> Driver {
         .expect("chromedriver starts");
     // Poll readiness: the port accepts connections once chromedriver listens.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromedriver did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Driver { child, url: format!("http://127.0.0.1:{port}") }
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
 }
 
 async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
@@ -141,7 +154,9 @@ async fn a_reviewer_sends_a_reply_in_three_keys_and_hostile_mail_runs_nothing() 
     let hostile_raw = mail(
         "ann@example.com",
         &format!("<img src=x onerror=window.__pwned=1;fetch('{canary}/name')>"),
-        &format!("<script>document.title='PWNED';window.__pwned=2;fetch('{canary}/subject')</script>"),
+        &format!(
+            "<script>document.title='PWNED';window.__pwned=2;fetch('{canary}/subject')</script>"
+        ),
         &format!("<script>window.__pwned=3;fetch('{canary}/text')</script>"),
         Some(&format!(
             "<p>see <b>this</b></p><script>window.__pwned=4;fetch('{canary}/html')</script>\
@@ -149,9 +164,19 @@ async fn a_reviewer_sends_a_reply_in_three_keys_and_hostile_mail_runs_nothing() 
              <a href=\"javascript:window.__pwned=6\">link</a><svg onload=\"window.__pwned=7\"></svg>\
              <div style=\"background:url({canary}/css)\">styled</div>"
         )),
-        Some(&format!("\\\"><img src=x onerror=window.__pwned=8;fetch('{canary}/file')>.png")),
+        Some(&format!(
+            "\\\"><img src=x onerror=window.__pwned=8;fetch('{canary}/file')>.png"
+        )),
     );
-    let hostile = seed_case(&console.store, "ann@example.com", None, Category::Other, hostile_raw, 14).await;
+    let hostile = seed_case(
+        &console.store,
+        "ann@example.com",
+        None,
+        Category::Other,
+        hostile_raw,
+        14,
+    )
+    .await;
 
     let driver = start_driver().await;
     let profile = tempfile::tempdir().unwrap();
@@ -160,30 +185,74 @@ async fn a_reviewer_sends_a_reply_in_three_keys_and_hostile_mail_runs_nothing() 
 
     // Sign in.
     client.goto(&format!("{base}/login")).await.unwrap();
-    client.find(Locator::Css("input[name=email]")).await.unwrap().send_keys("rita@anumi.example").await.unwrap();
-    client.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
-    client.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("rita@anumi.example")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_for(&client, "body[data-page=queue] tr.selected").await;
     let screenshots = repo().join("examples/screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
-    std::fs::write(screenshots.join("queue.png"), client.screenshot().await.unwrap()).unwrap();
+    std::fs::write(
+        screenshots.join("queue.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
 
     // 1: Enter opens the oldest case.
     press(&client, ENTER).await;
     wait_for(&client, "body[data-page=case]").await;
-    assert!(client.current_url().await.unwrap().path().ends_with(&format!("/cases/{oldest}")));
-    std::fs::write(screenshots.join("case.png"), client.screenshot().await.unwrap()).unwrap();
+    assert!(
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with(&format!("/cases/{oldest}"))
+    );
+    std::fs::write(
+        screenshots.join("case.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
     // 2: `a` approves as proposed and opens the confirmation with the reply.
     press(&client, 'a').await;
     wait_for(&client, "body[data-page=confirm]").await;
-    let reply = client.find(Locator::Css("#reply")).await.unwrap().text().await.unwrap();
-    assert!(reply.contains("15.00"), "the reply quotes the refund: {reply}");
+    let reply = client
+        .find(Locator::Css("#reply"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        reply.contains("15.00"),
+        "the reply quotes the refund: {reply}"
+    );
     // 3: Enter sends.
     press(&client, ENTER).await;
     wait_for(&client, "#flash").await;
 
     let sink_dir = tempfile::tempdir().unwrap();
-    let report = outbox::deliver_queued(&console.store, &FileSink::new(sink_dir.path()), now()).await.unwrap();
+    let report = outbox::deliver_queued(&console.store, &FileSink::new(sink_dir.path()), now())
+        .await
+        .unwrap();
     assert_eq!(report.sent, 1);
     let replies = console.store.replies_for_case(oldest).await.unwrap();
     assert_eq!(replies.len(), 1);
@@ -195,16 +264,49 @@ async fn a_reviewer_sends_a_reply_in_three_keys_and_hostile_mail_runs_nothing() 
     assert_eq!(audit[0].actor, "reviewer:rita@anumi.example");
 
     // The hostile case: everything is shown, nothing runs.
-    client.goto(&format!("{base}/cases/{hostile}")).await.unwrap();
+    client
+        .goto(&format!("{base}/cases/{hostile}"))
+        .await
+        .unwrap();
     wait_for(&client, "body[data-page=case]").await;
-    let subject = client.find(Locator::Css("article.message .subject")).await.unwrap().text().await.unwrap();
-    assert!(subject.starts_with("<script>document.title='PWNED'"), "the subject is shown as text: {subject}");
-    let name = client.find(Locator::Css("article.message .from-name")).await.unwrap().text().await.unwrap();
-    assert!(name.starts_with("<img src=x onerror="), "the sender name is shown as text: {name}");
-    let file = client.find(Locator::Css(".attachment-name")).await.unwrap().text().await.unwrap();
-    assert!(file.contains("onerror=window.__pwned=8"), "the attachment name is shown as text: {file}");
+    let subject = client
+        .find(Locator::Css("article.message .subject"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        subject.starts_with("<script>document.title='PWNED'"),
+        "the subject is shown as text: {subject}"
+    );
+    let name = client
+        .find(Locator::Css("article.message .from-name"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        name.starts_with("<img src=x onerror="),
+        "the sender name is shown as text: {name}"
+    );
+    let file = client
+        .find(Locator::Css(".attachment-name"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        file.contains("onerror=window.__pwned=8"),
+        "the attachment name is shown as text: {file}"
+    );
     // Let any image, script or style request settle before looking.
-    client.execute("return new Promise(r => setTimeout(r, 300))", vec![]).await.unwrap();
+    client
+        .execute("return new Promise(r => setTimeout(r, 300))", vec![])
+        .await
+        .unwrap();
     let state = client
         .execute("return [document.title, typeof window.__pwned, document.querySelectorAll('.html-body img, .html-body script, .html-body svg').length]", vec![])
         .await

@@ -37,7 +37,14 @@ const LEDGER: &str = r#"{"type":"wallet","id":"w_ann","email":"ann@example.com",
 "#;
 
 /// A customer email; `html` adds an HTML part, `attachment` an image.
-pub fn mail(from: &str, name: &str, subject: &str, text: &str, html: Option<&str>, attachment: Option<&str>) -> Vec<u8> {
+pub fn mail(
+    from: &str,
+    name: &str,
+    subject: &str,
+    text: &str,
+    html: Option<&str>,
+    attachment: Option<&str>,
+) -> Vec<u8> {
     let id = uuid::Uuid::new_v4();
     let mut raw = format!(
         "From: \"{name}\" <{from}>\r\nTo: refunds@anumi.example\r\nSubject: {subject}\r\n\
@@ -63,7 +70,14 @@ pub fn mail(from: &str, name: &str, subject: &str, text: &str, html: Option<&str
 }
 
 /// A case in review as the engine leaves it when AUTH stops an approval.
-pub async fn seed_case(store: &Store, sender: &str, order: Option<&str>, category: Category, raw: Vec<u8>, deadline_day: u32) -> CaseId {
+pub async fn seed_case(
+    store: &Store,
+    sender: &str,
+    order: Option<&str>,
+    category: Category,
+    raw: Vec<u8>,
+    deadline_day: u32,
+) -> CaseId {
     let received = Utc.with_ymd_and_hms(2026, 6, 8, 10, 0, 0).unwrap();
     let message = store
         .insert_message(&NewMessage {
@@ -100,7 +114,10 @@ pub async fn seed_case(store: &Store, sender: &str, order: Option<&str>, categor
             language: Language::En,
             decision,
             status: CaseStatus::Review,
-            deadline: Some(Utc.with_ymd_and_hms(2026, 6, deadline_day, 10, 0, 0).unwrap()),
+            deadline: Some(
+                Utc.with_ymd_and_hms(2026, 6, deadline_day, 10, 0, 0)
+                    .unwrap(),
+            ),
             at: received,
         })
         .await
@@ -117,26 +134,50 @@ pub struct Console {
     pub base: String,
     pub http: reqwest::Client,
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Minutes the console's clock is ahead of [`now`].
+    pub minutes_ahead: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Console {
     pub async fn start(db: &TestDb) -> Console {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = Store::connect(&db.url).await.unwrap();
-        let report = refundd::store::import_jsonl(&store, LEDGER.as_bytes(), |_| {}).await.unwrap();
+        let report = refundd::store::import_jsonl(&store, LEDGER.as_bytes(), |_| {})
+            .await
+            .unwrap();
         assert!(report.rejected.is_empty(), "{:?}", report.rejected);
-        for (email, role) in [("rita@anumi.example", ReviewerRole::Reviewer), ("sam@anumi.example", ReviewerRole::Reviewer), ("ada@anumi.example", ReviewerRole::Admin)] {
-            auth::add_reviewer(&store, email, PASSWORD, role, now()).await.unwrap();
+        for (email, role) in [
+            ("rita@anumi.example", ReviewerRole::Reviewer),
+            ("sam@anumi.example", ReviewerRole::Reviewer),
+            ("ada@anumi.example", ReviewerRole::Admin),
+        ] {
+            auth::add_reviewer(&store, email, PASSWORD, role, now())
+                .await
+                .unwrap();
         }
         let mut settings = Settings::default();
         settings.web.secure_cookies = false;
-        let state = WebState::with_clock(store.clone(), Arc::new(settings), Arc::new(now)).unwrap();
+        let minutes_ahead = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let ahead = minutes_ahead.clone();
+        let clock = Arc::new(move || {
+            now() + chrono::Duration::minutes(ahead.load(std::sync::atomic::Ordering::SeqCst))
+        });
+        let state = WebState::with_clock(store.clone(), Arc::new(settings), clock).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(web::serve(listener, state, shutdown.clone()));
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Console { store, base, http, shutdown }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Console {
+            store,
+            base,
+            http,
+            shutdown,
+            minutes_ahead,
+        }
     }
 
     /// Signs in; returns the session.
@@ -145,7 +186,12 @@ impl Console {
     }
 
     pub async fn try_login(&self, email: &str, password: &str) -> Result<Session, StatusCode> {
-        let page = self.http.get(format!("{}/login", self.base)).send().await.unwrap();
+        let page = self
+            .http
+            .get(format!("{}/login", self.base))
+            .send()
+            .await
+            .unwrap();
         let login_cookie = cookie_of(&page);
         let csrf = csrf_of(&page.text().await.unwrap());
         let response = self
@@ -160,34 +206,70 @@ impl Console {
             return Err(response.status());
         }
         let cookie = cookie_of(&response);
-        let queue = self.http.get(format!("{}/", self.base)).header(COOKIE, &cookie).send().await.unwrap();
+        let queue = self
+            .http
+            .get(format!("{}/", self.base))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
         let csrf = csrf_of(&queue.text().await.unwrap());
         Ok(Session { cookie, csrf })
     }
 
     pub async fn get(&self, session: &Session, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.base)).header(COOKIE, &session.cookie).send().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, &session.cookie)
+            .send()
+            .await
+            .unwrap()
     }
 
-    pub async fn post(&self, session: &Session, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        session: &Session,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut fields: Vec<(&str, &str)> = form.to_vec();
         fields.push(("csrf", &session.csrf));
-        self.http.post(format!("{}{path}", self.base)).header(COOKIE, &session.cookie).form(&fields).send().await.unwrap()
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, &session.cookie)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn token(&self, email: &str) -> String {
         let reviewer = self.store.reviewer_by_email(email).await.unwrap().unwrap();
-        auth::create_api_token(&self.store, &reviewer, "test", now()).await.unwrap()
+        auth::create_api_token(&self.store, &reviewer, "test", now())
+            .await
+            .unwrap()
     }
 
-    pub async fn api(&self, token: &str, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+    pub async fn api(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
         let status = response.status();
-        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
     }
 
     pub async fn version(&self, id: CaseId) -> i64 {
@@ -220,39 +302,114 @@ fn cookie_of(response: &reqwest::Response) -> String {
 }
 
 fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
     html[at..].split('"').next().unwrap().to_owned()
 }
 
 fn location(response: &reqwest::Response) -> String {
-    response.headers().get(LOCATION).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    response
+        .headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
 async fn sign_in_is_required_and_rate_limited_after_five_failures() {
     let db = TestDb::sqlite();
     let console = Console::start(&db).await;
-    let anonymous = console.http.get(format!("{}/", console.base)).send().await.unwrap();
+    let anonymous = console
+        .http
+        .get(format!("{}/", console.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&anonymous), "/login");
-    let (status, _) = console.api("rfd_not-a-token", reqwest::Method::GET, "/api/queue", None).await;
+    let (status, _) = console
+        .api("rfd_not-a-token", reqwest::Method::GET, "/api/queue", None)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     for _ in 0..5 {
-        assert_eq!(console.try_login("rita@anumi.example", "wrong password!!").await.err(), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(
+            console
+                .try_login("rita@anumi.example", "wrong password!!")
+                .await
+                .err(),
+            Some(StatusCode::UNAUTHORIZED)
+        );
     }
-    assert_eq!(console.try_login("rita@anumi.example", PASSWORD).await.err(), Some(StatusCode::TOO_MANY_REQUESTS));
+    assert_eq!(
+        console
+            .try_login("rita@anumi.example", PASSWORD)
+            .await
+            .err(),
+        Some(StatusCode::TOO_MANY_REQUESTS)
+    );
     // Another reviewer is not locked out by Rita's failures.
     console.login("sam@anumi.example").await;
     let audit = console.store.audit_log(None, 100).await.unwrap();
-    assert_eq!(audit.iter().filter(|a| a.action == refundd::store::AuditAction::LoginFailed).count(), 5);
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action == refundd::store::AuditAction::LoginFailed)
+            .count(),
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_session_expires_after_its_time_to_live_and_sign_out_ends_it() {
+    let db = TestDb::sqlite();
+    let console = Console::start(&db).await;
+    let session = console.login("rita@anumi.example").await;
+    console
+        .minutes_ahead
+        .store(479, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(console.get(&session, "/").await.status(), StatusCode::OK);
+    console
+        .minutes_ahead
+        .store(481, std::sync::atomic::Ordering::SeqCst);
+    let expired = console.get(&session, "/").await;
+    assert_eq!(expired.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&expired), "/login");
+
+    console
+        .minutes_ahead
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let session = console.login("sam@anumi.example").await;
+    let out = console.post(&session, "/logout", &[]).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        console.get(&session, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[tokio::test]
 async fn a_form_without_the_session_token_is_refused() {
     let db = TestDb::sqlite();
     let console = Console::start(&db).await;
-    let case = seed_case(&console.store, "ann@example.com", Some(ANN_ORDER), Category::CashRefund, mail("ann@example.com", "Ann", "Refund please", "refund ANUMI-AAAAAAAA-0001", None, None), 12).await;
+    let case = seed_case(
+        &console.store,
+        "ann@example.com",
+        Some(ANN_ORDER),
+        Category::CashRefund,
+        mail(
+            "ann@example.com",
+            "Ann",
+            "Refund please",
+            "refund ANUMI-AAAAAAAA-0001",
+            None,
+            None,
+        ),
+        12,
+    )
+    .await;
     let session = console.login("rita@anumi.example").await;
     let response = console
         .http
@@ -263,23 +420,73 @@ async fn a_form_without_the_session_token_is_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert!(console.store.audit_log(Some(case), 10).await.unwrap().is_empty());
+    assert!(
+        console
+            .store
+            .audit_log(Some(case), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
-async fn the_queue_lists_open_cases_oldest_deadline_first_and_filters_them() {
-    let db = TestDb::sqlite();
+async fn the_queue_lists_open_cases_oldest_deadline_first_and_filters_them_on_sqlite() {
+    queue_order_and_filters(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn the_queue_lists_open_cases_oldest_deadline_first_and_filters_them_on_postgres() {
+    queue_order_and_filters(TestDb::postgres().await).await;
+}
+
+async fn queue_order_and_filters(db: TestDb) {
     let console = Console::start(&db).await;
-    let later = seed_case(&console.store, "ben@example.com", Some(BEN_ORDER), Category::CashRefund, mail("ben@example.com", "Ben", "Geld zurück", "bitte", None, None), 15).await;
-    let sooner = seed_case(&console.store, "ann@example.com", Some(ANN_ORDER), Category::NoResemblance, mail("ann@example.com", "Ann", "Refund please", "does not look like me at all", None, None), 11).await;
+    let later = seed_case(
+        &console.store,
+        "ben@example.com",
+        Some(BEN_ORDER),
+        Category::CashRefund,
+        mail("ben@example.com", "Ben", "Geld zurück", "bitte", None, None),
+        15,
+    )
+    .await;
+    let sooner = seed_case(
+        &console.store,
+        "ann@example.com",
+        Some(ANN_ORDER),
+        Category::NoResemblance,
+        mail(
+            "ann@example.com",
+            "Ann",
+            "Refund please",
+            "does not look like me at all",
+            None,
+            None,
+        ),
+        11,
+    )
+    .await;
     let session = console.login("rita@anumi.example").await;
 
     let page = console.get(&session, "/").await;
     assert_eq!(page.status(), StatusCode::OK);
-    let csp = page.headers().get(CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().to_owned();
-    assert!(csp.contains("script-src 'nonce-") && !csp.contains("unsafe-inline"), "{csp}");
+    let csp = page
+        .headers()
+        .get(CONTENT_SECURITY_POLICY)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'nonce-") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     let html = page.text().await.unwrap();
-    let (a, b) = (html.find(&format!(">{sooner}<")).unwrap(), html.find(&format!(">{later}<")).unwrap());
+    let (a, b) = (
+        html.find(&format!(">{sooner}<")).unwrap(),
+        html.find(&format!(">{later}<")).unwrap(),
+    );
     assert!(a < b, "the earlier deadline comes first");
     assert!(html.contains("22 h 0 min"), "time left until 11 June 10:00");
     assert!(html.contains("15.00"), "amount at stake");
@@ -291,17 +498,42 @@ async fn the_queue_lists_open_cases_oldest_deadline_first_and_filters_them() {
         (&format!("q={sooner}") as &str, sooner, later),
         ("q=look+like+me", sooner, later),
     ] {
-        let html = console.get(&session, &format!("/?{query}")).await.text().await.unwrap();
-        assert!(html.contains(&format!(">{shown}<")), "{query} shows {shown}");
-        assert!(!html.contains(&format!(">{hidden}<")), "{query} hides {hidden}");
+        let html = console
+            .get(&session, &format!("/?{query}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains(&format!(">{shown}<")),
+            "{query} shows {shown}"
+        );
+        assert!(
+            !html.contains(&format!(">{hidden}<")),
+            "{query} hides {hidden}"
+        );
     }
 
     let token = console.token("rita@anumi.example").await;
-    let (status, body) = console.api(&token, reqwest::Method::GET, "/api/queue?flag=sender_unverified", None).await;
+    let (status, body) = console
+        .api(
+            &token,
+            reqwest::Method::GET,
+            "/api/queue?flag=sender_unverified",
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["total"], 2);
     assert_eq!(body["items"][0]["id"], sooner.to_string());
-    let (status, _) = console.api(&token, reqwest::Method::GET, "/api/queue?flag=nonsense", None).await;
+    let (status, _) = console
+        .api(
+            &token,
+            reqwest::Method::GET,
+            "/api/queue?flag=nonsense",
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -309,27 +541,79 @@ async fn the_queue_lists_open_cases_oldest_deadline_first_and_filters_them() {
 async fn approving_a_partial_refund_queues_the_reply_with_the_personal_note_and_audits_it() {
     let db = TestDb::sqlite();
     let console = Console::start(&db).await;
-    let case = seed_case(&console.store, "ann@example.com", Some(ANN_ORDER), Category::CashRefund, mail("ann@example.com", "Ann", "Refund please", "refund ANUMI-AAAAAAAA-0001", None, None), 12).await;
+    let case = seed_case(
+        &console.store,
+        "ann@example.com",
+        Some(ANN_ORDER),
+        Category::CashRefund,
+        mail(
+            "ann@example.com",
+            "Ann",
+            "Refund please",
+            "refund ANUMI-AAAAAAAA-0001",
+            None,
+            None,
+        ),
+        12,
+    )
+    .await;
     let session = console.login("rita@anumi.example").await;
 
-    let page = console.get(&session, &format!("/cases/{case}")).await.text().await.unwrap();
-    assert!(page.contains("cash refund of 7.20"), "P2 pro-rata: 40 of 50 credits left");
-    assert!(page.contains("The sender is not authenticated"), "the trace");
+    let page = console
+        .get(&session, &format!("/cases/{case}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("cash refund of 7.20"),
+        "P2 pro-rata: 40 of 50 credits left"
+    );
+    assert!(
+        page.contains("The sender is not authenticated"),
+        "the trace"
+    );
     assert!(page.contains("ANUMI-AAAAAAAA-0001"), "the ledger facts");
     let version = console.version(case).await.to_string();
 
     let confirm = console.get(&session, &format!("/cases/{case}/confirm?action=approve_cash&amount=5.00&version={version}&note=Sorry+for+the+trouble")).await;
     assert_eq!(confirm.status(), StatusCode::OK);
     let confirm = confirm.text().await.unwrap();
-    assert!(confirm.contains("5.00"), "the reply quotes the edited amount");
-    assert!(confirm.contains("Sorry for the trouble"), "the personal paragraph is in the preview");
+    assert!(
+        confirm.contains("5.00"),
+        "the reply quotes the edited amount"
+    );
+    assert!(
+        confirm.contains("Sorry for the trouble"),
+        "the personal paragraph is in the preview"
+    );
 
-    let too_much = console.post(&session, &format!("/cases/{case}/decide"), &[("action", "approve_cash"), ("amount", "9.01"), ("version", &version)]).await;
+    let too_much = console
+        .post(
+            &session,
+            &format!("/cases/{case}/decide"),
+            &[
+                ("action", "approve_cash"),
+                ("amount", "9.01"),
+                ("version", &version),
+            ],
+        )
+        .await;
     assert_eq!(too_much.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(too_much.text().await.unwrap().contains("between 1 and 900"));
 
     let sent = console
-        .post(&session, &format!("/cases/{case}/decide"), &[("action", "approve_cash"), ("order_id", ANN_ORDER), ("amount", "5.00"), ("version", &version), ("note", "Sorry for the trouble")])
+        .post(
+            &session,
+            &format!("/cases/{case}/decide"),
+            &[
+                ("action", "approve_cash"),
+                ("order_id", ANN_ORDER),
+                ("amount", "5.00"),
+                ("version", &version),
+                ("note", "Sorry for the trouble"),
+            ],
+        )
         .await;
     assert_eq!(sent.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&sent), format!("/?sent={case}"));
@@ -340,14 +624,19 @@ async fn approving_a_partial_refund_queues_the_reply_with_the_personal_note_and_
     let actions = console.store.actions_for_case(case).await.unwrap();
     assert_eq!(actions.len(), 1);
     assert_eq!(actions[0].status, ActionStatus::Pending);
-    assert!(matches!(&actions[0].action, refundd::domain::Action::CashRefund { amount: 500, currency, .. } if currency == "EUR"));
+    assert!(
+        matches!(&actions[0].action, refundd::domain::Action::CashRefund { amount: 500, currency, .. } if currency == "EUR")
+    );
     let replies = console.store.replies_for_case(case).await.unwrap();
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].status, ReplyStatus::Queued);
     let raw = String::from_utf8_lossy(&replies[0].raw).into_owned();
     assert!(raw.contains("Sorry for the trouble"));
     let events = console.store.case_events(case).await.unwrap();
-    assert_eq!(events.last().unwrap().actor, refundd::store::Actor::Reviewer("rita@anumi.example".into()));
+    assert_eq!(
+        events.last().unwrap().actor,
+        refundd::store::Actor::Reviewer("rita@anumi.example".into())
+    );
     let audit = console.store.audit_log(Some(case), 10).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].action, refundd::store::AuditAction::Approve);
@@ -359,33 +648,101 @@ async fn approving_a_partial_refund_queues_the_reply_with_the_personal_note_and_
 async fn deny_ask_note_and_claims_work_through_the_api() {
     let db = TestDb::sqlite();
     let console = Console::start(&db).await;
-    let denied = seed_case(&console.store, "ann@example.com", Some(ANN_ORDER), Category::Subjective, mail("ann@example.com", "Ann", "meh", "I just don't like it", None, None), 12).await;
-    let asked = seed_case(&console.store, "ben@example.com", None, Category::NoResemblance, mail("ben@example.com", "Ben", "not me", "not me", None, None), 13).await;
+    let denied = seed_case(
+        &console.store,
+        "ann@example.com",
+        Some(ANN_ORDER),
+        Category::Subjective,
+        mail(
+            "ann@example.com",
+            "Ann",
+            "meh",
+            "I just don't like it",
+            None,
+            None,
+        ),
+        12,
+    )
+    .await;
+    let asked = seed_case(
+        &console.store,
+        "ben@example.com",
+        None,
+        Category::NoResemblance,
+        mail("ben@example.com", "Ben", "not me", "not me", None, None),
+        13,
+    )
+    .await;
     let rita = console.token("rita@anumi.example").await;
     let sam = console.token("sam@anumi.example").await;
     let ada = console.token("ada@anumi.example").await;
     use reqwest::Method;
 
-    let (status, _) = console.api(&rita, Method::POST, &format!("/api/cases/{denied}/claim"), None).await;
+    let (status, _) = console
+        .api(
+            &rita,
+            Method::POST,
+            &format!("/api/cases/{denied}/claim"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = console.api(&sam, Method::POST, &format!("/api/cases/{denied}/claim"), None).await;
+    let (status, body) = console
+        .api(
+            &sam,
+            Method::POST,
+            &format!("/api/cases/{denied}/claim"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(body["message"].as_str().unwrap().contains("rita@anumi.example"));
-    let (status, _) = console.api(&sam, Method::DELETE, &format!("/api/cases/{denied}/claim"), None).await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("rita@anumi.example")
+    );
+    let (status, _) = console
+        .api(
+            &sam,
+            Method::DELETE,
+            &format!("/api/cases/{denied}/claim"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, _) = console.api(&ada, Method::POST, &format!("/api/cases/{denied}/claim"), Some(serde_json::json!({"take_over": true}))).await;
+    let (status, _) = console
+        .api(
+            &ada,
+            Method::POST,
+            &format!("/api/cases/{denied}/claim"),
+            Some(serde_json::json!({"take_over": true})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "an admin takes a case over");
-    let (_, case) = console.api(&rita, Method::GET, &format!("/api/cases/{denied}"), None).await;
+    let (_, case) = console
+        .api(&rita, Method::GET, &format!("/api/cases/{denied}"), None)
+        .await;
     assert_eq!(case["claimed_by"], "ada@anumi.example");
 
-    let (status, preview) = console.api(&rita, Method::POST, &format!("/api/cases/{denied}/preview"), Some(serde_json::json!({"choice": {"action": "deny", "reason": "subjective"}}))).await;
+    let (status, preview) = console
+        .api(
+            &rita,
+            Method::POST,
+            &format!("/api/cases/{denied}/preview"),
+            Some(serde_json::json!({"choice": {"action": "deny", "reason": "subjective"}})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(preview["outcome"], "denied");
     let version = console.version(denied).await;
     let (status, applied) = console.api(&rita, Method::POST, &format!("/api/cases/{denied}/decision"), Some(serde_json::json!({"version": version, "choice": {"action": "deny", "reason": "subjective"}}))).await;
     assert_eq!(status, StatusCode::OK, "{applied}");
     assert_eq!(applied["status"], "resolved");
-    assert!(console.store.case_claim(denied).await.unwrap().is_none(), "a decision clears the claim");
+    assert!(
+        console.store.case_claim(denied).await.unwrap().is_none(),
+        "a decision clears the claim"
+    );
 
     let version = console.version(asked).await;
     let (status, applied) = console.api(&sam, Method::POST, &format!("/api/cases/{asked}/decision"), Some(serde_json::json!({"version": version, "choice": {"action": "ask", "ask": "result"}}))).await;
@@ -395,15 +752,38 @@ async fn deny_ask_note_and_claims_work_through_the_api() {
     assert_eq!(stored.decision.reply, ReplyKind::NeedResult);
     assert!(stored.deadline.unwrap() > now());
 
-    let (status, _) = console.api(&sam, Method::POST, &format!("/api/cases/{asked}/notes"), Some(serde_json::json!({"text": "waiting for the photo"}))).await;
+    let (status, _) = console
+        .api(
+            &sam,
+            Method::POST,
+            &format!("/api/cases/{asked}/notes"),
+            Some(serde_json::json!({"text": "waiting for the photo"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = console.api(&sam, Method::POST, &format!("/api/cases/{asked}/notes"), Some(serde_json::json!({"text": "  "}))).await;
+    let (status, _) = console
+        .api(
+            &sam,
+            Method::POST,
+            &format!("/api/cases/{asked}/notes"),
+            Some(serde_json::json!({"text": "  "})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let audit = console.store.audit_log(Some(asked), 10).await.unwrap();
     let actions: Vec<_> = audit.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(actions, ["ask", "note"]);
 
-    let (status, spec) = (console.http.get(format!("{}/api/openapi.yaml", console.base)).send().await.unwrap().status(), ());
+    let (status, spec) = (
+        console
+            .http
+            .get(format!("{}/api/openapi.yaml", console.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        (),
+    );
     assert_eq!((status, spec), (StatusCode::OK, ()));
 }
 
@@ -411,18 +791,54 @@ async fn deny_ask_note_and_claims_work_through_the_api() {
 async fn bulk_approval_approves_the_obvious_cases_and_skips_the_rest() {
     let db = TestDb::sqlite();
     let console = Console::start(&db).await;
-    let obvious = seed_case(&console.store, "ben@example.com", Some(BEN_ORDER), Category::CashRefund, mail("ben@example.com", "Ben", "refund", "refund", None, None), 12).await;
-    let unclear = seed_case(&console.store, "stranger@example.com", None, Category::Other, mail("stranger@example.com", "X", "hi", "hi", None, None), 13).await;
+    let obvious = seed_case(
+        &console.store,
+        "ben@example.com",
+        Some(BEN_ORDER),
+        Category::CashRefund,
+        mail("ben@example.com", "Ben", "refund", "refund", None, None),
+        12,
+    )
+    .await;
+    let unclear = seed_case(
+        &console.store,
+        "stranger@example.com",
+        None,
+        Category::Other,
+        mail("stranger@example.com", "X", "hi", "hi", None, None),
+        13,
+    )
+    .await;
     let session = console.login("rita@anumi.example").await;
-    let (v1, v2) = (console.version(obvious).await, console.version(unclear).await);
+    let (v1, v2) = (
+        console.version(obvious).await,
+        console.version(unclear).await,
+    );
     let page = console
-        .post(&session, "/cases/bulk", &[("case", &format!("{obvious}:{v1}")), ("case", &format!("{unclear}:{v2}")), ("action", "approve")])
+        .post(
+            &session,
+            "/cases/bulk",
+            &[
+                ("case", &format!("{obvious}:{v1}")),
+                ("case", &format!("{unclear}:{v2}")),
+                ("action", "approve"),
+            ],
+        )
         .await;
     assert_eq!(page.status(), StatusCode::OK);
-    assert_eq!(console.store.case(obvious).await.unwrap().unwrap().status, CaseStatus::Resolved);
-    assert_eq!(console.store.case(unclear).await.unwrap().unwrap().status, CaseStatus::Review);
+    assert_eq!(
+        console.store.case(obvious).await.unwrap().unwrap().status,
+        CaseStatus::Resolved
+    );
+    assert_eq!(
+        console.store.case(unclear).await.unwrap().unwrap().status,
+        CaseStatus::Review
+    );
     let actions = console.store.actions_for_case(obvious).await.unwrap();
-    assert!(matches!(&actions[0].action, refundd::domain::Action::CashRefund { amount: 1500, .. }));
+    assert!(matches!(
+        &actions[0].action,
+        refundd::domain::Action::CashRefund { amount: 1500, .. }
+    ));
 }
 
 #[tokio::test]
@@ -434,26 +850,68 @@ async fn hostile_mail_is_shown_as_text_and_attachments_only_as_downloads() {
         "<img src=x onerror=alert(1)>",
         "<script>window.__pwned=1</script>",
         "<script>window.__pwned=2</script>",
-        Some("<p>hi</p><script>window.__pwned=3</script><img src=\"https://tracker.example/p.gif\" onerror=\"window.__pwned=4\">"),
+        Some(
+            "<p>hi</p><script>window.__pwned=3</script><img src=\"https://tracker.example/p.gif\" onerror=\"window.__pwned=4\">",
+        ),
         Some("\\\"><svg onload=alert(1)>.png"),
     );
-    let case = seed_case(&console.store, "ann@example.com", Some(ANN_ORDER), Category::CashRefund, raw, 12).await;
+    let case = seed_case(
+        &console.store,
+        "ann@example.com",
+        Some(ANN_ORDER),
+        Category::CashRefund,
+        raw,
+        12,
+    )
+    .await;
     let session = console.login("rita@anumi.example").await;
     let page = console.get(&session, &format!("/cases/{case}")).await;
     let html = page.text().await.unwrap();
-    for raw_payload in ["<script>window.__pwned", "<img src=x", "onerror=\"window", "tracker.example", "<svg onload"] {
-        assert!(!html.contains(raw_payload), "{raw_payload} reached the page as markup");
+    for raw_payload in [
+        "<script>window.__pwned",
+        "<img src=x",
+        "onerror=\"window",
+        "tracker.example",
+        "<svg onload",
+    ] {
+        assert!(
+            !html.contains(raw_payload),
+            "{raw_payload} reached the page as markup"
+        );
     }
-    assert!(html.contains("&lt;script&gt;window.__pwned=1"), "the subject is shown as text");
+    assert!(
+        html.contains("&lt;script&gt;window.__pwned=1"),
+        "the subject is shown as text"
+    );
     let messages = console.store.case_messages(case).await.unwrap();
-    let attachment = console.get(&session, &format!("/cases/{case}/messages/{}/attachments/0", messages[0].id)).await;
+    let attachment = console
+        .get(
+            &session,
+            &format!("/cases/{case}/messages/{}/attachments/0", messages[0].id),
+        )
+        .await;
     assert_eq!(attachment.status(), StatusCode::OK);
     let headers = attachment.headers();
     assert_eq!(headers["content-type"], "image/png");
-    assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment; filename=\"R-"));
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"R-")
+    );
     assert_eq!(headers["x-content-type-options"], "nosniff");
-    assert!(headers["content-security-policy"].to_str().unwrap().contains("sandbox"));
-    let missing = console.get(&session, &format!("/cases/{case}/messages/{}/attachments/9", messages[0].id)).await;
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+    let missing = console
+        .get(
+            &session,
+            &format!("/cases/{case}/messages/{}/attachments/9", messages[0].id),
+        )
+        .await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
@@ -462,24 +920,59 @@ async fn hostile_mail_is_shown_as_text_and_attachments_only_as_downloads() {
 /// twice.
 async fn two_reviewers_racing(db: TestDb) {
     let console = Console::start(&db).await;
-    let case = seed_case(&console.store, "ben@example.com", Some(BEN_ORDER), Category::CashRefund, mail("ben@example.com", "Ben", "refund", "refund", None, None), 12).await;
+    let case = seed_case(
+        &console.store,
+        "ben@example.com",
+        Some(BEN_ORDER),
+        Category::CashRefund,
+        mail("ben@example.com", "Ben", "refund", "refund", None, None),
+        12,
+    )
+    .await;
     let rita = console.login("rita@anumi.example").await;
     let sam = console.login("sam@anumi.example").await;
     let version = console.version(case).await.to_string();
     let path = format!("/cases/{case}/decide");
-    let approve = [("action", "approve_cash"), ("amount", "15.00"), ("version", &version)];
-    let deny = [("action", "deny"), ("reason", "window_expired"), ("version", &version)];
-    let (a, b) = tokio::join!(console.post(&rita, &path, &approve), console.post(&sam, &path, &deny));
+    let approve = [
+        ("action", "approve_cash"),
+        ("amount", "15.00"),
+        ("version", &version),
+    ];
+    let deny = [
+        ("action", "deny"),
+        ("reason", "window_expired"),
+        ("version", &version),
+    ];
+    let (a, b) = tokio::join!(
+        console.post(&rita, &path, &approve),
+        console.post(&sam, &path, &deny)
+    );
     let mut statuses = [a.status(), b.status()];
     statuses.sort();
     assert_eq!(statuses, [StatusCode::SEE_OTHER, StatusCode::CONFLICT]);
-    let loser = if a.status() == StatusCode::CONFLICT { a } else { b };
+    let loser = if a.status() == StatusCode::CONFLICT {
+        a
+    } else {
+        b
+    };
     let message = loser.text().await.unwrap();
-    assert!(message.contains("Someone else acted on case") && message.contains("Nothing was sent"), "{message}");
+    assert!(
+        message.contains("Someone else acted on case") && message.contains("Nothing was sent"),
+        "{message}"
+    );
     assert_eq!(console.store.replies_for_case(case).await.unwrap().len(), 1);
     let events = console.store.case_events(case).await.unwrap();
-    assert_eq!(events.iter().filter(|e| matches!(e.actor, refundd::store::Actor::Reviewer(_))).count(), 1);
-    assert_eq!(console.version(case).await, version.parse::<i64>().unwrap() + 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e.actor, refundd::store::Actor::Reviewer(_)))
+            .count(),
+        1
+    );
+    assert_eq!(
+        console.version(case).await,
+        version.parse::<i64>().unwrap() + 1
+    );
 }
 
 #[tokio::test]
@@ -490,4 +983,124 @@ async fn two_reviewers_cannot_both_decide_one_case_on_sqlite() {
 #[tokio::test]
 async fn two_reviewers_cannot_both_decide_one_case_on_postgres() {
     two_reviewers_racing(TestDb::postgres().await).await;
+}
+
+/// Runs the refundd binary with `stdin` piped in.
+fn refundd_with_stdin(
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_refundd"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("REFUNDD_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("refundd runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_adds_reviewers_lists_the_queue_and_decides() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("refundd.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"{}\"\n", db.url)).unwrap();
+    let store = Store::connect(&db.url).await.unwrap();
+    refundd::store::import_jsonl(&store, LEDGER.as_bytes(), |_| {})
+        .await
+        .unwrap();
+    let case = seed_case(
+        &store,
+        "ann@example.com",
+        Some(ANN_ORDER),
+        Category::Subjective,
+        mail("ann@example.com", "Ann", "meh", "meh", None, None),
+        12,
+    )
+    .await;
+
+    let short = refundd_with_stdin(
+        &config,
+        &["reviewer", "add", "rita@anumi.example"],
+        "short\n",
+    );
+    assert!(!short.status.success(), "a short password is refused");
+    let added = refundd_with_stdin(
+        &config,
+        &["reviewer", "add", "rita@anumi.example"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let rita = store
+        .reviewer_by_email("rita@anumi.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        auth::verify_password(&rita.password_hash, PASSWORD),
+        "the password from stdin, without its newline"
+    );
+
+    let queue = refundd_with_stdin(&config, &["queue", "--json"], "");
+    let page: serde_json::Value = serde_json::from_slice(&queue.stdout).unwrap();
+    assert_eq!(page["items"][0]["id"], case.to_string());
+
+    let stranger = refundd_with_stdin(
+        &config,
+        &[
+            "decide",
+            &case.to_string(),
+            "deny",
+            "--reason",
+            "subjective",
+            "--as",
+            "nobody@x",
+        ],
+        "",
+    );
+    assert!(!stranger.status.success(), "only reviewers decide");
+    let decided = refundd_with_stdin(
+        &config,
+        &[
+            "decide",
+            &case.to_string(),
+            "deny",
+            "--reason",
+            "subjective",
+            "--as",
+            "rita@anumi.example",
+        ],
+        "",
+    );
+    assert!(
+        decided.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decided.stderr)
+    );
+    let stored = store.case(case).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.decision.reply),
+        (CaseStatus::Resolved, ReplyKind::SubjectiveDenied)
+    );
+    assert_eq!(
+        store.audit_log(Some(case), 10).await.unwrap()[0].actor,
+        "reviewer:rita@anumi.example"
+    );
 }
