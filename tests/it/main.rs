@@ -3,6 +3,7 @@
 
 mod cli_pipeline;
 mod corpus;
+mod daemon;
 mod imap;
 mod mailstack;
 mod smtp;
