@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
 pub use crate::policy::PolicyConfig;
+// [calendar] and [escalation] (issue 7): defined next to the deadline code.
+pub use crate::queue::config::{CalendarConfig, EscalationConfig};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,10 @@ pub struct Settings {
     pub extract: ExtractConfig,
     pub reply: ReplyConfig,
     pub ingest: IngestConfig,
+    /// Business days for the reply deadline (issue 7).
+    pub calendar: CalendarConfig,
+    /// Deadline warnings and closing abandoned cases (issue 7).
+    pub escalation: EscalationConfig,
 }
 
 /// `[database]`.
@@ -129,6 +135,8 @@ impl Settings {
             None => Settings::default(),
         };
         settings.apply_env(|k| std::env::var(k).ok());
+        // Holiday files are read once, relative to the config file (issue 7).
+        settings.calendar.load_holiday_files(path.and_then(Path::parent))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -178,6 +186,9 @@ impl Settings {
                 reason: "must be an email address".into(),
             });
         }
+        // Issue 7: calendar and escalation sections.
+        self.calendar.validate()?;
+        self.escalation.validate()?;
         Ok(())
     }
 }

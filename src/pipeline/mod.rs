@@ -91,7 +91,9 @@ impl Pipeline {
     pub fn new(store: Store, settings: Arc<Settings>) -> Result<Pipeline, PipelineError> {
         let extractor = Extractor::new(&settings.extract, &settings.sender_auth).map_err(PipelineError::Rules)?;
         let renderer = ReplyRenderer::new(None).map_err(PipelineError::Templates)?;
-        Ok(Pipeline { store, extractor, renderer, settings, calendar: BusinessCalendar::default() })
+        // The business-day calendar comes from `[calendar]` (issue 7).
+        let calendar = settings.calendar.calendar();
+        Ok(Pipeline { store, extractor, renderer, settings, calendar })
     }
 
     /// Processes every stored message not yet processed, oldest first.

@@ -22,6 +22,7 @@
 
 mod actions;
 mod cases;
+mod deadlines;
 mod error;
 pub mod import;
 mod lease;
@@ -29,6 +30,7 @@ mod ledger;
 mod messages;
 mod outbox;
 mod records;
+mod reports;
 #[cfg(test)]
 mod tests;
 
@@ -40,7 +42,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use actions::case_credit_id;
+pub use deadlines::{AlertKind, DeadlineCase, DeadlineFlags, WaitingCase};
 pub use error::StoreError;
+pub use reports::{QueueGauges, ReportCase, ReviewerEvent};
 pub use import::{ImportReport, RejectedLine, import_jsonl};
 pub use lease::MailboxLease;
 pub use records::{
@@ -55,12 +59,20 @@ use error::db;
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The embedded migrations, in step: (version, description, sqlite, postgres).
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        4,
+        "deadlines",
+        include_str!("../../migrations/sqlite/0004_deadlines.sql"),
+        include_str!("../../migrations/postgres/0004_deadlines.sql"),
+    ),
+];
 
 /// How long a SQLite writer waits for the lock before failing with BUSY.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
