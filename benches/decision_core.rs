@@ -65,21 +65,33 @@ fn ledger() -> LedgerFacts {
     };
     LedgerFacts {
         sender_wallet: Some(WalletFacts {
-            wallet: Wallet { id: "w_ann".into(), email: "ann@example.com".into(), status: WalletStatus::Active, created_at: created },
+            wallet: Wallet {
+                id: "w_ann".into(),
+                email: "ann@example.com".into(),
+                status: WalletStatus::Active,
+                created_at: created,
+            },
             orders: vec![order.clone()],
             generations: vec![],
             credits: vec![],
             refunds: vec![],
             chargebacks: vec![],
         }),
-        cited_orders: vec![OrderLookup::Own { reference: "ANUMI-KQWZPLMA-0001".into(), order_id: order.id }],
+        cited_orders: vec![OrderLookup::Own {
+            reference: "ANUMI-KQWZPLMA-0001".into(),
+            order_id: order.id,
+        }],
     }
 }
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
@@ -95,10 +107,20 @@ fn run(name: &str, mail: &[u8], iterations: u32) {
         let parsed = parse::parse(black_box(mail)).unwrap();
         let mut facts = extractor.extract(&parsed, received);
         facts.auto = screen::screen(&parsed, &own);
-        policy::decide(&facts, &ledger, &settings.policy, received, received + Duration::minutes(1))
+        policy::decide(
+            &facts,
+            &ledger,
+            &settings.policy,
+            received,
+            received + Duration::minutes(1),
+        )
     };
     let decision = one();
-    assert_eq!(decision.outcome, refundd::domain::Outcome::Approved, "the bench mail is a clear refund");
+    assert_eq!(
+        decision.outcome,
+        refundd::domain::Outcome::Approved,
+        "the bench mail is a clear refund"
+    );
     for _ in 0..iterations / 10 {
         black_box(one());
     }
@@ -122,5 +144,9 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let (n_small, n_big) = if quick { (50, 2) } else { (20_000, 30) };
     run("typical 5 KB mail", &typical_mail(0), n_small);
-    run("mail with 10 MB attachment", &typical_mail(10 * 1024 * 1024), n_big);
+    run(
+        "mail with 10 MB attachment",
+        &typical_mail(10 * 1024 * 1024),
+        n_big,
+    );
 }

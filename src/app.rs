@@ -14,7 +14,7 @@ use refundd::domain::Outcome;
 use refundd::ingest::{self, maildir::Maildir};
 use refundd::pipeline::{Pipeline, Processed, outbox};
 use refundd::reply::FileSink;
-use refundd::store::{CaseFilter, CaseSummary, Inserted, Store, import};
+use refundd::store::{CaseFilter, CaseId, CaseStatus, CaseSummary, Inserted, Store, import};
 
 /// Text logs by default, JSON lines when asked; `RUST_LOG` filters
 /// (default `info`). Logs go to standard error so that standard output
@@ -22,7 +22,9 @@ use refundd::store::{CaseFilter, CaseSummary, Inserted, Store, import};
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,refundd=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -38,7 +40,12 @@ pub fn load_settings(path: Option<&Path>) -> anyhow::Result<Arc<Settings>> {
 async fn connect(settings: &Settings) -> anyhow::Result<Store> {
     Store::connect(&settings.database.url)
         .await
-        .with_context(|| format!("cannot open the database {}", redact_url(&settings.database.url)))
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                redact_url(&settings.database.url)
+            )
+        })
 }
 
 /// The database URL without its password, for messages.
@@ -69,18 +76,30 @@ pub async fn import_ledger(settings: &Settings, file: &Path) -> anyhow::Result<E
     let reader: Box<dyn BufRead> = if file == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let f =
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
         Box::new(std::io::BufReader::new(f))
     };
     let report = import_with_progress(&store, reader).await?;
     for rejected in &report.rejected {
         eprintln!("line {}: {}", rejected.line_no, rejected.reason);
     }
-    println!("imported {} records, rejected {} lines", report.imported, report.rejected.len());
-    Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "imported {} records, rejected {} lines",
+        report.imported,
+        report.rejected.len()
+    );
+    Ok(if report.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-async fn import_with_progress(store: &Store, reader: impl BufRead) -> anyhow::Result<import::ImportReport> {
+async fn import_with_progress(
+    store: &Store,
+    reader: impl BufRead,
+) -> anyhow::Result<import::ImportReport> {
     let show = std::io::stderr().is_terminal();
     let report = import::import_jsonl(store, reader, |lines| {
         if show && lines % 10_000 == 0 {
@@ -113,10 +132,17 @@ pub async fn process_maildir(settings: &Arc<Settings>, dir: &Path) -> anyhow::Re
 }
 
 /// The pass itself (also used by the demo).
-pub async fn process_maildir_pass(settings: &Arc<Settings>, store: &Store, dir: &Path) -> anyhow::Result<Vec<Processed>> {
+pub async fn process_maildir_pass(
+    settings: &Arc<Settings>,
+    store: &Store,
+    dir: &Path,
+) -> anyhow::Result<Vec<Processed>> {
     let pipeline = Pipeline::new(store.clone(), settings.clone())?;
-    let maildir = Maildir::open(dir).with_context(|| format!("cannot open Maildir {}", dir.display()))?;
-    let entries = maildir.scan().with_context(|| format!("cannot list Maildir {}", dir.display()))?;
+    let maildir =
+        Maildir::open(dir).with_context(|| format!("cannot open Maildir {}", dir.display()))?;
+    let entries = maildir
+        .scan()
+        .with_context(|| format!("cannot list Maildir {}", dir.display()))?;
     for entry in &entries {
         let raw = maildir.read(entry, settings.ingest.max_message_bytes)?;
         if let Inserted::Duplicate(existing) = ingest::store_message(store, raw).await? {
@@ -137,11 +163,18 @@ pub async fn list_cases(
     settings: &Settings,
     json: bool,
     outcome: Option<Outcome>,
-    status: Option<String>,
+    status: Option<CaseStatus>,
     limit: i64,
 ) -> anyhow::Result<ExitCode> {
     let store = connect(settings).await?;
-    let cases = store.list_cases(&CaseFilter { outcome, status, limit: Some(limit) }).await?;
+    let cases = store
+        .list_cases(&CaseFilter {
+            outcome,
+            status,
+            limit: Some(limit),
+            ..CaseFilter::default()
+        })
+        .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&cases)?);
     } else {
@@ -157,15 +190,30 @@ pub fn cases_table(cases: &[CaseSummary]) -> String {
         "CASE", "FROM", "OUTCOME", "CATEGORY", "CLAUSES", "ACTIONS", "FLAGS"
     );
     for c in cases {
-        let clauses = c.clauses.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",");
-        let flags = c.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
-        let actions = c.actions.iter().map(describe_action).collect::<Vec<_>>().join("; ");
+        let clauses = c
+            .clauses
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let flags = c
+            .flags
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let actions = c
+            .actions
+            .iter()
+            .map(describe_action)
+            .collect::<Vec<_>>()
+            .join("; ");
         out.push_str(&format!(
-            "R-{:<5} {:<26} {:<10} {:<17} {:<12} {:<28} {}\n",
-            c.id,
+            "{:<7} {:<26} {:<10} {:<17} {:<12} {:<28} {}\n",
+            c.id.to_string(),
             truncate(&c.from, 26),
-            c.outcome.map(|o| o.as_str()).unwrap_or("-"),
-            c.category.map(|o| o.as_str()).unwrap_or("-"),
+            c.outcome.as_str(),
+            c.category.as_str(),
             clauses,
             truncate(&actions, 28),
             flags
@@ -177,7 +225,9 @@ pub fn cases_table(cases: &[CaseSummary]) -> String {
 fn describe_action(action: &refundd::domain::Action) -> String {
     use refundd::domain::Action;
     match action {
-        Action::CashRefund { amount, currency, .. } => {
+        Action::CashRefund {
+            amount, currency, ..
+        } => {
             format!("refund {}.{:02} {currency}", amount / 100, amount % 100)
         }
         Action::WalletCredit { credits, .. } => format!("credit {credits}"),
@@ -196,35 +246,52 @@ fn truncate(s: &str, width: usize) -> String {
 
 /// `refundd case ID`.
 pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let number: i64 = id
-        .trim_start_matches(['R', 'r'])
-        .trim_start_matches('-')
+    let number: CaseId = id
         .parse()
         .with_context(|| format!("`{id}` is not a case number (e.g. 1042 or R-1042)"))?;
     let store = connect(settings).await?;
-    let Some(case) = store.case(number).await? else { bail!("there is no case R-{number}") };
+    let Some(case) = store.case(number).await? else {
+        bail!("there is no case {number}")
+    };
     let messages = store.case_messages(number).await?;
     let replies = store.replies_for_case(number).await?;
     let events = store.case_events(number).await?;
     if json {
         let value = serde_json::json!({
-            "case": case,
+            "case": {
+                "id": case.id, "sender": case.sender, "subject": case.subject,
+                "language": case.language, "status": case.status, "deadline": case.deadline,
+                "created_at": case.created_at, "updated_at": case.updated_at, "decision": case.decision,
+            },
             "messages": messages.iter().map(|m| serde_json::json!({
                 "id": m.id, "message_id": m.message_id, "received_at": m.received_at,
                 "source": m.source, "raw": String::from_utf8_lossy(&m.raw),
             })).collect::<Vec<_>>(),
-            "replies": replies,
+            "replies": replies.iter().map(|r| serde_json::json!({
+                "message_id": r.message_id, "to": r.to_addr, "subject": r.subject, "status": r.status.as_str(),
+                "attempts": r.attempts, "last_error": r.last_error, "created_at": r.created_at, "sent_at": r.sent_at,
+            })).collect::<Vec<_>>(),
             "events": events,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     let d = &case.decision;
-    println!("Case R-{}  from {}  status {}", case.id, case.sender, case.status);
+    println!(
+        "Case {}  from {}  status {}",
+        case.id, case.sender, case.status
+    );
     println!("Subject: {}", case.subject);
     println!("Outcome: {}  category: {}", d.outcome, d.category);
     if !d.flags.is_empty() {
-        println!("Flags: {}", d.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "));
+        println!(
+            "Flags: {}",
+            d.flags
+                .iter()
+                .map(|f| f.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     for action in &d.actions {
         println!("Action: {}", serde_json::to_string(action)?);
@@ -234,17 +301,138 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
         println!("  [{}] {}", step.clause, step.finding);
     }
     for m in &messages {
-        println!("\n--- message {} received {} ({})", m.id, m.received_at.to_rfc3339(), m.source);
+        println!(
+            "\n--- message {} received {} ({})",
+            m.id,
+            m.received_at.to_rfc3339(),
+            m.source
+        );
         println!("{}", String::from_utf8_lossy(&m.raw));
     }
     for r in &replies {
-        println!("\n--- reply {} to {} [{}]", r.message_id, r.to_addr, r.status);
+        println!(
+            "\n--- reply {} to {} [{}]",
+            r.message_id, r.to_addr, r.status
+        );
     }
     println!("\nHistory:");
     for e in &events {
-        println!("  {} {} {} -> {}: {}", e.at.to_rfc3339(), e.actor, e.from_status.as_deref().unwrap_or("-"), e.to_status, e.reason);
+        println!(
+            "  {} {} {} -> {}: {}",
+            e.at.to_rfc3339(),
+            e.actor,
+            e.from_status.map(|s| s.as_str()).unwrap_or("-"),
+            e.to_status,
+            e.reason
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd run`: the daemon, until SIGTERM or SIGINT.
+pub async fn run_daemon(settings: Arc<Settings>) -> anyhow::Result<ExitCode> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing the current work");
+        signals.cancel();
+    });
+    refundd::daemon::run(settings, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// `refundd check-config`: every configured connection, tried once, with
+/// a plain verdict per line; exit code 1 if any failed.
+pub async fn check_config(settings: &Settings) -> anyhow::Result<ExitCode> {
+    refundd::act::polar::install_crypto_provider();
+    let mut ok = true;
+    let mut report = |what: &str, result: Result<String, String>| match result {
+        Ok(detail) => println!("ok    {what}: {detail}"),
+        Err(problem) => {
+            ok = false;
+            println!("FAIL  {what}: {problem}");
+        }
+    };
+    report("configuration", Ok("valid".into()));
+    let db = match Store::connect(&settings.database.url).await {
+        Ok(store) => {
+            store.close().await;
+            Ok(format!(
+                "{} reachable, migrations applied",
+                redact_url(&settings.database.url)
+            ))
+        }
+        Err(err) => Err(format!("{}: {err:#}", redact_url(&settings.database.url))),
+    };
+    report("database", db);
+    match &settings.imap {
+        Some(imap) => {
+            let result = async {
+                let mut mailbox = refundd::ingest::imap::ImapMailbox::connect(imap).await?;
+                let state = mailbox.select().await?;
+                let _ = mailbox.logout().await;
+                Ok::<_, refundd::ingest::imap::ImapError>(state)
+            }
+            .await;
+            report(
+                "imap",
+                result
+                    .map(|s| {
+                        format!(
+                            "{}:{} folder {} has {} messages",
+                            imap.host,
+                            imap.effective_port(),
+                            imap.folder,
+                            s.exists
+                        )
+                    })
+                    .map_err(|e| format!("{}:{}: {e:#}", imap.host, imap.effective_port())),
+            );
+        }
+        None => report(
+            "imap",
+            Ok("not configured (reads [daemon] maildir if set)".into()),
+        ),
+    }
+    match &settings.smtp {
+        Some(smtp) => {
+            let result = async {
+                let sink = refundd::reply::smtp::SmtpSink::new(smtp.clone())?;
+                sink.check().await?;
+                sink.close().await;
+                Ok::<_, refundd::reply::smtp::SmtpError>(())
+            }
+            .await;
+            report(
+                "smtp",
+                result
+                    .map(|()| format!("{}:{} accepts our login", smtp.host, smtp.effective_port()))
+                    .map_err(|e| format!("{}:{}: {e:#}", smtp.host, smtp.effective_port())),
+            );
+        }
+        None => report(
+            "smtp",
+            Ok(format!(
+                "not configured: replies go to {}",
+                settings.outbox.dir.display()
+            )),
+        ),
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[cfg(test)]
@@ -253,7 +441,10 @@ mod tests {
 
     #[test]
     fn database_passwords_never_reach_messages() {
-        assert_eq!(redact_url("postgres://app:s3cret@db:5432/refundd"), "postgres://app@db:5432/refundd");
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/refundd"),
+            "postgres://app@db:5432/refundd"
+        );
         assert_eq!(redact_url("sqlite://refundd.db"), "sqlite://refundd.db");
     }
 }

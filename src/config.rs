@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
+pub use crate::ingest::imap::ImapConfig;
 pub use crate::policy::PolicyConfig;
 // [calendar] and [escalation] (issue 7): defined next to the deadline code.
 pub use crate::queue::config::{CalendarConfig, EscalationConfig};
+pub use crate::reply::smtp::SmtpConfig;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,35 @@ pub struct Settings {
     pub calendar: CalendarConfig,
     /// Deadline warnings and closing abandoned cases (issue 7).
     pub escalation: EscalationConfig,
+    /// `[imap]`: when present, `refundd run` reads this mailbox.
+    pub imap: Option<ImapConfig>,
+    /// `[smtp]`: when present, replies go out over SMTP instead of the
+    /// outbox folder.
+    pub smtp: Option<SmtpConfig>,
+    /// `[daemon]`: pacing of `refundd run`.
+    pub daemon: DaemonConfig,
+}
+
+/// `[daemon]`: how `refundd run` paces its loops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// A Maildir to watch when no `[imap]` is configured (optional).
+    pub maildir: Option<PathBuf>,
+    /// Seconds between Maildir scans / outbox passes when nothing wakes them.
+    pub poll_interval: u64,
+    /// Longest wait between reconnect attempts, in seconds.
+    pub max_backoff: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            maildir: None,
+            poll_interval: 30,
+            max_backoff: 60,
+        }
+    }
 }
 
 /// `[database]`.
@@ -136,7 +167,9 @@ impl Settings {
         };
         settings.apply_env(|k| std::env::var(k).ok());
         // Holiday files are read once, relative to the config file (issue 7).
-        settings.calendar.load_holiday_files(path.and_then(Path::parent))?;
+        settings
+            .calendar
+            .load_holiday_files(path.and_then(Path::parent))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -156,6 +189,12 @@ impl Settings {
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
         if let Some(url) = var("REFUNDD_DATABASE_URL") {
             self.database.url = url;
+        }
+        if let Some(imap) = &mut self.imap {
+            imap.apply_env(&var);
+        }
+        if let Some(smtp) = &mut self.smtp {
+            smtp.apply_env(&var);
         }
     }
 
@@ -179,6 +218,18 @@ impl Settings {
                 key: "policy.abuse_refunded_share_percent",
                 reason: "is a percentage (0–100)".into(),
             });
+        }
+        if let Some(imap) = &self.imap {
+            imap.validate().map_err(|e| ConfigError::Invalid {
+                key: "imap",
+                reason: e.to_string(),
+            })?;
+        }
+        if let Some(smtp) = &self.smtp {
+            smtp.validate().map_err(|e| ConfigError::Invalid {
+                key: "smtp",
+                reason: e.to_string(),
+            })?;
         }
         if !self.reply.from.contains('@') {
             return Err(ConfigError::Invalid {

@@ -56,15 +56,20 @@ const DEMO_AUTHSERV_ID: &str = "mx.anumi.example";
 /// Runs the demo in `dir` (replaced if it exists).
 pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot replace {}", dir.display()))?;
     }
     let maildir = dir.join("Maildir");
-    std::fs::create_dir_all(maildir.join("new")).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(maildir.join("new"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let settings = Arc::new(demo_settings(dir));
     let store = Store::connect(&settings.database.url).await?;
     let ledger = import::import_jsonl(&store, LEDGER.as_bytes(), |_| {}).await?;
     std::fs::write(dir.join("ledger.jsonl"), LEDGER)?;
-    println!("imported {} ledger records into {}", ledger.imported, settings.database.url);
+    println!(
+        "imported {} ledger records into {}",
+        ledger.imported, settings.database.url
+    );
 
     for (name, bytes) in MAIL {
         write_received(&maildir.join("new").join(name), bytes)?;
@@ -75,11 +80,27 @@ pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
 
     let sink = FileSink::new(&settings.outbox.dir);
     let delivery = outbox::deliver_queued(&store, &sink, Utc::now()).await?;
-    let cases = store.list_cases(&CaseFilter { limit: Some(1000), ..CaseFilter::default() }).await?;
+    let cases = store
+        .list_cases(&CaseFilter {
+            limit: Some(1000),
+            ..CaseFilter::default()
+        })
+        .await?;
     println!("\n{}", app::cases_table(&cases));
-    println!("{} messages, {} cases, {} replies written to {}", MAIL.len() + 1, cases.len(), delivery.sent, settings.outbox.dir.display());
-    println!("Cash refunds are recorded as pending payments: no payment service is configured, nothing was paid.");
-    println!("See one case with: refundd --config {} case R-1", dir.join("refundd.toml").display());
+    println!(
+        "{} messages, {} cases, {} replies written to {}",
+        MAIL.len() + 1,
+        cases.len(),
+        delivery.sent,
+        settings.outbox.dir.display()
+    );
+    println!(
+        "Cash refunds are recorded as pending payments: no payment service is configured, nothing was paid."
+    );
+    println!(
+        "See one case with: refundd --config {} case R-1",
+        dir.join("refundd.toml").display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -114,7 +135,11 @@ fn header_date(bytes: &[u8]) -> Option<DateTime<Utc>> {
 /// with the invoice number.
 async fn answer_order_id_question(store: &Store, maildir: &Path) -> anyhow::Result<()> {
     let asked = store
-        .list_cases(&CaseFilter { outcome: Some(Outcome::NeedsInfo), limit: Some(1000), ..CaseFilter::default() })
+        .list_cases(&CaseFilter {
+            outcome: Some(Outcome::NeedsInfo),
+            limit: Some(1000),
+            ..CaseFilter::default()
+        })
         .await?
         .into_iter()
         .find(|c| c.from == "kim@example.com")
@@ -136,5 +161,8 @@ async fn answer_order_id_question(store: &Store, maildir: &Path) -> anyhow::Resu
         subject = reply.subject.trim_start_matches("Re: "),
         id = reply.message_id,
     );
-    write_received(&maildir.join("new").join("18-kim-follow-up.eml"), mail.as_bytes())
+    write_received(
+        &maildir.join("new").join("18-kim-follow-up.eml"),
+        mail.as_bytes(),
+    )
 }

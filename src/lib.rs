@@ -12,10 +12,13 @@
 //! - [`web`]     reviewers' console and `/api`
 //!
 //! [`polar_sim`] is a Polar-compatible API server for tests and demos.
+//! [`daemon`] runs the stages as long-lived tasks (`refundd run`); [`retry`]
+//! is the shared backoff.
 //! [`pipeline`] wires the stages for one message; [`config`] is the typed settings tree.
 
 pub mod act;
 pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod extract;
 pub mod ingest;
@@ -25,6 +28,7 @@ pub mod polar_sim;
 pub mod policy;
 pub mod queue;
 pub mod reply;
+pub mod retry;
 pub mod screen;
 pub mod store;
 pub mod web;

@@ -48,7 +48,7 @@ enum Command {
         outcome: Option<refundd::domain::Outcome>,
         /// Only cases with this status (review, needs_info, resolved, ignored).
         #[arg(long)]
-        status: Option<String>,
+        status: Option<refundd::store::CaseStatus>,
         /// At most this many cases, newest first.
         #[arg(long, default_value_t = 1000)]
         limit: i64,
@@ -61,6 +61,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the daemon: watch the mailbox ([imap], or [daemon] maildir), decide, act, reply; until SIGTERM/SIGINT.
+    Run,
+    /// Connect to the database, IMAP and SMTP as configured and say what is wrong, in plain words.
+    CheckConfig,
     /// Run the whole pipeline on sample data in a demo folder; needs nothing but this binary.
     Demo {
         /// Where to create the demo (replaced if it exists).
@@ -104,10 +108,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = app::load_settings(cli.config.as_deref())?;
     match cli.command {
         Command::Migrate => app::migrate(&settings).await,
-        Command::Ledger { command: LedgerCommand::Import { file } } => app::import_ledger(&settings, &file).await,
+        Command::Ledger {
+            command: LedgerCommand::Import { file },
+        } => app::import_ledger(&settings, &file).await,
         Command::Process { maildir } => app::process_maildir(&settings, &maildir).await,
-        Command::Cases { json, outcome, status, limit } => app::list_cases(&settings, json, outcome, status, limit).await,
+        Command::Cases {
+            json,
+            outcome,
+            status,
+            limit,
+        } => app::list_cases(&settings, json, outcome, status, limit).await,
         Command::Case { id, json } => app::show_case(&settings, &id, json).await,
+        Command::Run => app::run_daemon(settings).await,
+        Command::CheckConfig => app::check_config(&settings).await,
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }

@@ -16,7 +16,8 @@ pub struct ExtractConfig {
     /// named group `id` capturing the generation id.
     pub result_link_patterns: Vec<String>,
     /// An intent rules file (TOML) replacing the built-in one; operators
-    /// edit it without recompiling. `None` uses the shipped `rules/intent.toml`.
+    /// edit it without recompiling. `None` uses the shipped
+    /// `src/extract/intent_rules.toml` (embedded in the binary).
     pub rules_file: Option<PathBuf>,
 }
 

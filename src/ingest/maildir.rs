@@ -35,7 +35,9 @@ impl Maildir {
         for sub in ["new", "cur", "tmp"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
-        Ok(Maildir { root: root.to_owned() })
+        Ok(Maildir {
+            root: root.to_owned(),
+        })
     }
 
     /// The folder's root.
@@ -50,14 +52,24 @@ impl Maildir {
         for subdir in ["new", "cur"] {
             for dirent in std::fs::read_dir(self.root.join(subdir))? {
                 let dirent = dirent?;
-                if dirent.file_name().to_string_lossy().starts_with('.') || !dirent.file_type()?.is_file() {
+                if dirent.file_name().to_string_lossy().starts_with('.')
+                    || !dirent.file_type()?.is_file()
+                {
                     continue;
                 }
                 let received_at: DateTime<Utc> = dirent.metadata()?.modified()?.into();
-                entries.push(MaildirEntry { path: dirent.path(), subdir, received_at });
+                entries.push(MaildirEntry {
+                    path: dirent.path(),
+                    subdir,
+                    received_at,
+                });
             }
         }
-        entries.sort_by(|a, b| a.received_at.cmp(&b.received_at).then_with(|| a.path.cmp(&b.path)));
+        entries.sort_by(|a, b| {
+            a.received_at
+                .cmp(&b.received_at)
+                .then_with(|| a.path.cmp(&b.path))
+        });
         Ok(entries)
     }
 
@@ -71,7 +83,10 @@ impl Maildir {
             file.take(max_bytes).read_to_end(&mut bytes)?;
             Ok((bytes, size))
         };
-        let (bytes, size) = read().map_err(|source| IngestError::Read { source_name: source_name.clone(), source })?;
+        let (bytes, size) = read().map_err(|source| IngestError::Read {
+            source_name: source_name.clone(),
+            source,
+        })?;
         Ok(RawMessage {
             source: source_name,
             full_size: (size > max_bytes).then_some(size),
@@ -83,7 +98,11 @@ impl Maildir {
     /// Moves a processed message from `new/` to `cur/` and marks it Seen;
     /// a message already in `cur/` only gets the Seen flag. Idempotent.
     pub fn mark_processed(&self, entry: &MaildirEntry) -> std::io::Result<PathBuf> {
-        let name = entry.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = entry
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let target = self.root.join("cur").join(seen_name(&name));
         if target != entry.path {
             std::fs::rename(&entry.path, &target)?;
@@ -92,7 +111,11 @@ impl Maildir {
     }
 
     fn source_name(&self, entry: &MaildirEntry) -> String {
-        let name = entry.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = entry
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         format!("maildir:{}/{}", entry.subdir, name)
     }
 }
@@ -134,8 +157,14 @@ mod tests {
         let maildir = Maildir::open(dir.path()).unwrap();
         let path = dir.path().join("new/1.eml");
         std::fs::write(&path, b"Subject: x\r\n\r\nbody").unwrap();
-        let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(when).unwrap();
+        let when =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
 
         let entries = maildir.scan().unwrap();
         assert_eq!(entries.len(), 1);

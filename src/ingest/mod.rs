@@ -60,7 +60,11 @@ pub struct RawMessage {
 /// Redacts, hashes and stores one message; a message seen before (same
 /// Message-ID or same bytes) is reported as a duplicate, not stored again.
 pub async fn store_message(store: &Store, raw: RawMessage) -> Result<Inserted, IngestError> {
-    let bytes = parse::redact_secrets(&raw.bytes).into_owned();
+    let bytes = match raw.full_size {
+        Some(size) => truncated_stub(&raw.bytes, size),
+        None => raw.bytes,
+    };
+    let bytes = parse::redact_secrets(&bytes).into_owned();
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let message_id = message_id_of(&bytes);
     let new = NewMessage {
@@ -73,12 +77,72 @@ pub async fn store_message(store: &Store, raw: RawMessage) -> Result<Inserted, I
     store
         .insert_message(&new)
         .await
-        .map_err(|source| IngestError::Store { source_name: raw.source, source })
+        .map_err(|source| IngestError::Store {
+            source_name: raw.source,
+            source,
+        })
 }
 
 /// The `Message-ID` of raw bytes, without angle brackets, from the headers
 /// alone (the body is not parsed here).
 fn message_id_of(bytes: &[u8]) -> Option<String> {
     let headers = mail_parser::MessageParser::new().parse_headers(bytes)?;
-    headers.message_id().map(str::to_owned).filter(|id| !id.is_empty())
+    headers
+        .message_id()
+        .map(str::to_owned)
+        .filter(|id| !id.is_empty())
+}
+
+/// The header a message over the size limit is stored with, so that the
+/// pipeline sends it to review. Added by us on top of the message's own
+/// header; a sender who writes it themselves only earns a human look.
+pub const TRUNCATED_HEADER: &str = "X-Refundd-Truncated";
+
+/// A message too large to download whole, as stored: our marker header,
+/// the message's own header section (what was read of it), and a body
+/// saying what happened. Nothing of the oversized body is kept.
+fn truncated_stub(bytes: &[u8], full_size: u64) -> Vec<u8> {
+    let header_end = find_header_end(bytes).unwrap_or(bytes.len());
+    let mut stub = format!("{TRUNCATED_HEADER}: {full_size}\r\n").into_bytes();
+    stub.extend_from_slice(&bytes[..header_end]);
+    stub.extend_from_slice(
+        format!("\r\n\r\n[refundd: this message is {full_size} bytes, over the size limit; its body was not downloaded]\r\n")
+            .as_bytes(),
+    );
+    stub
+}
+
+/// Where the header section ends (before the blank line), if it does.
+fn find_header_end(bytes: &[u8]) -> Option<usize> {
+    let crlf = bytes.windows(4).position(|w| w == b"\r\n\r\n");
+    let lf = bytes.windows(2).position(|w| w == b"\n\n");
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_message_keeps_its_header_and_loses_its_body() {
+        let raw = b"From: a@example.com\r\nSubject: big\r\n\r\nAAAAAAAAAAAAAAAA";
+        let stub = String::from_utf8(truncated_stub(raw, 30_000_000)).unwrap();
+        assert!(stub.starts_with(
+            "X-Refundd-Truncated: 30000000\r\nFrom: a@example.com\r\nSubject: big\r\n\r\n"
+        ));
+        assert!(!stub.contains("AAAA"));
+        assert!(stub.contains("30000000 bytes"));
+    }
+
+    #[test]
+    fn message_ids_are_read_from_the_header_alone() {
+        assert_eq!(
+            message_id_of(b"Message-ID: <abc@x>\r\n\r\nbody").as_deref(),
+            Some("abc@x")
+        );
+        assert_eq!(message_id_of(b"Subject: none\r\n\r\nbody"), None);
+    }
 }

@@ -5,13 +5,17 @@ use std::sync::LazyLock;
 
 use crate::domain::{Category, MessageFacts};
 
-static CASE_TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[#R-(\d{1,18})\]").expect("valid regex"));
+static CASE_TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[#R-(\d{1,18})\]").expect("valid regex"));
 
 /// The case number in a subject's case tag (`[#R-1042]` -> 1042); the last
 /// tag wins when a subject carries several (each reply appends none, but
 /// customers forward).
 pub fn case_tag(subject: &str) -> Option<i64> {
-    CASE_TAG.captures_iter(subject).last().and_then(|c| c[1].parse().ok())
+    CASE_TAG
+        .captures_iter(subject)
+        .last()
+        .and_then(|c| c[1].parse().ok())
 }
 
 /// Facts of a case: the latest message's, completed by earlier ones.
@@ -87,18 +91,29 @@ mod tests {
         let mut first = facts(Category::CashRefund, 13);
         first.flags.insert(Flag::StatutoryRights);
         let mut second = facts(Category::Other, 15);
-        second.order_refs.push(OrderRef::Invoice("ANUMI-0001".into()));
+        second
+            .order_refs
+            .push(OrderRef::Invoice("ANUMI-0001".into()));
 
         let merged = merge_case_facts(&[first.clone()], second);
         assert_eq!(merged.category, Category::CashRefund);
-        assert_eq!(merged.order_refs, vec![OrderRef::Invoice("ANUMI-0001".into())]);
+        assert_eq!(
+            merged.order_refs,
+            vec![OrderRef::Invoice("ANUMI-0001".into())]
+        );
         assert!(merged.flags.contains(&Flag::StatutoryRights));
-        assert_eq!(merged.received_at, first.received_at, "windows measure to the first request");
+        assert_eq!(
+            merged.received_at, first.received_at,
+            "windows measure to the first request"
+        );
     }
 
     #[test]
     fn the_latest_request_wins_over_an_earlier_one() {
-        let merged = merge_case_facts(&[facts(Category::CashRefund, 1)], facts(Category::NoResemblance, 2));
+        let merged = merge_case_facts(
+            &[facts(Category::CashRefund, 1)],
+            facts(Category::NoResemblance, 2),
+        );
         assert_eq!(merged.category, Category::NoResemblance);
     }
 }

@@ -23,14 +23,19 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::domain::{Action, Category, Clause, Decision, MessageFacts, Outcome, ReplyKind, TraceStep};
+use crate::domain::{
+    Action, Category, Clause, Decision, MessageFacts, Outcome, ReplyKind, TraceStep,
+};
 use crate::extract::{ExtractError, Extractor};
+use crate::ingest;
 use crate::parse::{self, ParsedEmail};
 use crate::policy;
 use crate::queue::{self, BusinessCalendar, CaseStatus};
 use crate::reply::{self, ReplyContext, ReplyEnvelope, ReplyError, ReplyRenderer};
 use crate::screen;
-use crate::store::{ActionStatus, Actor, CaseId, CaseRow, NewCase, NewReply, Store, StoreError, StoredMessage, Tx};
+use crate::store::{
+    ActionStatus, Actor, CaseId, CaseRow, NewCase, NewReply, Store, StoreError, StoredMessage, Tx,
+};
 
 pub use facts::{case_tag, merge_case_facts};
 
@@ -89,15 +94,25 @@ pub struct Pipeline {
 impl Pipeline {
     /// Compiles the rules and templates; fails at start, not at 3 a.m.
     pub fn new(store: Store, settings: Arc<Settings>) -> Result<Pipeline, PipelineError> {
-        let extractor = Extractor::new(&settings.extract, &settings.sender_auth).map_err(PipelineError::Rules)?;
+        let extractor = Extractor::new(&settings.extract, &settings.sender_auth)
+            .map_err(PipelineError::Rules)?;
         let renderer = ReplyRenderer::new(None).map_err(PipelineError::Templates)?;
         // The business-day calendar comes from `[calendar]` (issue 7).
         let calendar = settings.calendar.calendar();
-        Ok(Pipeline { store, extractor, renderer, settings, calendar })
+        Ok(Pipeline {
+            store,
+            extractor,
+            renderer,
+            settings,
+            calendar,
+        })
     }
 
     /// Processes every stored message not yet processed, oldest first.
-    pub async fn process_pending(&self, now: DateTime<Utc>) -> Result<Vec<Processed>, PipelineError> {
+    pub async fn process_pending(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Processed>, PipelineError> {
         let mut done = Vec::new();
         loop {
             let batch = self
@@ -109,15 +124,37 @@ impl Pipeline {
                 return Ok(done);
             }
             for message in batch {
-                done.push(self.process_message(&message, now).await?);
+                match self.process_message(&message, now).await {
+                    Ok(processed) => done.push(processed),
+                    Err(err) if err.is_transient() => return Err(err),
+                    // A bug-shaped failure on one message must not stop the
+                    // desk: the message stays stored, marked with why.
+                    Err(err) => {
+                        tracing::error!(message = message.id, error = %err, "message could not be processed");
+                        self.store
+                            .mark_message_failed(message.id, &format!("{err:#}"))
+                            .await
+                            .map_err(|source| PipelineError::Store {
+                                message: message.id,
+                                source,
+                            })?;
+                    }
+                }
             }
         }
     }
 
     /// Decides one stored message and records the result.
     #[tracing::instrument(skip_all, fields(message_id = message.id, stage = "pipeline"))]
-    pub async fn process_message(&self, message: &StoredMessage, now: DateTime<Utc>) -> Result<Processed, PipelineError> {
-        let store_err = |source| PipelineError::Store { message: message.id, source };
+    pub async fn process_message(
+        &self,
+        message: &StoredMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Processed, PipelineError> {
+        let store_err = |source| PipelineError::Store {
+            message: message.id,
+            source,
+        };
         let parsed = match parse::parse(&message.raw) {
             Ok(parsed) => parsed,
             Err(err) => return self.record_unreadable(message, &err.to_string(), now).await,
@@ -130,21 +167,30 @@ impl Pipeline {
             None => self.find_case(&parsed, &facts).await.map_err(store_err)?,
         };
         let decision = match &case {
+            _ if is_truncated(&parsed) => truncated_decision(&facts),
             Some(case) if case.status != CaseStatus::NeedsInfo => reopened_for_review(case, &facts),
             Some(case) => {
-                let facts = self.case_facts(case, facts.clone()).await.map_err(store_err)?;
+                let facts = self
+                    .case_facts(case, facts.clone())
+                    .await
+                    .map_err(store_err)?;
                 self.decide(&facts, now).await.map_err(store_err)?
             }
             None => self.decide(&facts, now).await.map_err(store_err)?,
         };
-        self.record(message, &parsed, &facts, case.as_ref(), decision, now).await
+        self.record(message, &parsed, &facts, case.as_ref(), decision, now)
+            .await
     }
 
     fn own_addresses(&self) -> Vec<String> {
         vec![self.settings.reply.from.to_lowercase()]
     }
 
-    async fn find_case(&self, parsed: &ParsedEmail, facts: &MessageFacts) -> Result<Option<CaseRow>, StoreError> {
+    async fn find_case(
+        &self,
+        parsed: &ParsedEmail,
+        facts: &MessageFacts,
+    ) -> Result<Option<CaseRow>, StoreError> {
         let mut ids: Vec<String> = parsed.in_reply_to.clone();
         ids.extend(parsed.references.iter().cloned());
         let by_thread = match self.store.case_by_reply_message_ids(&ids).await? {
@@ -156,26 +202,58 @@ impl Pipeline {
         }
         // The tag alone works (some providers rewrite Message-IDs), but only
         // for the case's own sender: a stranger quoting a tag gets a new case.
-        let Some(id) = case_tag(&facts.subject) else { return Ok(None) };
+        let Some(id) = case_tag(&facts.subject) else {
+            return Ok(None);
+        };
         let id = CaseId(id);
-        Ok(self.store.case(id).await?.filter(|case| case.sender.eq_ignore_ascii_case(&facts.from)))
+        Ok(self
+            .store
+            .case(id)
+            .await?
+            .filter(|case| case.sender.eq_ignore_ascii_case(&facts.from)))
     }
 
-    async fn case_facts(&self, case: &CaseRow, latest: MessageFacts) -> Result<MessageFacts, StoreError> {
+    async fn case_facts(
+        &self,
+        case: &CaseRow,
+        latest: MessageFacts,
+    ) -> Result<MessageFacts, StoreError> {
         let earlier = self.store.case_messages(case.id).await?;
         let earlier: Vec<MessageFacts> = earlier
             .iter()
-            .filter_map(|m| parse::parse(&m.raw).ok().map(|p| self.extractor.extract(&p, m.received_at)))
+            .filter_map(|m| {
+                parse::parse(&m.raw)
+                    .ok()
+                    .map(|p| self.extractor.extract(&p, m.received_at))
+            })
             .collect();
         Ok(merge_case_facts(&earlier, latest))
     }
 
-    async fn decide(&self, facts: &MessageFacts, now: DateTime<Utc>) -> Result<Decision, StoreError> {
-        let ledger = self.store.ledger_facts(&facts.from, &facts.order_refs).await?;
-        Ok(policy::decide(facts, &ledger, &self.settings.policy, facts.received_at, now))
+    async fn decide(
+        &self,
+        facts: &MessageFacts,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, StoreError> {
+        let ledger = self
+            .store
+            .ledger_facts(&facts.from, &facts.order_refs)
+            .await?;
+        Ok(policy::decide(
+            facts,
+            &ledger,
+            &self.settings.policy,
+            facts.received_at,
+            now,
+        ))
     }
 
-    async fn record_unreadable(&self, message: &StoredMessage, reason: &str, now: DateTime<Utc>) -> Result<Processed, PipelineError> {
+    async fn record_unreadable(
+        &self,
+        message: &StoredMessage,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Processed, PipelineError> {
         let decision = unreadable_decision(reason);
         let facts = MessageFacts {
             message_id: None,
@@ -192,7 +270,15 @@ impl Pipeline {
             auth: Default::default(),
             auto: None,
         };
-        self.record(message, &ParsedEmail::default(), &facts, None, decision, now).await
+        self.record(
+            message,
+            &ParsedEmail::default(),
+            &facts,
+            None,
+            decision,
+            now,
+        )
+        .await
     }
 
     /// Writes the case, its event, credits, payment actions and reply in one
@@ -206,13 +292,22 @@ impl Pipeline {
         decision: Decision,
         now: DateTime<Utc>,
     ) -> Result<Processed, PipelineError> {
-        let store_err = |source| PipelineError::Store { message: message.id, source };
-        let wants_reply =
-            decision.outcome != Outcome::Ignored && decision.reply != ReplyKind::NoReply && !facts.from.is_empty();
-        let guard_ok = !wants_reply || self.loop_guard_allows(&facts.from, now).await.map_err(store_err)?;
+        let store_err = |source| PipelineError::Store {
+            message: message.id,
+            source,
+        };
+        let wants_reply = decision.outcome != Outcome::Ignored
+            && decision.reply != ReplyKind::NoReply
+            && !facts.from.is_empty();
+        let guard_ok = !wants_reply
+            || self
+                .loop_guard_allows(&facts.from, now)
+                .await
+                .map_err(store_err)?;
         let status = queue::status_after(decision.outcome);
         let deadline = queue::is_open(status).then(|| {
-            self.calendar.add_business_days(facts.received_at, self.settings.reply.review_business_days)
+            self.calendar
+                .add_business_days(facts.received_at, self.settings.reply.review_business_days)
         });
 
         let mut tx = self.store.begin().await.map_err(store_err)?;
@@ -236,13 +331,32 @@ impl Pipeline {
                 .await
                 .map_err(store_err)?,
         };
-        tx.attach_message(message.id, case_id).await.map_err(store_err)?;
-        let reason = decision.trace.last().map(|s| s.finding.clone()).unwrap_or_default();
-        let actor = if case.is_some() { Actor::Customer } else { Actor::Engine };
-        tx.add_case_event(case_id, &actor, case.map(|c| c.status), status, &reason, now)
+        tx.attach_message(message.id, case_id)
             .await
             .map_err(store_err)?;
-        record_actions(&mut tx, case_id, &decision, now).await.map_err(store_err)?;
+        let reason = decision
+            .trace
+            .last()
+            .map(|s| s.finding.clone())
+            .unwrap_or_default();
+        let actor = if case.is_some() {
+            Actor::Customer
+        } else {
+            Actor::Engine
+        };
+        tx.add_case_event(
+            case_id,
+            &actor,
+            case.map(|c| c.status),
+            status,
+            &reason,
+            now,
+        )
+        .await
+        .map_err(store_err)?;
+        record_actions(&mut tx, case_id, &decision, now)
+            .await
+            .map_err(store_err)?;
 
         let mut reply_message_id = None;
         if wants_reply && guard_ok {
@@ -252,7 +366,13 @@ impl Pipeline {
         }
         tx.commit().await.map_err(store_err)?;
         tracing::info!(case_id = %case_id, outcome = %decision.outcome, "case recorded");
-        Ok(Processed { message: message.id, case_id, outcome: decision.outcome, joined: case.is_some(), reply_message_id })
+        Ok(Processed {
+            message: message.id,
+            case_id,
+            outcome: decision.outcome,
+            joined: case.is_some(),
+            reply_message_id,
+        })
     }
 
     async fn loop_guard_allows(&self, to: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -270,7 +390,10 @@ impl Pipeline {
         deadline: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<NewReply, PipelineError> {
-        let reply_err = |source| PipelineError::Reply { case: case_id, source };
+        let reply_err = |source| PipelineError::Reply {
+            case: case_id,
+            source,
+        };
         let context = ReplyContext {
             kind: decision.reply,
             language: facts.language,
@@ -283,8 +406,13 @@ impl Pipeline {
         };
         let rendered = self.renderer.render(&context).map_err(reply_err)?;
         let message_id = reply::new_message_id(&self.settings.reply.message_id_domain);
-        let mut envelope =
-            ReplyEnvelope::new(&self.settings.reply, message_id, context.case_tag.clone(), facts.from.clone(), now);
+        let mut envelope = ReplyEnvelope::new(
+            &self.settings.reply,
+            message_id,
+            context.case_tag.clone(),
+            facts.from.clone(),
+            now,
+        );
         envelope.to_name = facts.from_name.clone();
         envelope.in_reply_to = parsed.message_id.clone();
         envelope.references = parsed.references.clone();
@@ -305,7 +433,12 @@ impl Pipeline {
 /// Credits go into the ledger at once (exactly once per case and
 /// generation); cash refunds are recorded as pending payments for the
 /// payment stage, never reported as done here.
-async fn record_actions(tx: &mut Tx, case_id: CaseId, decision: &Decision, now: DateTime<Utc>) -> Result<(), StoreError> {
+async fn record_actions(
+    tx: &mut Tx,
+    case_id: CaseId,
+    decision: &Decision,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     if decision.outcome != Outcome::Approved {
         return Ok(());
     }
@@ -316,7 +449,8 @@ async fn record_actions(tx: &mut Tx, case_id: CaseId, decision: &Decision, now: 
             }
             Action::CashRefund { order_id, .. } => {
                 let key = format!("case-{case_id}-refund-{order_id}");
-                tx.insert_action(case_id, action, ActionStatus::Pending, &key, now).await?;
+                tx.insert_action(case_id, action, ActionStatus::Pending, &key, now)
+                    .await?;
             }
         }
     }
@@ -342,6 +476,26 @@ fn reopened_for_review(case: &CaseRow, facts: &MessageFacts) -> Decision {
     decision
 }
 
+/// Whether ingest stored only the header of an oversized message (its
+/// marker is the topmost header field, where ingest puts it).
+fn is_truncated(parsed: &ParsedEmail) -> bool {
+    parsed
+        .headers
+        .first()
+        .is_some_and(|h| h.name.eq_ignore_ascii_case(ingest::TRUNCATED_HEADER))
+}
+
+/// An oversized message: nothing is decided on half a message; a person
+/// looks, and the customer hears that we will.
+fn truncated_decision(facts: &MessageFacts) -> Decision {
+    let mut decision =
+        unreadable_decision("the message is over the size limit and only its header was kept");
+    decision.category = facts.category;
+    decision.flags = facts.flags.clone();
+    decision.reply = ReplyKind::ReviewAcknowledged;
+    decision
+}
+
 /// The decision for bytes that are not readable mail: a person looks.
 fn unreadable_decision(reason: &str) -> Decision {
     Decision {
@@ -351,7 +505,9 @@ fn unreadable_decision(reason: &str) -> Decision {
         actions: vec![],
         trace: vec![TraceStep {
             clause: Clause::Screen,
-            finding: format!("the message could not be read as email ({reason}); a person must look at the raw message"),
+            finding: format!(
+                "the message could not be read as email ({reason}); a person must look at the raw message"
+            ),
             facts: vec![],
         }],
         reply: ReplyKind::NoReply,

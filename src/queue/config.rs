@@ -69,13 +69,21 @@ impl CalendarConfig {
     /// The calendar these settings describe.
     pub fn calendar(&self) -> BusinessCalendar {
         let holidays = self.holidays.iter().chain(&self.file_holidays).copied();
-        BusinessCalendar::new(self.time_zone, self.working_days.iter().copied(), self.hours, holidays)
+        BusinessCalendar::new(
+            self.time_zone,
+            self.working_days.iter().copied(),
+            self.hours,
+            holidays,
+        )
     }
 
     /// At least one working day.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.working_days.is_empty() {
-            return Err(ConfigError::Invalid { key: "calendar.working_days", reason: "name at least one weekday".into() });
+            return Err(ConfigError::Invalid {
+                key: "calendar.working_days",
+                reason: "name at least one weekday".into(),
+            });
         }
         Ok(())
     }
@@ -115,10 +123,16 @@ impl EscalationConfig {
     /// An address when one is set; a positive close-after.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.team_address.is_empty() && !self.team_address.contains('@') {
-            return Err(ConfigError::Invalid { key: "escalation.team_address", reason: "must be an email address or empty".into() });
+            return Err(ConfigError::Invalid {
+                key: "escalation.team_address",
+                reason: "must be an email address or empty".into(),
+            });
         }
         if self.needs_info_close_after_days == 0 {
-            return Err(ConfigError::Invalid { key: "escalation.needs_info_close_after_days", reason: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "escalation.needs_info_close_after_days",
+                reason: "must be at least 1".into(),
+            });
         }
         Ok(())
     }
@@ -131,7 +145,11 @@ mod tests {
     #[test]
     fn a_calendar_section_reads_zone_days_hours_and_holiday_files() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("x.toml"), "country = \"X\"\n[[holiday]]\ndate = \"2026-06-08\"\nname = \"Day\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("x.toml"),
+            "country = \"X\"\n[[holiday]]\ndate = \"2026-06-08\"\nname = \"Day\"\n",
+        )
+        .unwrap();
         let mut config: CalendarConfig = toml::from_str(
             r#"
             time_zone = "Europe/Berlin"
@@ -146,34 +164,61 @@ mod tests {
         let cal = config.calendar();
         assert_eq!(cal.zone(), chrono_tz::Europe::Berlin);
         assert_eq!(cal.hours().to_string(), "08:00-16:00");
-        for (day, working) in [("2026-06-08", false), ("2026-06-09", false), ("2026-06-10", true), ("2026-06-12", false)] {
+        for (day, working) in [
+            ("2026-06-08", false),
+            ("2026-06-09", false),
+            ("2026-06-10", true),
+            ("2026-06-12", false),
+        ] {
             assert_eq!(cal.is_business_day(day.parse().unwrap()), working, "{day}");
         }
     }
 
     #[test]
     fn a_misspelt_zone_or_inverted_hours_is_refused_at_load() {
-        for text in ["time_zone = \"Europe/Berlinn\"", "hours = \"17:00-09:00\"", "working_days = [\"Funday\"]"] {
+        for text in [
+            "time_zone = \"Europe/Berlinn\"",
+            "hours = \"17:00-09:00\"",
+            "working_days = [\"Funday\"]",
+        ] {
             assert!(toml::from_str::<CalendarConfig>(text).is_err(), "{text}");
         }
-        let empty = CalendarConfig { working_days: vec![], ..CalendarConfig::default() };
+        let empty = CalendarConfig {
+            working_days: vec![],
+            ..CalendarConfig::default()
+        };
         assert!(empty.validate().is_err());
     }
 
     #[test]
     fn a_missing_holiday_file_stops_the_load() {
-        let mut config = CalendarConfig { holiday_files: vec!["nowhere.toml".into()], ..CalendarConfig::default() };
-        assert!(matches!(config.load_holiday_files(None), Err(ConfigError::Read { .. })));
+        let mut config = CalendarConfig {
+            holiday_files: vec!["nowhere.toml".into()],
+            ..CalendarConfig::default()
+        };
+        assert!(matches!(
+            config.load_holiday_files(None),
+            Err(ConfigError::Read { .. })
+        ));
     }
 
     #[test]
     fn escalation_settings_check_the_address_and_the_close_after() {
         assert!(EscalationConfig::default().validate().is_ok());
-        let no_at = EscalationConfig { team_address: "team".into(), ..EscalationConfig::default() };
+        let no_at = EscalationConfig {
+            team_address: "team".into(),
+            ..EscalationConfig::default()
+        };
         assert!(no_at.validate().is_err());
-        let zero = EscalationConfig { needs_info_close_after_days: 0, ..EscalationConfig::default() };
+        let zero = EscalationConfig {
+            needs_info_close_after_days: 0,
+            ..EscalationConfig::default()
+        };
         assert!(zero.validate().is_err());
-        let silent = EscalationConfig { team_address: String::new(), ..EscalationConfig::default() };
+        let silent = EscalationConfig {
+            team_address: String::new(),
+            ..EscalationConfig::default()
+        };
         assert!(silent.validate().is_ok());
     }
 }

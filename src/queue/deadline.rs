@@ -20,7 +20,10 @@
 //! counts every day; the search for the next working day gives up after
 //! twenty years of holidays and answers the instant it reached.
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
+    Weekday,
+};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -71,13 +74,21 @@ impl WorkingHours {
 
 impl Default for WorkingHours {
     fn default() -> Self {
-        WorkingHours { opens: hm(9, 0), closes: hm(17, 0) }
+        WorkingHours {
+            opens: hm(9, 0),
+            closes: hm(17, 0),
+        }
     }
 }
 
 impl fmt::Display for WorkingHours {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.opens.format("%H:%M"), self.closes.format("%H:%M"))
+        write!(
+            f,
+            "{}-{}",
+            self.opens.format("%H:%M"),
+            self.closes.format("%H:%M")
+        )
     }
 }
 
@@ -85,10 +96,18 @@ impl std::str::FromStr for WorkingHours {
     type Err = WorkingHoursError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = |reason| WorkingHoursError { text: text.to_owned(), reason };
-        let (opens, closes) = text.split_once('-').ok_or_else(|| error("expected HH:MM-HH:MM"))?;
-        let parse = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| error("expected HH:MM-HH:MM"));
-        WorkingHours::new(parse(opens)?, parse(closes)?).ok_or_else(|| error("the day must open before it closes"))
+        let error = |reason| WorkingHoursError {
+            text: text.to_owned(),
+            reason,
+        };
+        let (opens, closes) = text
+            .split_once('-')
+            .ok_or_else(|| error("expected HH:MM-HH:MM"))?;
+        let parse = |s: &str| {
+            NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| error("expected HH:MM-HH:MM"))
+        };
+        WorkingHours::new(parse(opens)?, parse(closes)?)
+            .ok_or_else(|| error("the day must open before it closes"))
     }
 }
 
@@ -109,7 +128,8 @@ impl From<WorkingHours> for String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusinessCalendar {
     zone: Tz,
-    working_days: BTreeSet<Weekday>,
+    /// Bit `n` set: the weekday `n` days from Monday is worked.
+    working_days: u8,
     hours: WorkingHours,
     holidays: BTreeSet<NaiveDate>,
 }
@@ -122,7 +142,13 @@ impl Default for BusinessCalendar {
 }
 
 /// The usual working week.
-pub const MONDAY_TO_FRIDAY: [Weekday; 5] = [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri];
+pub const MONDAY_TO_FRIDAY: [Weekday; 5] = [
+    Weekday::Mon,
+    Weekday::Tue,
+    Weekday::Wed,
+    Weekday::Thu,
+    Weekday::Fri,
+];
 
 impl BusinessCalendar {
     /// A calendar in `zone`. An empty `working_days` counts every day.
@@ -134,7 +160,9 @@ impl BusinessCalendar {
     ) -> BusinessCalendar {
         BusinessCalendar {
             zone,
-            working_days: working_days.into_iter().collect(),
+            working_days: working_days
+                .into_iter()
+                .fold(0, |mask, day| mask | 1 << day.num_days_from_monday()),
             hours,
             holidays: holidays.into_iter().collect(),
         }
@@ -153,7 +181,9 @@ impl BusinessCalendar {
     /// Whether `day` (a local date) is a working day: a working weekday
     /// that is not a holiday. A holiday on a weekend changes nothing.
     pub fn is_business_day(&self, day: NaiveDate) -> bool {
-        (self.working_days.is_empty() || self.working_days.contains(&day.weekday())) && !self.holidays.contains(&day)
+        let worked = self.working_days == 0
+            || self.working_days & (1 << day.weekday().num_days_from_monday()) != 0;
+        worked && !self.holidays.contains(&day)
     }
 
     /// Whether `at` falls inside working hours (opening and closing
@@ -250,7 +280,9 @@ impl BusinessCalendar {
         // Gaps are at most a few hours long; step in minutes past them.
         for _ in 0..(24 * 60) {
             match self.zone.from_local_datetime(&probe) {
-                LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => return at.with_timezone(&Utc),
+                LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => {
+                    return at.with_timezone(&Utc);
+                }
                 LocalResult::None => probe += Duration::minutes(1),
             }
         }
@@ -274,7 +306,10 @@ mod tests {
 
     fn local(zone: Tz, s: &str) -> DateTime<Utc> {
         let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
-        zone.from_local_datetime(&naive).earliest().unwrap().with_timezone(&Utc)
+        zone.from_local_datetime(&naive)
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn date(s: &str) -> NaiveDate {
@@ -282,23 +317,68 @@ mod tests {
     }
 
     fn berlin_calendar(holidays: &[&str]) -> BusinessCalendar {
-        BusinessCalendar::new(Berlin, MONDAY_TO_FRIDAY, WorkingHours::default(), holidays.iter().map(|d| date(d)))
+        BusinessCalendar::new(
+            Berlin,
+            MONDAY_TO_FRIDAY,
+            WorkingHours::default(),
+            holidays.iter().map(|d| date(d)),
+        )
     }
 
     #[test]
     fn two_business_days_count_working_hours_in_the_zone() {
         let cal = berlin_calendar(&["2026-12-25", "2026-12-26", "2027-01-01"]);
         let table = [
-            ("a Friday afternoon message is due Tuesday at the same hour", "2026-06-05 16:00", "2026-06-09 16:00"),
-            ("a Wednesday morning message is due Friday morning", "2026-06-03 10:30", "2026-06-05 10:30"),
-            ("a message after closing starts at the next opening", "2026-06-03 18:45", "2026-06-05 17:00"),
-            ("a message before opening starts at that day's opening", "2026-06-03 07:00", "2026-06-04 17:00"),
-            ("a Saturday message starts on Monday", "2026-06-06 12:00", "2026-06-09 17:00"),
-            ("a message at closing time starts at the next opening", "2026-06-03 17:00", "2026-06-05 17:00"),
-            ("Christmas and the weekend are skipped", "2026-12-24 15:00", "2026-12-29 15:00"),
-            ("New Year is skipped across the year end", "2026-12-31 12:00", "2027-01-05 12:00"),
-            ("the spring change is a normal working day", "2026-03-27 16:00", "2026-03-31 16:00"),
-            ("the autumn change is a normal working day", "2026-10-23 11:00", "2026-10-27 11:00"),
+            (
+                "a Friday afternoon message is due Tuesday at the same hour",
+                "2026-06-05 16:00",
+                "2026-06-09 16:00",
+            ),
+            (
+                "a Wednesday morning message is due Friday morning",
+                "2026-06-03 10:30",
+                "2026-06-05 10:30",
+            ),
+            (
+                "a message after closing starts at the next opening",
+                "2026-06-03 18:45",
+                "2026-06-05 17:00",
+            ),
+            (
+                "a message before opening starts at that day's opening",
+                "2026-06-03 07:00",
+                "2026-06-04 17:00",
+            ),
+            (
+                "a Saturday message starts on Monday",
+                "2026-06-06 12:00",
+                "2026-06-09 17:00",
+            ),
+            (
+                "a message at closing time starts at the next opening",
+                "2026-06-03 17:00",
+                "2026-06-05 17:00",
+            ),
+            (
+                "Christmas and the weekend are skipped",
+                "2026-12-24 15:00",
+                "2026-12-29 15:00",
+            ),
+            (
+                "New Year is skipped across the year end",
+                "2026-12-31 12:00",
+                "2027-01-05 12:00",
+            ),
+            (
+                "the spring change is a normal working day",
+                "2026-03-27 16:00",
+                "2026-03-31 16:00",
+            ),
+            (
+                "the autumn change is a normal working day",
+                "2026-10-23 11:00",
+                "2026-10-27 11:00",
+            ),
         ];
         for (why, received, due) in table {
             assert_eq!(cal.deadline(berlin(received), 2), berlin(due), "{why}");
@@ -325,7 +405,11 @@ mod tests {
             ("2026-06-08 12:00", "2026-06-08 11:00", 0),
         ];
         for (from, to, hours) in table {
-            assert_eq!(cal.working_time_between(berlin(from), berlin(to)), Duration::hours(hours), "{from} -> {to}");
+            assert_eq!(
+                cal.working_time_between(berlin(from), berlin(to)),
+                Duration::hours(hours),
+                "{from} -> {to}"
+            );
         }
     }
 
@@ -345,7 +429,10 @@ mod tests {
 
     #[test]
     fn working_hours_read_from_text_and_refuse_an_inverted_day() {
-        assert_eq!("08:30-16:00".parse::<WorkingHours>().unwrap().length(), Duration::minutes(450));
+        assert_eq!(
+            "08:30-16:00".parse::<WorkingHours>().unwrap().length(),
+            Duration::minutes(450)
+        );
         assert_eq!(WorkingHours::default().to_string(), "09:00-17:00");
         for bad in ["17:00-09:00", "09:00", "9-17", "09:00-09:00"] {
             assert!(bad.parse::<WorkingHours>().is_err(), "{bad}");
@@ -361,13 +448,19 @@ mod tests {
 
     /// Counts working minutes one by one, from the local clock: the
     /// independent reference the property tests compare against.
-    fn brute_force_minutes(cal: &BusinessCalendar, hours: WorkingHours, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+    fn brute_force_minutes(
+        cal: &BusinessCalendar,
+        hours: WorkingHours,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> i64 {
         let mut at = from;
         let mut minutes = 0;
         while at < to {
             let local = at.with_timezone(&cal.zone);
             let time = local.time();
-            if cal.is_business_day(local.date_naive()) && hours.opens <= time && time < hours.closes {
+            if cal.is_business_day(local.date_naive()) && hours.opens <= time && time < hours.closes
+            {
                 minutes += 1;
             }
             at += Duration::minutes(1);
@@ -387,7 +480,10 @@ mod tests {
             "2027-03-11T00:00:00Z",
         ];
         (0..anchors.len(), 0i64..(7 * 24 * 60)).prop_map(move |(i, minutes)| {
-            DateTime::parse_from_rfc3339(anchors[i]).unwrap().with_timezone(&Utc) + Duration::minutes(minutes)
+            DateTime::parse_from_rfc3339(anchors[i])
+                .unwrap()
+                .with_timezone(&Utc)
+                + Duration::minutes(minutes)
         })
     }
 
@@ -396,15 +492,30 @@ mod tests {
         // 01:00–05:00 straddles both zones' changes: those days are an hour
         // shorter or longer in real time.
         let hours = ["09:00-17:00", "08:30-18:15", "01:00-05:00", "00:00-23:59"];
-        let pool = ["2026-03-09", "2026-03-30", "2026-10-26", "2026-11-02", "2026-12-25", "2026-12-26", "2027-01-01", "2027-01-02", "2026-12-31"];
-        (0..2usize, 0..hours.len(), proptest::collection::vec(0..pool.len(), 0..5)).prop_map(move |(z, h, picked)| {
-            BusinessCalendar::new(
-                zones[z],
-                MONDAY_TO_FRIDAY,
-                hours[h].parse().unwrap(),
-                picked.into_iter().map(|i| date(pool[i])),
-            )
-        })
+        let pool = [
+            "2026-03-09",
+            "2026-03-30",
+            "2026-10-26",
+            "2026-11-02",
+            "2026-12-25",
+            "2026-12-26",
+            "2027-01-01",
+            "2027-01-02",
+            "2026-12-31",
+        ];
+        (
+            0..2usize,
+            0..hours.len(),
+            proptest::collection::vec(0..pool.len(), 0..5),
+        )
+            .prop_map(move |(z, h, picked)| {
+                BusinessCalendar::new(
+                    zones[z],
+                    MONDAY_TO_FRIDAY,
+                    hours[h].parse().unwrap(),
+                    picked.into_iter().map(|i| date(pool[i])),
+                )
+            })
     }
 
     proptest! {

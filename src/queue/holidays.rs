@@ -46,8 +46,14 @@ pub struct Holiday {
 impl HolidayFile {
     /// Reads and parses the file at `path`.
     pub fn load(path: &Path) -> Result<HolidayFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     /// The dates of the file's holidays.
@@ -74,24 +80,46 @@ mod tests {
             let file = HolidayFile::load(&path).unwrap();
             assert!(!file.country.is_empty(), "{}", path.display());
             for year in [2026, 2027] {
-                assert!(file.dates().any(|d| d.year() == year && d.ordinal() == 1), "{} lacks 1 Jan {year}", path.display());
-                assert!(file.dates().filter(|d| d.year() == year).count() >= 6, "{} {year}", path.display());
+                assert!(
+                    file.dates().any(|d| d.year() == year && d.ordinal() == 1),
+                    "{} lacks 1 Jan {year}",
+                    path.display()
+                );
+                assert!(
+                    file.dates().filter(|d| d.year() == year).count() >= 6,
+                    "{} {year}",
+                    path.display()
+                );
             }
-            assert!(file.holidays.iter().all(|h| !h.name.is_empty()), "{}", path.display());
+            assert!(
+                file.holidays.iter().all(|h| !h.name.is_empty()),
+                "{}",
+                path.display()
+            );
         }
-        assert!(seen >= 5, "found only {seen} holiday files in {}", dir.display());
+        assert!(
+            seen >= 5,
+            "found only {seen} holiday files in {}",
+            dir.display()
+        );
     }
 
     #[test]
     fn an_unknown_key_or_bad_date_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        for (text, what) in [("[[holiday]]\ndate = \"2026-13-01\"\n", "bad date"), ("[[holiday]]\nday = \"2026-01-01\"\n", "unknown key")] {
+        for (text, what) in [
+            ("[[holiday]]\ndate = \"2026-13-01\"\n", "bad date"),
+            ("[[holiday]]\nday = \"2026-01-01\"\n", "unknown key"),
+        ] {
             let path = dir.path().join("x.toml");
             std::fs::write(&path, text).unwrap();
             let err = HolidayFile::load(&path).unwrap_err();
             assert!(matches!(err, ConfigError::Parse { .. }), "{what}");
             assert!(err.to_string().contains("x.toml"), "{what}");
         }
-        assert!(matches!(HolidayFile::load(&dir.path().join("missing.toml")), Err(ConfigError::Read { .. })));
+        assert!(matches!(
+            HolidayFile::load(&dir.path().join("missing.toml")),
+            Err(ConfigError::Read { .. })
+        ));
     }
 }

@@ -4,9 +4,11 @@
 //! the state; this module says which state a decision leads to and when
 //! the customer is owed an answer.
 
+pub mod config;
 mod deadline;
+pub mod holidays;
 
-pub use deadline::BusinessCalendar;
+pub use deadline::{BusinessCalendar, MONDAY_TO_FRIDAY, WorkingHours, WorkingHoursError};
 
 use crate::domain::Outcome;
 pub use crate::store::CaseStatus;

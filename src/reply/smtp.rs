@@ -471,6 +471,16 @@ impl SmtpSink {
         }
     }
 
+    /// Connects, greets, negotiates TLS and logs in as a send would, then
+    /// keeps the connection for the next send: what `check-config` runs.
+    pub async fn check(&self) -> Result<(), SmtpError> {
+        let mut slot = self.connection.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.open().await?);
+        }
+        Ok(())
+    }
+
     /// Ends the open connection politely (`QUIT`), if any.
     pub async fn close(&self) {
         if let Some(mut connection) = self.connection.lock().await.take() {
@@ -856,5 +866,29 @@ mod tests {
         config.apply_env(|key| (key == "REFUNDD_SMTP_PASSWORD").then(|| "hunter2".to_owned()));
         assert_eq!(config.password.as_deref(), Some("hunter2"));
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}
+
+/// SMTP as the reply stage's [`MailSink`](super::MailSink): the envelope
+/// sender is `[smtp] from`, 4xx and broken connections are transient, 5xx
+/// and bad settings permanent.
+impl super::MailSink for SmtpSink {
+    fn send<'a>(
+        &'a self,
+        message: &'a super::OutgoingMessage,
+        to: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), super::SendError>> {
+        Box::pin(async move {
+            self.send_raw(self.envelope_from(), to, &message.raw)
+                .await
+                .map_err(|err| {
+                    let reason = err.to_string();
+                    if err.is_transient() {
+                        super::SendError::transient(reason, Some(Box::new(err)))
+                    } else {
+                        super::SendError::permanent(reason, Some(Box::new(err)))
+                    }
+                })
+        })
     }
 }

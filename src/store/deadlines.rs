@@ -41,7 +41,11 @@ impl std::str::FromStr for AlertKind {
         match s {
             "nearing" => Ok(AlertKind::Nearing),
             "breached" => Ok(AlertKind::Breached),
-            _ => Err(UnknownName { vocabulary: "alert kind", name: s.to_owned(), expected: "nearing, breached".into() }),
+            _ => Err(UnknownName {
+                vocabulary: "alert kind",
+                name: s.to_owned(),
+                expected: "nearing, breached".into(),
+            }),
         }
     }
 }
@@ -98,7 +102,13 @@ impl Store {
         .map_err(db("list review deadlines"))?;
         Ok(rows
             .into_iter()
-            .map(|(id, subject, deadline, warned, breached)| DeadlineCase { id: CaseId(id), subject, deadline, warned, breached })
+            .map(|(id, subject, deadline, warned, breached)| DeadlineCase {
+                id: CaseId(id),
+                subject,
+                deadline,
+                warned,
+                breached,
+            })
             .collect())
     }
 
@@ -120,7 +130,13 @@ impl Store {
             .await
         })
         .map_err(db("list cases waiting on the customer"))?;
-        Ok(rows.into_iter().map(|(id, since)| WaitingCase { id: CaseId(id), since }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, since)| WaitingCase {
+                id: CaseId(id),
+                since,
+            })
+            .collect())
     }
 
     /// The alerts raised for a case's current deadline.
@@ -137,7 +153,10 @@ impl Store {
         .map_err(db("read a case's deadline alerts"))?;
         let mut flags = DeadlineFlags::default();
         for (kind, at) in rows {
-            match kind.parse::<AlertKind>().map_err(corrupt("deadline alert kind"))? {
+            match kind
+                .parse::<AlertKind>()
+                .map_err(corrupt("deadline alert kind"))?
+            {
                 AlertKind::Nearing => flags.escalated_at = Some(at),
                 AlertKind::Breached => flags.breached_at = Some(at),
             }

@@ -21,6 +21,7 @@
 //! not an error, a lost compare-and-set is [`StoreError::Conflict`].
 
 mod actions;
+mod attempts;
 mod cases;
 mod deadlines;
 mod error;
@@ -44,7 +45,6 @@ use std::time::Duration;
 pub use actions::case_credit_id;
 pub use deadlines::{AlertKind, DeadlineCase, DeadlineFlags, WaitingCase};
 pub use error::StoreError;
-pub use reports::{QueueGauges, ReportCase, ReviewerEvent};
 pub use import::{ImportReport, RejectedLine, import_jsonl};
 pub use lease::MailboxLease;
 pub use records::{
@@ -52,6 +52,7 @@ pub use records::{
     CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply,
     ReplyStatus, StoredAction, StoredMessage, StoredReply,
 };
+pub use reports::{QueueGauges, ReportCase, ReviewerEvent};
 
 use error::db;
 
@@ -71,6 +72,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "deadlines",
         include_str!("../../migrations/sqlite/0004_deadlines.sql"),
         include_str!("../../migrations/postgres/0004_deadlines.sql"),
+    ),
+    (
+        5,
+        "reply attempts",
+        include_str!("../../migrations/sqlite/0005_reply_attempts.sql"),
+        include_str!("../../migrations/postgres/0005_reply_attempts.sql"),
     ),
 ];
 

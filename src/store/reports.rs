@@ -81,7 +81,11 @@ impl Store {
 
     /// Every case created in `[since, until)`, oldest first, with its
     /// first message, first reply to the customer and reviewers' first act.
-    pub async fn report_cases(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<ReportCase>> {
+    pub async fn report_cases(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReportCase>> {
         let rows: Vec<ReportTuple> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT c.id, c.outcome, c.category, c.status, c.created_at, c.deadline,
@@ -103,26 +107,43 @@ impl Store {
         })
         .map_err(db("read cases for a report"))?;
         rows.into_iter()
-            .map(|(id, outcome, category, status, created_at, deadline, first_received_at, first_reply_at, ever_in_review, first_reviewer_at)| {
-                Ok(ReportCase {
-                    id: CaseId(id),
-                    outcome: outcome.parse().map_err(corrupt("case outcome"))?,
-                    category: category.parse().map_err(corrupt("case category"))?,
-                    status: status.parse().map_err(corrupt("case status"))?,
+            .map(
+                |(
+                    id,
+                    outcome,
+                    category,
+                    status,
                     created_at,
                     deadline,
                     first_received_at,
                     first_reply_at,
                     ever_in_review,
                     first_reviewer_at,
-                })
-            })
+                )| {
+                    Ok(ReportCase {
+                        id: CaseId(id),
+                        outcome: outcome.parse().map_err(corrupt("case outcome"))?,
+                        category: category.parse().map_err(corrupt("case category"))?,
+                        status: status.parse().map_err(corrupt("case status"))?,
+                        created_at,
+                        deadline,
+                        first_received_at,
+                        first_reply_at,
+                        ever_in_review,
+                        first_reviewer_at,
+                    })
+                },
+            )
             .collect()
     }
 
     /// Cash refunds carried out in `[since, until)`: (currency, sum of
     /// minor units), by currency.
-    pub async fn refunded_by_currency(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
+    pub async fn refunded_by_currency(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>> {
         on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT currency, CAST(SUM(amount) AS BIGINT) FROM actions
@@ -139,7 +160,11 @@ impl Store {
     }
 
     /// Wallet credits refundd granted in `[since, until)`: (reason, sum).
-    pub async fn credits_by_reason(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
+    pub async fn credits_by_reason(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>> {
         on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT reason, CAST(SUM(credits) AS BIGINT) FROM wallet_credits
@@ -155,7 +180,11 @@ impl Store {
     }
 
     /// Status changes reviewers made in `[since, until)`, oldest first.
-    pub async fn reviewer_events(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<ReviewerEvent>> {
+    pub async fn reviewer_events(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReviewerEvent>> {
         let rows: Vec<(String, i64, String, DateTime<Utc>)> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT actor, case_id, to_status, at FROM case_events
@@ -169,7 +198,10 @@ impl Store {
         .map_err(db("read reviewer events for a report"))?;
         rows.into_iter()
             .map(|(actor, case_id, to_status, at)| {
-                let reviewer = match actor.parse::<Actor>().map_err(corrupt("case event actor"))? {
+                let reviewer = match actor
+                    .parse::<Actor>()
+                    .map_err(corrupt("case event actor"))?
+                {
                     Actor::Reviewer(who) => who,
                     other => other.to_string(),
                 };
@@ -185,18 +217,27 @@ impl Store {
 
     /// Outbox depth, the earliest review deadline, and the open cases.
     pub async fn queue_gauges(&self) -> Result<QueueGauges> {
-        let (outbox_depth, oldest_open_deadline, in_review, needs_info): (i64, Option<DateTime<Utc>>, i64, i64) =
-            on_pool!(self, pool => {
-                sqlx::query_as(
-                    "SELECT (SELECT COUNT(*) FROM replies WHERE status = 'queued'),
+        let (outbox_depth, oldest_open_deadline, in_review, needs_info): (
+            i64,
+            Option<DateTime<Utc>>,
+            i64,
+            i64,
+        ) = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM replies WHERE status = 'queued'),
                             (SELECT MIN(deadline) FROM cases WHERE status = 'review'),
                             (SELECT COUNT(*) FROM cases WHERE status = 'review'),
                             (SELECT COUNT(*) FROM cases WHERE status = 'needs_info')",
-                )
-                .fetch_one(pool)
-                .await
-            })
-            .map_err(db("read the queue's gauges"))?;
-        Ok(QueueGauges { outbox_depth, oldest_open_deadline, in_review, needs_info })
+            )
+            .fetch_one(pool)
+            .await
+        })
+        .map_err(db("read the queue's gauges"))?;
+        Ok(QueueGauges {
+            outbox_depth,
+            oldest_open_deadline,
+            in_review,
+            needs_info,
+        })
     }
 }

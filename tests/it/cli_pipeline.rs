@@ -55,7 +55,12 @@ impl Desk {
         let mut mails = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-            mails.push(mail_parser::MessageParser::new().parse(&bytes).unwrap().into_owned());
+            mails.push(
+                mail_parser::MessageParser::new()
+                    .parse(&bytes)
+                    .unwrap()
+                    .into_owned(),
+            );
         }
         mails
     }
@@ -68,7 +73,11 @@ fn drop_demo_mail(maildir: &Path) {
     for entry in std::fs::read_dir(src).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
-        write_mail(&maildir.join("new").join(path.file_name().unwrap()), &bytes, header_date(&bytes));
+        write_mail(
+            &maildir.join("new").join(path.file_name().unwrap()),
+            &bytes,
+            header_date(&bytes),
+        );
         n += 1;
     }
     assert_eq!(n, 17, "the sample mails are all there");
@@ -77,17 +86,29 @@ fn drop_demo_mail(maildir: &Path) {
 fn by_sender(cases: &[Value]) -> BTreeMap<String, Vec<Value>> {
     let mut map: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for c in cases {
-        map.entry(c["from"].as_str().unwrap().to_owned()).or_default().push(c.clone());
+        map.entry(c["from"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(c.clone());
     }
     map
 }
 
 fn clauses(case: &Value) -> Vec<&str> {
-    case["clauses"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect()
+    case["clauses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect()
 }
 
 fn flags(case: &Value) -> Vec<&str> {
-    case["flags"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect()
+    case["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect()
 }
 
 async fn whole_desk(db: TestDb) {
@@ -164,13 +185,21 @@ async fn whole_desk(db: TestDb) {
     let lou = one("lou@example.com");
     assert_eq!(lou["outcome"], "review");
     assert!(flags(lou).contains(&"sender_mismatch"));
-    assert_eq!(lou["order_id"], Value::Null, "nothing about Ann's order is attached to Lou's case");
+    assert_eq!(
+        lou["order_id"],
+        Value::Null,
+        "nothing about Ann's order is attached to Lou's case"
+    );
 
     assert_eq!(one("sam@example.com")["outcome"], "needs_info");
     assert_eq!(one("jo@example.com")["outcome"], "review");
     assert!(flags(one("jo@example.com")).contains(&"chargeback"));
 
-    let ignored: Vec<_> = cases.values().flatten().filter(|c| c["outcome"] == "ignored").collect();
+    let ignored: Vec<_> = cases
+        .values()
+        .flatten()
+        .filter(|c| c["outcome"] == "ignored")
+        .collect();
     assert_eq!(ignored.len(), 2, "the out-of-office and the bounce");
     assert!(ignored.iter().any(|c| flags(c).contains(&"auto_reply")));
     assert!(ignored.iter().any(|c| flags(c).contains(&"bounce")));
@@ -179,16 +208,40 @@ async fn whole_desk(db: TestDb) {
     let replies = desk.outbox();
     assert_eq!(replies.len(), 14);
     for reply in &replies {
-        assert_eq!(reply.header_raw("Auto-Submitted").map(str::trim), Some("auto-replied"));
+        assert_eq!(
+            reply.header_raw("Auto-Submitted").map(str::trim),
+            Some("auto-replied")
+        );
         assert!(reply.message_id().is_some());
-        assert!(reply.in_reply_to().as_text().is_some(), "threaded: {:?}", reply.subject());
-        assert!(reply.subject().unwrap().contains("[#R-"), "tagged: {:?}", reply.subject());
+        assert!(
+            reply.in_reply_to().as_text().is_some(),
+            "threaded: {:?}",
+            reply.subject()
+        );
+        assert!(
+            reply.subject().unwrap().contains("[#R-"),
+            "tagged: {:?}",
+            reply.subject()
+        );
         assert!(reply.body_html(0).is_some(), "has an HTML alternative");
     }
-    let to_ann: Vec<_> = replies.iter().filter(|r| r.to().unwrap().first().unwrap().address() == Some("ann@example.com")).collect();
-    assert_eq!(to_ann.len(), 1, "the duplicate delivery got no second reply, the out-of-office none");
-    assert_eq!(to_ann[0].in_reply_to().as_text(), Some("CAFann0001@mail.example.com"));
-    assert!(to_ann[0].body_text(0).unwrap().contains("9.00"), "the reply quotes the amount");
+    let to_ann: Vec<_> = replies
+        .iter()
+        .filter(|r| r.to().unwrap().first().unwrap().address() == Some("ann@example.com"))
+        .collect();
+    assert_eq!(
+        to_ann.len(),
+        1,
+        "the duplicate delivery got no second reply, the out-of-office none"
+    );
+    assert_eq!(
+        to_ann[0].in_reply_to().as_text(),
+        Some("CAFann0001@mail.example.com")
+    );
+    assert!(
+        to_ann[0].body_text(0).unwrap().contains("9.00"),
+        "the reply quotes the amount"
+    );
 
     // Kim answers our question with the invoice number.
     let question = replies
@@ -204,18 +257,31 @@ async fn whole_desk(db: TestDb) {
         question.subject().unwrap().trim_start_matches("Re: "),
         id = question.message_id().unwrap(),
     );
-    write_mail(&desk.maildir().join("new/kim-2.eml"), follow_up.as_bytes(), header_date(follow_up.as_bytes()));
+    write_mail(
+        &desk.maildir().join("new/kim-2.eml"),
+        follow_up.as_bytes(),
+        header_date(follow_up.as_bytes()),
+    );
     desk.run(&["process", "--maildir", desk.maildir().to_str().unwrap()]);
 
     let after = by_sender(&desk.cases());
-    assert_eq!(after["kim@example.com"].len(), 1, "the follow-up joined Kim's case");
+    assert_eq!(
+        after["kim@example.com"].len(),
+        1,
+        "the follow-up joined Kim's case"
+    );
     let kim = &after["kim@example.com"][0];
     assert_eq!(kim["outcome"], "approved");
-    assert_eq!(kim["actions"][0]["order_id"], "6d1e2f3a-4b5c-4d6e-8f7a-910213243546");
+    assert_eq!(
+        kim["actions"][0]["order_id"],
+        "6d1e2f3a-4b5c-4d6e-8f7a-910213243546"
+    );
     assert_eq!(kim["actions"][0]["amount"], 2900);
     let replies = desk.outbox();
     assert_eq!(replies.len(), 15, "one more reply, for Kim");
-    let new_maildir: Vec<_> = std::fs::read_dir(desk.maildir().join("new")).unwrap().collect();
+    let new_maildir: Vec<_> = std::fs::read_dir(desk.maildir().join("new"))
+        .unwrap()
+        .collect();
     assert!(new_maildir.is_empty(), "every processed file moved to cur/");
 
     // A second pass over the same Maildir changes nothing.
@@ -248,7 +314,10 @@ fn a_bad_ledger_line_is_reported_and_the_good_lines_still_import() {
     )
     .unwrap();
     let out = refundd(&desk.config, &["ledger", "import", file.to_str().unwrap()]);
-    assert!(!out.status.success(), "a rejected line makes the exit code non-zero");
+    assert!(
+        !out.status.success(),
+        "a rejected line makes the exit code non-zero"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 2"), "{stderr}");
     assert!(stderr.contains("line 3"), "{stderr}");
@@ -266,10 +335,27 @@ fn the_demo_decides_every_kind_of_case_and_answers_all_but_the_ignored() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for outcome in ["approved", "denied", "review", "needs_info", "answered", "ignored"] {
-        assert!(stdout.contains(outcome), "the table shows a {outcome} case:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for outcome in [
+        "approved",
+        "denied",
+        "review",
+        "needs_info",
+        "answered",
+        "ignored",
+    ] {
+        assert!(
+            stdout.contains(outcome),
+            "the table shows a {outcome} case:\n{stdout}"
+        );
     }
     let replies = std::fs::read_dir(demo_dir.join("outbox")).unwrap().count();
-    assert_eq!(replies, 15, "14 first replies plus the answer to Kim's follow-up");
+    assert_eq!(
+        replies, 15,
+        "14 first replies plus the answer to Kim's follow-up"
+    );
 }

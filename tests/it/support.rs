@@ -24,7 +24,11 @@ impl TestDb {
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("refundd.db").display());
-        TestDb { url, pg_name: None, _dir: Some(dir) }
+        TestDb {
+            url,
+            pg_name: None,
+            _dir: Some(dir),
+        }
     }
 
     /// A fresh PostgreSQL database. Fails loudly when PostgreSQL is not
@@ -35,8 +39,15 @@ impl TestDb {
         let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {} is not reachable: {e}", pg_base()));
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-        TestDb { url: format!("{}/{name}", pg_base()), pg_name: Some(name), _dir: None }
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        TestDb {
+            url: format!("{}/{name}", pg_base()),
+            pg_name: Some(name),
+            _dir: None,
+        }
     }
 }
 
@@ -46,11 +57,20 @@ impl Drop for TestDb {
             let base = pg_base();
             // Drop in a thread with its own runtime: Drop may run inside one.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     use sqlx::Connection;
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&format!("{base}/postgres")).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                    if let Ok(mut conn) =
+                        sqlx::PgConnection::connect(&format!("{base}/postgres")).await
+                    {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
                     }
                 })
             })
@@ -74,12 +94,19 @@ pub fn refundd(config: &Path, args: &[&str]) -> Output {
 /// Writes a mail file whose modification time (the receipt time) is `at`.
 pub fn write_mail(path: &Path, bytes: &[u8], at: DateTime<Utc>) {
     std::fs::write(path, bytes).unwrap();
-    std::fs::File::options().write(true).open(path).unwrap().set_modified(at.into()).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(at.into())
+        .unwrap();
 }
 
 /// The `Date:` header of a mail, for fixtures whose story happens then.
 pub fn header_date(bytes: &[u8]) -> DateTime<Utc> {
-    let headers = mail_parser::MessageParser::new().parse_headers(bytes).expect("headers");
+    let headers = mail_parser::MessageParser::new()
+        .parse_headers(bytes)
+        .expect("headers");
     DateTime::from_timestamp(headers.date().expect("Date header").to_timestamp(), 0).unwrap()
 }
 

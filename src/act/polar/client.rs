@@ -12,7 +12,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -27,26 +26,7 @@ pub const DEFAULT_POLAR_VERSION: &str = "2026-04";
 /// against a server that never says "last page").
 const MAX_PAGES: u64 = 1_000;
 
-/// Capped exponential backoff between retries; each wait is drawn uniformly
-/// from the upper half of `min(cap, base * 2^attempt)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The first wait.
-    pub base: Duration,
-    /// The longest wait.
-    pub cap: Duration,
-}
-
-impl Backoff {
-    /// The wait before retry number `attempt` (0-based), with jitter.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.min(20));
-        let full = self.base.saturating_mul(factor).min(self.cap);
-        let half = full / 2;
-        let jitter_ms = rand::rng().random_range(0..=half.as_millis() as u64);
-        half + Duration::from_millis(jitter_ms)
-    }
-}
+pub use crate::retry::Backoff;
 
 /// How to reach Polar. `Debug` redacts the token.
 #[derive(Clone)]

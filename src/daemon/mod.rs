@@ -1,0 +1,105 @@
+//! `refundd run`: the stages as long-lived tokio tasks.
+//!
+//! - the mailbox task (IMAP, or a Maildir when no `[imap]` is configured)
+//!   stores new mail, has the pipeline decide it, and only then moves it to
+//!   the processed folder and advances the UID cursor;
+//! - the outbox task sends queued replies (SMTP when `[smtp]` is
+//!   configured, else `.eml` files) and is woken when replies are queued.
+//!
+//! Stages hand work over through the database; a `Notify` only wakes. Each
+//! loop checks the shutdown token only between units of work, never
+//! between "send" and "record", so SIGTERM finishes the current message,
+//! flushes and logs out of IMAP. Infrastructure failures are retried with
+//! capped exponential backoff and jitter; nothing is lost on a crash,
+//! because each effect is recorded before and after (see `pipeline` and
+//! `pipeline::outbox`).
+
+mod mailbox;
+mod sender;
+
+pub use mailbox::{MailboxSync, SyncReport};
+pub use sender::run_outbox;
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::reply::{FileSink, MailSink, smtp::SmtpError, smtp::SmtpSink};
+use crate::retry::Backoff;
+use crate::store::{Store, StoreError};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot open the database")]
+    Store(#[from] StoreError),
+    #[error("cannot build the pipeline")]
+    Pipeline(#[from] PipelineError),
+    #[error("the SMTP settings cannot work")]
+    Smtp(#[from] SmtpError),
+    #[error("nothing to read: configure [imap] or [daemon] maildir")]
+    NoMailbox,
+}
+
+/// The mail sink the settings ask for: SMTP when `[smtp]` is configured,
+/// else `.eml` files in `[outbox] dir`.
+pub fn mail_sink(settings: &Settings) -> Result<Arc<dyn MailSink>, SmtpError> {
+    Ok(match &settings.smtp {
+        Some(smtp) => Arc::new(SmtpSink::new(smtp.clone())?),
+        None => Arc::new(FileSink::new(&settings.outbox.dir)),
+    })
+}
+
+/// Runs every task until `shutdown` is cancelled, then waits for them to
+/// finish their current unit of work.
+pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    crate::act::polar::install_crypto_provider();
+    let store = Store::connect(&settings.database.url).await?;
+    let pipeline = Arc::new(Pipeline::new(store.clone(), settings.clone())?);
+    let sink = mail_sink(&settings)?;
+    let replies_queued = Arc::new(Notify::new());
+    let backoff = Backoff {
+        base: Duration::from_millis(500),
+        cap: Duration::from_secs(settings.daemon.max_backoff.max(1)),
+    };
+    let poll = Duration::from_secs(settings.daemon.poll_interval.max(1));
+
+    let sync = MailboxSync::new(store.clone(), pipeline, settings.clone());
+    let tracker = TaskTracker::new();
+    match (&settings.imap, &settings.daemon.maildir) {
+        (Some(imap), _) => {
+            let (imap, shutdown, wake) = (imap.clone(), shutdown.clone(), replies_queued.clone());
+            tracker
+                .spawn(async move { mailbox::run_imap(sync, imap, backoff, wake, shutdown).await });
+        }
+        (None, Some(dir)) => {
+            let (dir, shutdown, wake) = (dir.clone(), shutdown.clone(), replies_queued.clone());
+            tracker.spawn(async move {
+                mailbox::run_maildir(sync, dir, poll, backoff, wake, shutdown).await
+            });
+        }
+        (None, None) => return Err(DaemonError::NoMailbox),
+    }
+    {
+        let (store, shutdown, wake) = (store.clone(), shutdown.clone(), replies_queued.clone());
+        tracker.spawn(async move { run_outbox(store, sink, wake, poll, backoff, shutdown).await });
+    }
+    tracker.close();
+    tracing::info!("refundd is running");
+    tracker.wait().await;
+    store.close().await;
+    tracing::info!("refundd stopped");
+    Ok(())
+}
+
+/// Waits `duration` unless shutdown comes first; true when it did.
+pub(crate) async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => false,
+        _ = shutdown.cancelled() => true,
+    }
+}

@@ -1,0 +1,60 @@
+//! Send attempts of replies: the record that makes delivery at most once.
+//!
+//! `begin_reply_attempt` commits a row before the mail server is called;
+//! `finish_reply_*` records the outcome and removes the row in one
+//! transaction. Finding a row already there means a previous process died
+//! between handing the reply over and recording it. Fails with
+//! [`StoreError`](super::StoreError).
+
+use chrono::{DateTime, Utc};
+
+use super::error::db;
+use super::{Result, Store, Tx, on_pool, on_tx};
+
+impl Store {
+    /// Records that reply `id` is about to be sent. `false` when an earlier
+    /// attempt was started and never finished: its outcome is unknown.
+    pub async fn begin_reply_attempt(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
+        let inserted = on_pool!(self, pool => {
+            sqlx::query("INSERT INTO reply_attempts (reply_id, started_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(id)
+                .bind(at)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(db("begin a reply attempt"))?;
+        Ok(inserted == 1)
+    }
+
+    /// The mail server accepted reply `id`.
+    pub async fn finish_reply_sent(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        tx.mark_reply_sent(id, at).await?;
+        tx.end_reply_attempt(id).await?;
+        tx.commit().await
+    }
+
+    /// Reply `id` was not (or may not have been) delivered; see
+    /// [`Tx::mark_reply_failed`] for `permanent`.
+    pub async fn finish_reply_failed(&self, id: i64, error: &str, permanent: bool) -> Result<()> {
+        let mut tx = self.begin().await?;
+        tx.mark_reply_failed(id, error, permanent).await?;
+        tx.end_reply_attempt(id).await?;
+        tx.commit().await
+    }
+}
+
+impl Tx {
+    async fn end_reply_attempt(&mut self, id: i64) -> Result<()> {
+        on_tx!(self, conn => {
+            sqlx::query("DELETE FROM reply_attempts WHERE reply_id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(db("end a reply attempt"))?;
+        Ok(())
+    }
+}
