@@ -7,8 +7,11 @@
 pub mod config;
 mod deadline;
 pub mod holidays;
+pub mod report;
+mod sweep;
 
 pub use deadline::{BusinessCalendar, MONDAY_TO_FRIDAY, WorkingHours, WorkingHoursError};
+pub use sweep::{SweepError, SweepReport, alert_due, local_time, sweep};
 
 use crate::domain::Outcome;
 pub use crate::store::CaseStatus;
