@@ -3,7 +3,9 @@
 
 mod cli_pipeline;
 mod corpus;
+mod deadlines;
 mod imap;
 mod mailstack;
+mod metrics;
 mod smtp;
 mod support;
