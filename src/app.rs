@@ -435,20 +435,6 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<ExitCode> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_passwords_never_reach_messages() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/refundd"),
-            "postgres://app@db:5432/refundd"
-        );
-        assert_eq!(redact_url("sqlite://refundd.db"), "sqlite://refundd.db");
-    }
-}
-
 // ---------------------------------------------------------------------
 // `refundd report` (issue 7).
 // ---------------------------------------------------------------------
@@ -497,4 +483,18 @@ fn report_instant(text: &str, zone: chrono_tz::Tz) -> anyhow::Result<chrono::Dat
         .earliest()
         .map(|at| at.with_timezone(&Utc))
         .context("that midnight does not exist in the calendar's time zone")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/refundd"),
+            "postgres://app@db:5432/refundd"
+        );
+        assert_eq!(redact_url("sqlite://refundd.db"), "sqlite://refundd.db");
+    }
 }

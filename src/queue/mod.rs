@@ -1,8 +1,18 @@
-//! Case states, the transitions between them, and reply deadlines.
+//! Case states, the transitions between them, reply deadlines and keeping
+//! the reply promise.
 //!
-//! PURE: takes times as arguments, never reads the clock. The store keeps
-//! the state; this module says which state a decision leads to and when
-//! the customer is owed an answer.
+//! - states: [`status_after`], [`is_open`] (PURE);
+//! - deadlines: [`BusinessCalendar`] (zone, working days and hours,
+//!   holidays; [`config`] and [`holidays`] read it from the settings) (PURE);
+//! - the promise: [`sweep`] warns the team before deadlines, records
+//!   breaches and closes cases the customer abandoned (reads and writes the
+//!   store, takes `now`);
+//! - numbers: [`report`] (volume, automation, response times, compliance,
+//!   money, reviewers; CSV and SVG).
+//!
+//! Never reads the clock: every time is an argument. The store keeps the
+//! state; this module says which state a decision leads to and when the
+//! customer is owed an answer.
 
 pub mod config;
 mod deadline;

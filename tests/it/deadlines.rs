@@ -285,3 +285,26 @@ async fn the_report_counts_the_period_from_the_store() {
     let csv = queue::report::to_csv(&report);
     assert!(csv.contains("volume,cases,4\r\n"), "{csv}");
 }
+
+#[test]
+fn the_example_production_config_loads_with_its_holiday_file() {
+    let settings = Settings::load(Some(&repo().join("examples/refundd.toml"))).unwrap();
+    let calendar = settings.calendar.calendar();
+    assert_eq!(calendar.zone(), Berlin);
+    for (day, working) in [
+        ("2026-12-24", false),
+        ("2026-12-25", false),
+        ("2026-10-03", false),
+        ("2026-12-23", true),
+    ] {
+        assert_eq!(
+            calendar.is_business_day(day.parse().unwrap()),
+            working,
+            "{day}"
+        );
+    }
+    assert_eq!(
+        settings.escalation.team_address,
+        "refunds-team@anumi.example"
+    );
+}
