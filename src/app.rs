@@ -435,6 +435,56 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<ExitCode> {
     })
 }
 
+// ---------------------------------------------------------------------
+// `refundd report` (issue 7).
+// ---------------------------------------------------------------------
+
+/// `refundd report --since … [--until …] [--csv|--json]`.
+pub async fn report(
+    settings: &Settings,
+    since: &str,
+    until: Option<&str>,
+    csv: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let now = Utc::now();
+    let zone = settings.calendar.time_zone;
+    let since = report_instant(since, zone).with_context(|| format!("--since {since:?}"))?;
+    let until = match until {
+        Some(text) => report_instant(text, zone).with_context(|| format!("--until {text:?}"))?,
+        None => now,
+    };
+    if until <= since {
+        bail!("--until must be later than --since");
+    }
+    let store = connect(settings).await?;
+    let report = refundd::queue::report::build(&store, since, until, now).await?;
+    let out = if csv {
+        refundd::queue::report::to_csv(&report)
+    } else if json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        refundd::queue::report::to_text(&report)
+    };
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM-DD` as midnight in the calendar's zone, or an RFC 3339 instant.
+fn report_instant(text: &str, zone: chrono_tz::Tz) -> anyhow::Result<chrono::DateTime<Utc>> {
+    use chrono::TimeZone;
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .context("expected YYYY-MM-DD or an RFC 3339 time")?;
+    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    zone.from_local_datetime(&midnight)
+        .earliest()
+        .map(|at| at.with_timezone(&Utc))
+        .context("that midnight does not exist in the calendar's time zone")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

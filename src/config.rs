@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
 pub use crate::ingest::imap::ImapConfig;
 pub use crate::policy::PolicyConfig;
+// [calendar] and [escalation] (issue 7): defined next to the deadline code.
+pub use crate::queue::config::{CalendarConfig, EscalationConfig};
 pub use crate::reply::smtp::SmtpConfig;
 
 /// Why the configuration cannot be used.
@@ -44,6 +46,10 @@ pub struct Settings {
     pub extract: ExtractConfig,
     pub reply: ReplyConfig,
     pub ingest: IngestConfig,
+    /// Business days for the reply deadline (issue 7).
+    pub calendar: CalendarConfig,
+    /// Deadline warnings and closing abandoned cases (issue 7).
+    pub escalation: EscalationConfig,
     /// `[imap]`: when present, `refundd run` reads this mailbox.
     pub imap: Option<ImapConfig>,
     /// `[smtp]`: when present, replies go out over SMTP instead of the
@@ -160,6 +166,10 @@ impl Settings {
             None => Settings::default(),
         };
         settings.apply_env(|k| std::env::var(k).ok());
+        // Holiday files are read once, relative to the config file (issue 7).
+        settings
+            .calendar
+            .load_holiday_files(path.and_then(Path::parent))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -227,6 +237,9 @@ impl Settings {
                 reason: "must be an email address".into(),
             });
         }
+        // Issue 7: calendar and escalation sections.
+        self.calendar.validate()?;
+        self.escalation.validate()?;
         Ok(())
     }
 }

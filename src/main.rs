@@ -65,6 +65,22 @@ enum Command {
     Run,
     /// Connect to the database, IMAP and SMTP as configured and say what is wrong, in plain words.
     CheckConfig,
+    /// The desk's numbers for a period (issue 7): volume, auto-decision rate, first-response
+    /// percentiles, deadline compliance, money refunded, credits granted, per reviewer.
+    Report {
+        /// Start of the period: `YYYY-MM-DD` (midnight in [calendar] time_zone) or RFC 3339.
+        #[arg(long)]
+        since: String,
+        /// End of the period, exclusive (default: now); same formats.
+        #[arg(long)]
+        until: Option<String>,
+        /// Print CSV (`section,key,value`).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole pipeline on sample data in a demo folder; needs nothing but this binary.
     Demo {
         /// Where to create the demo (replaced if it exists).
@@ -121,6 +137,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Case { id, json } => app::show_case(&settings, &id, json).await,
         Command::Run => app::run_daemon(settings).await,
         Command::CheckConfig => app::check_config(&settings).await,
+        Command::Report {
+            since,
+            until,
+            csv,
+            json,
+        } => app::report(&settings, &since, until.as_deref(), csv, json).await,
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }

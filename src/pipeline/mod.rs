@@ -97,12 +97,14 @@ impl Pipeline {
         let extractor = Extractor::new(&settings.extract, &settings.sender_auth)
             .map_err(PipelineError::Rules)?;
         let renderer = ReplyRenderer::new(None).map_err(PipelineError::Templates)?;
+        // The business-day calendar comes from `[calendar]` (issue 7).
+        let calendar = settings.calendar.calendar();
         Ok(Pipeline {
             store,
             extractor,
             renderer,
             settings,
-            calendar: BusinessCalendar::default(),
+            calendar,
         })
     }
 

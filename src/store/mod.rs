@@ -23,6 +23,7 @@
 mod actions;
 mod attempts;
 mod cases;
+mod deadlines;
 mod error;
 pub mod import;
 mod lease;
@@ -30,6 +31,7 @@ mod ledger;
 mod messages;
 mod outbox;
 mod records;
+mod reports;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +43,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use actions::case_credit_id;
+pub use deadlines::{AlertKind, DeadlineCase, DeadlineFlags, WaitingCase};
 pub use error::StoreError;
 pub use import::{ImportReport, RejectedLine, import_jsonl};
 pub use lease::MailboxLease;
@@ -49,6 +52,7 @@ pub use records::{
     CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply,
     ReplyStatus, StoredAction, StoredMessage, StoredReply,
 };
+pub use reports::{QueueGauges, ReportCase, ReviewerEvent};
 
 use error::db;
 
@@ -62,6 +66,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "initial",
         include_str!("../../migrations/sqlite/0001_initial.sql"),
         include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        4,
+        "deadlines",
+        include_str!("../../migrations/sqlite/0004_deadlines.sql"),
+        include_str!("../../migrations/postgres/0004_deadlines.sql"),
     ),
     (
         5,

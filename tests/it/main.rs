@@ -1,10 +1,13 @@
 //! The integration test binary: real servers (Dovecot, an SMTP sink,
-//! PostgreSQL), real databases, the real binary. One module per area.
+//! PostgreSQL, the Polar test server), real databases, the real binary.
+//! One module per area.
 
 mod cli_pipeline;
 mod corpus;
 mod daemon;
+mod deadlines;
 mod imap;
 mod mailstack;
+mod metrics;
 mod smtp;
 mod support;
