@@ -360,7 +360,31 @@ impl Pipeline {
         if wants_reply && guard_ok {
             let reply = self.compose_reply(case_id, parsed, facts, &decision, deadline, now)?;
             reply_message_id = Some(reply.message_id.clone());
-            tx.enqueue_reply(&reply).await.map_err(store_err)?;
+            // Payments hook (act::payments): with [polar] configured, an approved cash
+            // refund's reply waits for Polar, with a "a person will look" fallback beside it.
+            if crate::act::payments::holds_reply(&self.settings, &decision) {
+                let mut fallback = decision.clone();
+                fallback.reply = ReplyKind::ReviewAcknowledged;
+                let review_deadline = self
+                    .calendar
+                    .add_business_days(now, self.settings.reply.review_business_days);
+                let fallback = self.compose_reply(
+                    case_id,
+                    parsed,
+                    facts,
+                    &fallback,
+                    Some(review_deadline),
+                    now,
+                )?;
+                tx.hold_reply(&reply, crate::store::HeldRole::Approved)
+                    .await
+                    .map_err(store_err)?;
+                tx.hold_reply(&fallback, crate::store::HeldRole::Review)
+                    .await
+                    .map_err(store_err)?;
+            } else {
+                tx.enqueue_reply(&reply).await.map_err(store_err)?;
+            }
         }
         tx.commit().await.map_err(store_err)?;
         tracing::info!(case_id = %case_id, outcome = %decision.outcome, "case recorded");
