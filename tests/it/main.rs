@@ -5,5 +5,6 @@ mod cli_pipeline;
 mod corpus;
 mod imap;
 mod mailstack;
+mod payments;
 mod smtp;
 mod support;
