@@ -284,16 +284,18 @@ mod tests {
     #[test]
     fn the_order_check_posts_only_what_polar_and_the_ledger_agree_on() {
         let disputes = [dispute()];
-        // (name, amount, order, ledger, disputes, other pending, expected)
-        let cases: Vec<(
-            &str,
+        // (name, amount, order, ledger, disputes, other pending, expected:
+        // Ok(revoke_benefits) or Err(text of the finding))
+        type Row<'a> = (
+            &'a str,
             i64,
             Order,
             Option<LedgerOrderMoney>,
-            &[Dispute],
+            &'a [Dispute],
             i64,
-            Result<bool, &str>,
-        )> = vec![
+            Result<bool, &'a str>,
+        );
+        let cases: Vec<Row<'_>> = vec![
             (
                 "an unused pack refunded in full revokes the pack",
                 900,

@@ -199,7 +199,11 @@ impl Desk {
         assert_eq!(row.decision.outcome, Outcome::Review);
         let last = row.decision.trace.last().unwrap();
         assert_eq!(last.clause, Clause::P2);
-        assert!(last.finding.contains(text), "{text} not in: {}", last.finding);
+        assert!(
+            last.finding.contains(text),
+            "{text} not in: {}",
+            last.finding
+        );
         let events = self.store.case_events(case).await.unwrap();
         let event = events.last().unwrap();
         assert_eq!(event.to_status, CaseStatus::Review);
@@ -223,10 +227,19 @@ async fn happy_path(db: TestDb) {
     let ann = desk.mail(ANN).await;
     let ben = desk.mail(BEN).await;
     for case in [ann, ben] {
-        assert!(desk.queued(case).await.is_empty(), "the reply waits for Polar");
-        assert_eq!(desk.store.held_replies_for_case(case).await.unwrap().len(), 2);
+        assert!(
+            desk.queued(case).await.is_empty(),
+            "the reply waits for Polar"
+        );
+        assert_eq!(
+            desk.store.held_replies_for_case(case).await.unwrap().len(),
+            2
+        );
     }
-    assert!(desk.sim.refunds().is_empty(), "nothing is posted by the pipeline");
+    assert!(
+        desk.sim.refunds().is_empty(),
+        "nothing is posted by the pipeline"
+    );
 
     let report = desk.pay().await;
     assert_eq!(report.accepted, 2, "{report:?}");
@@ -241,6 +254,12 @@ async fn happy_path(db: TestDb) {
             format!("case-{case}-refund-{order}")
         );
         assert_eq!(refund.metadata["refundd_case"], case.to_string());
+        let at_polar = desk.client.list_refunds_for_order(order).await.unwrap();
+        assert_eq!(
+            at_polar[0].revoke_benefits,
+            order == ANN_ORDER,
+            "only Ann's unused pack, refunded in full, loses its credits"
+        );
         let actions = desk.store.actions_for_case(case).await.unwrap();
         assert_eq!(actions[0].status, ActionStatus::Done);
         assert_eq!(actions[0].detail.as_deref(), Some(refund.id.as_str()));
@@ -263,7 +282,11 @@ async fn happy_path(db: TestDb) {
             CaseStatus::Resolved
         );
     }
-    assert_eq!(desk.pay().await, PaymentReport::default(), "nothing left to do");
+    assert_eq!(
+        desk.pay().await,
+        PaymentReport::default(),
+        "nothing left to do"
+    );
     assert_eq!(desk.sim.refunds().len(), 2);
 }
 
@@ -286,7 +309,14 @@ async fn without_polar_configured_replies_go_out_at_once_and_refunds_stay_pendin
     };
     let ann = plain.mail(ANN).await;
     assert_eq!(plain.queued(ann).await.len(), 1);
-    assert!(plain.store.held_replies_for_case(ann).await.unwrap().is_empty());
+    assert!(
+        plain
+            .store
+            .held_replies_for_case(ann)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(plain.pay().await, PaymentReport::default());
     assert_eq!(
         plain.store.actions_for_case(ann).await.unwrap()[0].status,
@@ -312,7 +342,10 @@ async fn every_refusal_and_failed_check_puts_the_case_in_front_of_a_reviewer() {
                 let mut seed = Seed::default();
                 seed.orders.push(SeedOrder {
                     has_payment: false,
-                    ..seed_order("c3c3c3c3-0000-4000-8000-000000000003", "a1a1a1a1-0000-4000-8000-000000000001")
+                    ..seed_order(
+                        "c3c3c3c3-0000-4000-8000-000000000003",
+                        "a1a1a1a1-0000-4000-8000-000000000001",
+                    )
                 });
                 d.sim.seed(&seed).unwrap();
             },
@@ -411,7 +444,8 @@ async fn an_order_unknown_to_polar_goes_to_review() {
     tx.commit().await.unwrap();
     desk.pay().await;
     assert!(desk.sim.refunds().is_empty());
-    desk.assert_review(ann, "unknown order", ActionStatus::Failed).await;
+    desk.assert_review(ann, "unknown order", ActionStatus::Failed)
+        .await;
 }
 
 #[tokio::test]
@@ -505,8 +539,12 @@ async fn the_daily_total_stops_the_refund_that_would_pass_it() {
         desk.store.case(ann).await.unwrap().unwrap().status,
         CaseStatus::Resolved
     );
-    desk.assert_review(ben, "9.00 EUR already refunded automatically today", ActionStatus::Failed)
-        .await;
+    desk.assert_review(
+        ben,
+        "9.00 EUR already refunded automatically today",
+        ActionStatus::Failed,
+    )
+    .await;
 }
 
 async fn response_lost(fault: FaultKind, timeout_ms: u64) {
@@ -532,7 +570,9 @@ async fn response_lost(fault: FaultKind, timeout_ms: u64) {
     assert_eq!(refunds[0].amount, 900);
     assert_eq!(desk.queued(ann).await.len(), 1);
     assert_eq!(
-        desk.store.actions_for_case(ann).await.unwrap()[0].detail.as_deref(),
+        desk.store.actions_for_case(ann).await.unwrap()[0]
+            .detail
+            .as_deref(),
         Some(refunds[0].id.as_str())
     );
 }
@@ -569,7 +609,11 @@ async fn two_passes_racing_on_postgres_post_one_refund() {
 }
 
 /// The binary, with a crash point armed or not.
-async fn run_binary(config: &Path, args: &[&str], crashpoint: Option<&str>) -> std::process::Output {
+async fn run_binary(
+    config: &Path,
+    args: &[&str],
+    crashpoint: Option<&str>,
+) -> std::process::Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_refundd"));
     command
         .arg("--config")
@@ -592,17 +636,95 @@ fn outbox_recipients(dir: &Path) -> Vec<String> {
     for entry in entries {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         let mail = mail_parser::MessageParser::new().parse(&bytes).unwrap();
-        let addr = mail.to().unwrap().first().unwrap().address().unwrap().to_owned();
+        let addr = mail
+            .to()
+            .unwrap()
+            .first()
+            .unwrap()
+            .address()
+            .unwrap()
+            .to_owned();
         to.push(addr);
     }
     to.sort();
     to
 }
 
+/// A config file for the binary: the database, the outbox and `[polar]`
+/// pointing at `sim`.
+fn write_config(dir: &Path, db: &Path, sim: &PolarSim) -> PathBuf {
+    let config = dir.join("refundd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n[outbox]\ndir = \"{}\"\n\
+             [sender_auth]\ntrusted_authserv_ids = [\"mx.anumi.example\"]\n\
+             [polar]\nbase_url = \"{}\"\ntoken = \"{}\"\ntimeout_ms = 2000\n",
+            db.display(),
+            dir.join("outbox").display(),
+            sim.base_url(),
+            sim.token()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// What every crash run must end with: one refund per approved case with
+/// the right amount, one reply per customer.
+fn assert_paid_once(point: &str, sim: &PolarSim, outbox: &Path) {
+    let mut refunds: Vec<(String, i64)> = sim
+        .refunds()
+        .into_iter()
+        .map(|r| (r.order_id, r.amount))
+        .collect();
+    refunds.sort();
+    assert_eq!(
+        refunds,
+        vec![(ANN_ORDER.to_owned(), 900), (BEN_ORDER.to_owned(), 540)],
+        "{point}: one refund per approved case"
+    );
+    assert_eq!(
+        outbox_recipients(outbox),
+        vec!["ann@example.com".to_owned(), "ben@example.net".to_owned()],
+        "{point}: one reply per customer"
+    );
+}
+
+fn assert_aborted(point: &str, output: &std::process::Output) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        output.status.signal(),
+        Some(6),
+        "{point}: the process must abort there ({:?}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn assert_succeeded(point: &str, output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{point}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_any_step_of_a_refund_still_pays_each_case_exactly_once() {
-    use std::os::unix::process::ExitStatusExt;
     assert!(!CRASHPOINTS.is_empty());
+    // Ann's and Ben's approved refunds, decided once (deciding is slow in a
+    // debug build) and copied for every crash point.
+    let prepared = tempfile::tempdir().unwrap();
+    let template = prepared.path().join("decided.db");
+    {
+        let desk = Desk::new(TestDb::sqlite(), |_| {}).await;
+        desk.mail(ANN).await;
+        desk.mail(BEN).await;
+        // Closing the last connection checkpoints the WAL into the file.
+        desk.store.close().await;
+        std::fs::copy(desk._db.url.trim_start_matches("sqlite://"), &template).unwrap();
+    }
     for point in CRASHPOINTS {
         let sim = PolarSim::start(SimConfig {
             seed: seed(),
@@ -611,76 +733,70 @@ async fn a_crash_at_any_step_of_a_refund_still_pays_each_case_exactly_once() {
         .await
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("refundd.toml");
-        let outbox: PathBuf = dir.path().join("outbox");
-        std::fs::write(
-            &config,
-            format!(
-                "[database]\nurl = \"sqlite://{}\"\n[outbox]\ndir = \"{}\"\n\
-                 [sender_auth]\ntrusted_authserv_ids = [\"mx.anumi.example\"]\n\
-                 [polar]\nbase_url = \"{}\"\ntoken = \"{}\"\ntimeout_ms = 2000\n",
-                dir.path().join("refundd.db").display(),
-                outbox.display(),
-                sim.base_url(),
-                sim.token()
-            ),
-        )
-        .unwrap();
-        let ledger = repo().join("examples/demo/ledger.jsonl");
-        let imported = run_binary(&config, &["ledger", "import", ledger.to_str().unwrap()], None).await;
-        assert!(imported.status.success());
-        let maildir = dir.path().join("Maildir");
-        std::fs::create_dir_all(maildir.join("new")).unwrap();
-        for name in [ANN, BEN] {
-            let bytes = std::fs::read(repo().join("examples/demo/mail").join(name)).unwrap();
-            write_mail(&maildir.join("new").join(name), &bytes, header_date(&bytes));
-        }
-        let args = ["process", "--maildir", maildir.to_str().unwrap()];
+        let db = dir.path().join("refundd.db");
+        std::fs::copy(&template, &db).unwrap();
+        let config = write_config(dir.path(), &db, &sim);
 
-        let crashed = run_binary(&config, &args, Some(point)).await;
-        assert_eq!(
-            crashed.status.signal(),
-            Some(6),
-            "{point}: the process must abort there ({:?})",
-            crashed.status
-        );
-        let rerun = run_binary(&config, &args, None).await;
-        assert!(
-            rerun.status.success(),
-            "{point}: {}",
-            String::from_utf8_lossy(&rerun.stderr)
-        );
-
-        let mut refunds: Vec<(String, i64)> = sim
-            .refunds()
-            .into_iter()
-            .map(|r| (r.order_id, r.amount))
-            .collect();
-        refunds.sort();
-        assert_eq!(
-            refunds,
-            vec![(ANN_ORDER.to_owned(), 900), (BEN_ORDER.to_owned(), 540)],
-            "{point}: one refund per approved case"
-        );
-        assert_eq!(
-            outbox_recipients(&outbox),
-            vec!["ann@example.com".to_owned(), "ben@example.net".to_owned()],
-            "{point}: one reply per customer"
-        );
+        let crashed = run_binary(&config, &["payments", "run"], Some(point)).await;
+        assert_aborted(point, &crashed);
+        let rerun = run_binary(&config, &["payments", "run"], None).await;
+        assert_succeeded(point, &rerun);
+        assert_paid_once(point, &sim, &dir.path().join("outbox"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_the_post_inside_refundd_process_pays_once() {
+    let point = "payments.after_post";
+    let sim = PolarSim::start(SimConfig {
+        seed: seed(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("refundd.db"), &sim);
+    let ledger = repo().join("examples/demo/ledger.jsonl");
+    let imported = run_binary(
+        &config,
+        &["ledger", "import", ledger.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert_succeeded("import", &imported);
+    let maildir = dir.path().join("Maildir");
+    std::fs::create_dir_all(maildir.join("new")).unwrap();
+    for name in [ANN, BEN] {
+        let bytes = std::fs::read(repo().join("examples/demo/mail").join(name)).unwrap();
+        write_mail(&maildir.join("new").join(name), &bytes, header_date(&bytes));
+    }
+    let args = ["process", "--maildir", maildir.to_str().unwrap()];
+    assert_aborted(point, &run_binary(&config, &args, Some(point)).await);
+    assert!(
+        outbox_recipients(&dir.path().join("outbox")).is_empty(),
+        "no reply before the refund is recorded"
+    );
+    assert_succeeded(point, &run_binary(&config, &args, None).await);
+    assert_paid_once(point, &sim, &dir.path().join("outbox"));
 }
 
 fn signed_request(id: &str, at: DateTime<Utc>, body: &str) -> Vec<(&'static str, String)> {
     let timestamp = at.timestamp().to_string();
     vec![
         ("webhook-id", id.to_owned()),
-        ("webhook-signature", webhook::sign(SECRET, id, &timestamp, body.as_bytes())),
+        (
+            "webhook-signature",
+            webhook::sign(SECRET, id, &timestamp, body.as_bytes()),
+        ),
         ("webhook-timestamp", timestamp),
     ]
 }
 
 async fn post(url: &str, headers: &[(&'static str, String)], body: &str) -> u16 {
-    let client = reqwest::Client::builder().tls_backend_rustls().build().unwrap();
+    let client = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .build()
+        .unwrap();
     let mut request = client.post(url).body(body.to_owned());
     for (name, value) in headers {
         request = request.header(*name, value);
@@ -688,7 +804,10 @@ async fn post(url: &str, headers: &[(&'static str, String)], body: &str) -> u16 
     request.send().await.unwrap().status().as_u16()
 }
 
-async fn webhook_endpoint(store: &Store, now: DateTime<Utc>) -> (String, tokio_util::sync::CancellationToken) {
+async fn webhook_endpoint(
+    store: &Store,
+    now: DateTime<Utc>,
+) -> (String, tokio_util::sync::CancellationToken) {
     refundd::act::polar::install_crypto_provider();
     let mut state = webhooks::WebhookState::new(store.clone(), SECRET);
     state.clock = Arc::new(move || now);
@@ -734,7 +853,9 @@ async fn the_known_answer_vector_is_accepted_and_tampered_or_stale_deliveries_ar
     assert!(store.webhook_delivery("other-id").await.unwrap().is_none());
 
     // The vector's data is not a whole refund: stored, then skipped.
-    let handled = ledger_sync::apply_received(&store, None, 2, Utc::now()).await.unwrap();
+    let handled = ledger_sync::apply_received(&store, None, 2, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(handled, 1);
     let applied = store.webhook_delivery(id).await.unwrap().unwrap();
     assert_eq!(applied.state, DeliveryState::Skipped);
@@ -774,9 +895,15 @@ async fn refunds_made_outside_refundd_reach_the_ledger_once_per_delivery() {
     let created = refund_event("refund.created", refund_id, "pending", 900);
     let headers = signed_request("delivery-1", now, &created);
     assert_eq!(post(&url, &headers, &created).await, 202);
-    assert_eq!(post(&url, &headers, &created).await, 202, "a replay is acknowledged");
     assert_eq!(
-        ledger_sync::apply_received(&desk.store, None, 2, now).await.unwrap(),
+        post(&url, &headers, &created).await,
+        202,
+        "a replay is acknowledged"
+    );
+    assert_eq!(
+        ledger_sync::apply_received(&desk.store, None, 2, now)
+            .await
+            .unwrap(),
         1,
         "and applied once"
     );
@@ -784,19 +911,31 @@ async fn refunds_made_outside_refundd_reach_the_ledger_once_per_delivery() {
         desk.store.ledger_refund_status(refund_id).await.unwrap(),
         Some((900, LedgerRefundStatus::Pending))
     );
-    let ann = desk.store.wallet_facts_by_email("ann@example.com").await.unwrap().unwrap();
+    let ann = desk
+        .store
+        .wallet_facts_by_email("ann@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ann.refunded_amount(ANN_ORDER), 900, "the policy sees it");
 
     let updated = refund_event("refund.updated", refund_id, "succeeded", 900);
     let headers = signed_request("delivery-2", now, &updated);
     assert_eq!(post(&url, &headers, &updated).await, 202);
-    ledger_sync::apply_received(&desk.store, None, 2, now).await.unwrap();
+    ledger_sync::apply_received(&desk.store, None, 2, now)
+        .await
+        .unwrap();
     assert_eq!(
         desk.store.ledger_refund_status(refund_id).await.unwrap(),
         Some((900, LedgerRefundStatus::Succeeded))
     );
     assert_eq!(
-        desk.store.webhook_delivery("delivery-2").await.unwrap().unwrap().state,
+        desk.store
+            .webhook_delivery("delivery-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
         DeliveryState::Applied
     );
     shutdown.cancel();
@@ -817,8 +956,18 @@ async fn the_dispute_poll_flags_the_wallet_with_an_open_chargeback() {
             ..Seed::default()
         })
         .unwrap();
-    assert_eq!(ledger_sync::poll_disputes(&desk.store, &desk.client).await.unwrap(), 1);
-    let ann = desk.store.wallet_facts_by_email("ann@example.com").await.unwrap().unwrap();
+    assert_eq!(
+        ledger_sync::poll_disputes(&desk.store, &desk.client)
+            .await
+            .unwrap(),
+        1
+    );
+    let ann = desk
+        .store
+        .wallet_facts_by_email("ann@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ann.chargebacks.len(), 1);
     assert_eq!(ann.chargebacks[0].status, ChargebackStatus::Open);
     // The policy sees it: Ann's request now goes to review (P6).
@@ -834,7 +983,12 @@ async fn a_courtesy_credit_counts_against_the_cap_on_the_next_request() {
     let first = desk.mail("05-dan-no-resemblance.eml").await;
     let row = desk.store.case(first).await.unwrap().unwrap();
     assert_eq!(row.decision.outcome, Outcome::Approved);
-    let dan = desk.store.wallet_facts_by_email("dan@example.com").await.unwrap().unwrap();
+    let dan = desk
+        .store
+        .wallet_facts_by_email("dan@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(dan.credits.len(), 1, "the credit is in the ledger");
 
     desk.store
@@ -857,14 +1011,25 @@ async fn a_courtesy_credit_counts_against_the_cap_on_the_next_request() {
     .replace("gen_dan7", "gen_dan8")
     .replace("<dan.1@example.com>", "<dan.2@example.com>")
     .replace("Thu, 04 Jun 2026 08:00:00", "Sat, 06 Jun 2026 08:00:00")
-    .replace("Subject: Avatar doesn't look like me", "Subject: Another one doesn't look like me");
+    .replace(
+        "Subject: Avatar doesn't look like me",
+        "Subject: Another one doesn't look like me",
+    );
     let again = desk.mail_bytes(second.into_bytes()).await;
     assert_ne!(again, first);
     let row = desk.store.case(again).await.unwrap().unwrap();
-    assert_eq!(row.decision.outcome, Outcome::Review, "{:?}", row.decision.trace);
+    assert_eq!(
+        row.decision.outcome,
+        Outcome::Review,
+        "{:?}",
+        row.decision.trace
+    );
     assert!(row.decision.actions.is_empty());
     assert!(
-        row.decision.trace.iter().any(|s| s.finding.contains("reach the cap")),
+        row.decision
+            .trace
+            .iter()
+            .any(|s| s.finding.contains("reach the cap")),
         "{:?}",
         row.decision.trace
     );
