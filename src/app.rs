@@ -221,7 +221,7 @@ pub async fn process_maildir_pass(
     for entry in &entries {
         let raw = maildir.read(entry, settings.ingest.max_message_bytes)?;
         if let Inserted::Duplicate(existing) = ingest::store_message(store, raw).await? {
-            tracing::info!(message = existing, "already stored; not processed again");
+            tracing::debug!(message = existing, "already stored; not processed again");
         }
     }
     let processed = pipeline.process_pending(Utc::now()).await?;
