@@ -120,6 +120,12 @@ async fn import_with_progress(
 pub async fn process_maildir(settings: &Arc<Settings>, dir: &Path) -> anyhow::Result<ExitCode> {
     let store = connect(settings).await?;
     let processed = process_maildir_pass(settings, &store, dir).await?;
+    // Payments (act::payments): pay approved cash refunds before the outbox
+    // goes out, so a held reply released here leaves in this same run.
+    let payments = refundd::act::payments::run_configured(&store, settings, Utc::now()).await?;
+    if settings.polar.is_some() {
+        println!("{}", payments_line(&payments));
+    }
     let sink = FileSink::new(&settings.outbox.dir);
     let delivery = outbox::deliver_queued(&store, &sink, Utc::now()).await?;
     println!(
@@ -128,6 +134,75 @@ pub async fn process_maildir(settings: &Arc<Settings>, dir: &Path) -> anyhow::Re
         delivery.sent,
         settings.outbox.dir.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line saying what a payment pass did.
+fn payments_line(report: &refundd::act::payments::PaymentReport) -> String {
+    format!(
+        "payments: {} refunded, {} found already refunded, {} to review, {} refused by Polar, {} dry-run, {} unclear, {} deferred",
+        report.accepted,
+        report.reconciled,
+        report.review,
+        report.refused,
+        report.dry_run,
+        report.unclear,
+        report.deferred
+    )
+}
+
+/// `refundd payments run`: one payment pass, a dispute poll, then the
+/// outbox (replies the pass released).
+pub async fn run_payments(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let Some(polar) = settings.polar.as_ref() else {
+        bail!("payments are off: there is no [polar] section in the configuration")
+    };
+    let store = connect(settings).await?;
+    let client = refundd::act::payments::client(polar)?;
+    let report = refundd::act::payments::run_pending(&store, &client, settings, Utc::now()).await?;
+    println!("{}", payments_line(&report));
+    let chargebacks = refundd::act::ledger_sync::poll_disputes(&store, &client).await?;
+    println!("disputes: {chargebacks} chargebacks of ledger orders updated");
+    let sink = FileSink::new(&settings.outbox.dir);
+    let delivery = outbox::deliver_queued(&store, &sink, Utc::now()).await?;
+    println!(
+        "{} replies written to {}",
+        delivery.sent,
+        settings.outbox.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd webhooks serve --listen ADDR`: the Polar webhook endpoint and
+/// its applier, until SIGTERM or SIGINT.
+pub async fn serve_webhooks(
+    settings: &Settings,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<ExitCode> {
+    let Some(polar) = settings.polar.as_ref() else {
+        bail!("webhooks need a [polar] section in the configuration")
+    };
+    let Some(secret) = polar.webhook_secret.as_deref() else {
+        bail!("webhooks need polar.webhook_secret (or REFUNDD_POLAR_WEBHOOK_SECRET)")
+    };
+    let store = connect(settings).await?;
+    let client = refundd::act::payments::client(polar)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signals.cancel();
+    });
+    let state = refundd::act::webhooks::WebhookState::new(store, secret);
+    refundd::act::webhooks::serve_on(
+        listen,
+        state,
+        Some(client),
+        settings.reply.review_business_days,
+        shutdown,
+    )
+    .await
+    .with_context(|| format!("cannot serve webhooks on {listen}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

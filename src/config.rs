@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use crate::act::config::PolarSettings;
 pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
 pub use crate::ingest::imap::ImapConfig;
 pub use crate::policy::PolicyConfig;
@@ -57,6 +58,9 @@ pub struct Settings {
     pub smtp: Option<SmtpConfig>,
     /// `[daemon]`: pacing of `refundd run`.
     pub daemon: DaemonConfig,
+    /// `[polar]` (payments, act::config): absent = payments off, cash
+    /// refunds stay pending and replies go out at once.
+    pub polar: Option<PolarSettings>,
 }
 
 /// `[daemon]`: how `refundd run` paces its loops.
@@ -185,7 +189,9 @@ impl Settings {
         })
     }
 
-    /// Overrides from the environment: `REFUNDD_DATABASE_URL`.
+    /// Overrides from the environment: `REFUNDD_DATABASE_URL`; with a
+    /// `[polar]` table, `REFUNDD_POLAR_TOKEN` and
+    /// `REFUNDD_POLAR_WEBHOOK_SECRET`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
         if let Some(url) = var("REFUNDD_DATABASE_URL") {
             self.database.url = url;
@@ -195,6 +201,9 @@ impl Settings {
         }
         if let Some(smtp) = &mut self.smtp {
             smtp.apply_env(&var);
+        }
+        if let Some(polar) = self.polar.as_mut() {
+            polar.apply_env(&var);
         }
     }
 
@@ -230,6 +239,9 @@ impl Settings {
                 key: "smtp",
                 reason: e.to_string(),
             })?;
+        }
+        if let Some(polar) = &self.polar {
+            polar.validate()?;
         }
         if !self.reply.from.contains('@') {
             return Err(ConfigError::Invalid {

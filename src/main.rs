@@ -61,6 +61,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Payments through Polar ([polar]).
+    Payments {
+        #[command(subcommand)]
+        command: PaymentsCommand,
+    },
+    /// Polar webhooks ([polar] webhook_secret).
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Run the daemon: watch the mailbox ([imap], or [daemon] maildir), decide, act, reply; until SIGTERM/SIGINT.
     Run,
     /// Connect to the database, IMAP and SMTP as configured and say what is wrong, in plain words.
@@ -86,6 +96,22 @@ enum Command {
         /// Where to create the demo (replaced if it exists).
         #[arg(long, default_value = "refundd-demo")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PaymentsCommand {
+    /// One payment pass (pending cash refunds -> Polar), a dispute poll, then the outbox.
+    Run,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Serve POST /webhooks/polar until SIGTERM/SIGINT.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
     },
 }
 
@@ -135,6 +161,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => app::list_cases(&settings, json, outcome, status, limit).await,
         Command::Case { id, json } => app::show_case(&settings, &id, json).await,
+        Command::Payments {
+            command: PaymentsCommand::Run,
+        } => app::run_payments(&settings).await,
+        Command::Webhooks {
+            command: WebhooksCommand::Serve { listen },
+        } => app::serve_webhooks(&settings, listen).await,
         Command::Run => app::run_daemon(settings).await,
         Command::CheckConfig => app::check_config(&settings).await,
         Command::Report {

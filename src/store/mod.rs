@@ -30,6 +30,7 @@ mod lease;
 mod ledger;
 mod messages;
 mod outbox;
+mod payments;
 mod records;
 mod reports;
 #[cfg(test)]
@@ -47,6 +48,10 @@ pub use deadlines::{AlertKind, DeadlineCase, DeadlineFlags, WaitingCase};
 pub use error::StoreError;
 pub use import::{ImportReport, RejectedLine, import_jsonl};
 pub use lease::MailboxLease;
+pub use payments::{
+    DeliveryState, HeldReply, HeldRole, HeldState, LedgerOrderMoney, LedgerRefundStatus,
+    PaymentOutcome, PaymentRow, PaymentState, RefundJob, WebhookDelivery,
+};
 pub use records::{
     ActionStatus, Actor, Backend, CaseEvent, CaseFilter, CaseId, CaseOrder, CaseRow, CaseStatus,
     CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply,
@@ -66,6 +71,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "initial",
         include_str!("../../migrations/sqlite/0001_initial.sql"),
         include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "payments",
+        include_str!("../../migrations/sqlite/0002_payments.sql"),
+        include_str!("../../migrations/postgres/0002_payments.sql"),
     ),
     (
         4,

@@ -9,5 +9,6 @@ mod deadlines;
 mod imap;
 mod mailstack;
 mod metrics;
+mod payments;
 mod smtp;
 mod support;
