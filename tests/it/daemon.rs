@@ -144,6 +144,23 @@ fn wait_until(within: Duration, what: &str, daemon: &Daemon, mut check: impl FnM
     }
 }
 
+/// Waits until the daemon's folder is empty (everything moved to Processed).
+async fn wait_until_drained(dovecot: &Dovecot, within: Duration, what: &str, daemon: &Daemon) {
+    let start = Instant::now();
+    loop {
+        let uids = tokio::time::timeout(Duration::from_secs(5), dovecot.uids(FOLDER)).await;
+        if matches!(uids, Ok(Ok(ref u)) if u.is_empty()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{what} did not happen within {within:?}\n--- refundd log ---\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn sample(name: &str) -> Vec<u8> {
     std::fs::read(repo().join("examples/demo/mail").join(name)).unwrap()
 }
@@ -198,16 +215,13 @@ async fn mail_appended_over_imap_is_answered_over_smtp_and_moved_after_its_case(
     );
     assert!(reply.subject().unwrap().contains("[#R-1]"));
 
-    wait_until(
+    wait_until_drained(
+        &dovecot,
         Duration::from_secs(10),
         "the move to Processed",
         &daemon,
-        || {
-            futures::executor::block_on(dovecot.uids(FOLDER))
-                .unwrap()
-                .is_empty()
-        },
-    );
+    )
+    .await;
     assert_eq!(dovecot.uids("Processed").await.unwrap().len(), 1);
     let cases = daemon.cases();
     assert_eq!(cases.len(), 1);
@@ -243,7 +257,7 @@ async fn an_imap_restart_and_a_uidvalidity_change_lose_nothing_and_repeat_nothin
     });
 
     // The IMAP server goes away and comes back; mail keeps arriving.
-    dovecot.restart().unwrap();
+    dovecot.restart_gracefully().unwrap();
     let second = sample("03-ben-partly-used-de.eml");
     dovecot
         .append(FOLDER, &second, date_of(&second))
@@ -271,16 +285,13 @@ async fn an_imap_restart_and_a_uidvalidity_change_lose_nothing_and_repeat_nothin
         .append(FOLDER, &third, date_of(&third))
         .await
         .unwrap();
-    wait_until(
+    wait_until_drained(
+        &dovecot,
         Duration::from_secs(30),
         "the folder drained after the rescan",
         &daemon,
-        || {
-            futures::executor::block_on(dovecot.uids(FOLDER))
-                .unwrap()
-                .is_empty()
-        },
-    );
+    )
+    .await;
     wait_until(Duration::from_secs(10), "the third reply", &daemon, || {
         smtp.received().unwrap().len() == 3
     });
@@ -392,16 +403,13 @@ async fn sigkill_at_random_points_of_a_backlog_loses_and_repeats_nothing() {
         daemon.kill();
     }
     daemon.start();
-    wait_until(
+    wait_until_drained(
+        &dovecot,
         Duration::from_secs(60),
         "the backlog drained",
         &daemon,
-        || {
-            futures::executor::block_on(dovecot.uids(FOLDER))
-                .unwrap()
-                .is_empty()
-        },
-    );
+    )
+    .await;
     wait_until(
         Duration::from_secs(30),
         "every case answered or sent to review",
@@ -417,6 +425,13 @@ async fn sigkill_at_random_points_of_a_backlog_loses_and_repeats_nothing() {
     );
     let cases = daemon.cases();
     assert_eq!(cases.len(), BACKLOG, "every message has exactly one case");
+    wait_until_drained(
+        &dovecot,
+        Duration::from_secs(30),
+        "the backlog moved",
+        &daemon,
+    )
+    .await;
     assert_eq!(
         dovecot.uids("Processed").await.unwrap().len(),
         BACKLOG,
