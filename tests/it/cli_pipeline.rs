@@ -351,6 +351,10 @@ fn the_demo_decides_every_kind_of_case_and_answers_all_but_the_ignored() {
             "the table shows a {outcome} case:\n{stdout}"
         );
     }
+    assert!(
+        stdout.contains("3 refunds reached the Polar test server"),
+        "Ann's, Ben's and Kim's refunds are paid through the test server:\n{stdout}"
+    );
     let replies = std::fs::read_dir(demo_dir.join("outbox")).unwrap().count();
     assert_eq!(
         replies, 15,
