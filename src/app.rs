@@ -120,6 +120,12 @@ async fn import_with_progress(
 pub async fn process_maildir(settings: &Arc<Settings>, dir: &Path) -> anyhow::Result<ExitCode> {
     let store = connect(settings).await?;
     let processed = process_maildir_pass(settings, &store, dir).await?;
+    // Payments (act::payments): pay approved cash refunds before the outbox
+    // goes out, so a held reply released here leaves in this same run.
+    let payments = refundd::act::payments::run_configured(&store, settings, Utc::now()).await?;
+    if settings.polar.is_some() {
+        println!("{}", payments_line(&payments));
+    }
     let sink = FileSink::new(&settings.outbox.dir);
     let delivery = outbox::deliver_queued(&store, &sink, Utc::now()).await?;
     println!(
@@ -128,6 +134,75 @@ pub async fn process_maildir(settings: &Arc<Settings>, dir: &Path) -> anyhow::Re
         delivery.sent,
         settings.outbox.dir.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line saying what a payment pass did.
+fn payments_line(report: &refundd::act::payments::PaymentReport) -> String {
+    format!(
+        "payments: {} refunded, {} found already refunded, {} to review, {} refused by Polar, {} dry-run, {} unclear, {} deferred",
+        report.accepted,
+        report.reconciled,
+        report.review,
+        report.refused,
+        report.dry_run,
+        report.unclear,
+        report.deferred
+    )
+}
+
+/// `refundd payments run`: one payment pass, a dispute poll, then the
+/// outbox (replies the pass released).
+pub async fn run_payments(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let Some(polar) = settings.polar.as_ref() else {
+        bail!("payments are off: there is no [polar] section in the configuration")
+    };
+    let store = connect(settings).await?;
+    let client = refundd::act::payments::client(polar)?;
+    let report = refundd::act::payments::run_pending(&store, &client, settings, Utc::now()).await?;
+    println!("{}", payments_line(&report));
+    let chargebacks = refundd::act::ledger_sync::poll_disputes(&store, &client).await?;
+    println!("disputes: {chargebacks} chargebacks of ledger orders updated");
+    let sink = FileSink::new(&settings.outbox.dir);
+    let delivery = outbox::deliver_queued(&store, &sink, Utc::now()).await?;
+    println!(
+        "{} replies written to {}",
+        delivery.sent,
+        settings.outbox.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd webhooks serve --listen ADDR`: the Polar webhook endpoint and
+/// its applier, until SIGTERM or SIGINT.
+pub async fn serve_webhooks(
+    settings: &Settings,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<ExitCode> {
+    let Some(polar) = settings.polar.as_ref() else {
+        bail!("webhooks need a [polar] section in the configuration")
+    };
+    let Some(secret) = polar.webhook_secret.as_deref() else {
+        bail!("webhooks need polar.webhook_secret (or REFUNDD_POLAR_WEBHOOK_SECRET)")
+    };
+    let store = connect(settings).await?;
+    let client = refundd::act::payments::client(polar)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signals.cancel();
+    });
+    let state = refundd::act::webhooks::WebhookState::new(store, secret);
+    refundd::act::webhooks::serve_on(
+        listen,
+        state,
+        Some(client),
+        settings.reply.review_business_days,
+        shutdown,
+    )
+    .await
+    .with_context(|| format!("cannot serve webhooks on {listen}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -146,7 +221,7 @@ pub async fn process_maildir_pass(
     for entry in &entries {
         let raw = maildir.read(entry, settings.ingest.max_message_bytes)?;
         if let Inserted::Duplicate(existing) = ingest::store_message(store, raw).await? {
-            tracing::info!(message = existing, "already stored; not processed again");
+            tracing::debug!(message = existing, "already stored; not processed again");
         }
     }
     let processed = pipeline.process_pending(Utc::now()).await?;
@@ -657,6 +732,56 @@ pub async fn reviewer_token(
     let token = refundd::web::auth::create_api_token(&store, &reviewer, label, Utc::now()).await?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------
+// `refundd report` (issue 7).
+// ---------------------------------------------------------------------
+
+/// `refundd report --since … [--until …] [--csv|--json]`.
+pub async fn report(
+    settings: &Settings,
+    since: &str,
+    until: Option<&str>,
+    csv: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let now = Utc::now();
+    let zone = settings.calendar.time_zone;
+    let since = report_instant(since, zone).with_context(|| format!("--since {since:?}"))?;
+    let until = match until {
+        Some(text) => report_instant(text, zone).with_context(|| format!("--until {text:?}"))?,
+        None => now,
+    };
+    if until <= since {
+        bail!("--until must be later than --since");
+    }
+    let store = connect(settings).await?;
+    let report = refundd::queue::report::build(&store, since, until, now).await?;
+    let out = if csv {
+        refundd::queue::report::to_csv(&report)
+    } else if json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        refundd::queue::report::to_text(&report)
+    };
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM-DD` as midnight in the calendar's zone, or an RFC 3339 instant.
+fn report_instant(text: &str, zone: chrono_tz::Tz) -> anyhow::Result<chrono::DateTime<Utc>> {
+    use chrono::TimeZone;
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .context("expected YYYY-MM-DD or an RFC 3339 time")?;
+    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    zone.from_local_datetime(&midnight)
+        .earliest()
+        .map(|at| at.with_timezone(&Utc))
+        .context("that midnight does not exist in the calendar's time zone")
 }
 
 #[cfg(test)]

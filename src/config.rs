@@ -9,9 +9,12 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use crate::act::config::PolarSettings;
 pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
 pub use crate::ingest::imap::ImapConfig;
 pub use crate::policy::PolicyConfig;
+// [calendar] and [escalation] (issue 7): defined next to the deadline code.
+pub use crate::queue::config::{CalendarConfig, EscalationConfig};
 pub use crate::reply::smtp::SmtpConfig;
 
 /// Why the configuration cannot be used.
@@ -45,6 +48,10 @@ pub struct Settings {
     pub reply: ReplyConfig,
     pub ingest: IngestConfig,
     pub web: WebConfig,
+    /// Business days for the reply deadline (issue 7).
+    pub calendar: CalendarConfig,
+    /// Deadline warnings and closing abandoned cases (issue 7).
+    pub escalation: EscalationConfig,
     /// `[imap]`: when present, `refundd run` reads this mailbox.
     pub imap: Option<ImapConfig>,
     /// `[smtp]`: when present, replies go out over SMTP instead of the
@@ -52,6 +59,9 @@ pub struct Settings {
     pub smtp: Option<SmtpConfig>,
     /// `[daemon]`: pacing of `refundd run`.
     pub daemon: DaemonConfig,
+    /// `[polar]` (payments, act::config): absent = payments off, cash
+    /// refunds stay pending and replies go out at once.
+    pub polar: Option<PolarSettings>,
 }
 
 /// `[daemon]`: how `refundd run` paces its loops.
@@ -188,6 +198,10 @@ impl Settings {
             None => Settings::default(),
         };
         settings.apply_env(|k| std::env::var(k).ok());
+        // Holiday files are read once, relative to the config file (issue 7).
+        settings
+            .calendar
+            .load_holiday_files(path.and_then(Path::parent))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -203,7 +217,9 @@ impl Settings {
         })
     }
 
-    /// Overrides from the environment: `REFUNDD_DATABASE_URL`.
+    /// Overrides from the environment: `REFUNDD_DATABASE_URL`; with a
+    /// `[polar]` table, `REFUNDD_POLAR_TOKEN` and
+    /// `REFUNDD_POLAR_WEBHOOK_SECRET`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
         if let Some(url) = var("REFUNDD_DATABASE_URL") {
             self.database.url = url;
@@ -213,6 +229,9 @@ impl Settings {
         }
         if let Some(smtp) = &mut self.smtp {
             smtp.apply_env(&var);
+        }
+        if let Some(polar) = self.polar.as_mut() {
+            polar.apply_env(&var);
         }
     }
 
@@ -261,12 +280,18 @@ impl Settings {
                 reason: e.to_string(),
             })?;
         }
+        if let Some(polar) = &self.polar {
+            polar.validate()?;
+        }
         if !self.reply.from.contains('@') {
             return Err(ConfigError::Invalid {
                 key: "reply.from",
                 reason: "must be an email address".into(),
             });
         }
+        // Issue 7: calendar and escalation sections.
+        self.calendar.validate()?;
+        self.escalation.validate()?;
         Ok(())
     }
 }

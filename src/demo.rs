@@ -4,6 +4,12 @@
 //! here) into a Maildir, processes it, then plays the customer who was
 //! asked for an order ID answering our reply, and processes again.
 //!
+//! Cash refunds are really carried out: the demo starts the Polar test
+//! server (`polar_sim`) on loopback, seeded with the sample ledger's
+//! customers and orders, points `[polar]` at it, and runs the payment stage
+//! after each pass; a customer's reply goes out only once the test server
+//! accepted the refund.
+//!
 //! Sample mails carry the `Date:` at which the story happens; the demo sets
 //! each file's modification time (the receipt time the policy uses) to it,
 //! so the windows in the sample ledger hold whatever today's date is.
@@ -14,9 +20,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use refundd::config::Settings;
+use refundd::act::payments;
+use refundd::config::{PolarSettings, Settings};
 use refundd::domain::Outcome;
 use refundd::pipeline::outbox;
+use refundd::polar_sim::{PolarSim, Seed, SeedCustomer, SeedOrder, SimConfig};
 use refundd::reply::FileSink;
 use refundd::store::{CaseFilter, Store, import};
 
@@ -62,7 +70,12 @@ pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     let maildir = dir.join("Maildir");
     std::fs::create_dir_all(maildir.join("new"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    let settings = Arc::new(demo_settings(dir));
+    let sim = PolarSim::start(SimConfig {
+        seed: sim_seed(LEDGER)?,
+        ..SimConfig::default()
+    })
+    .await?;
+    let settings = Arc::new(demo_settings(dir, &sim));
     let store = Store::connect(&settings.database.url).await?;
     let ledger = import::import_jsonl(&store, LEDGER.as_bytes(), |_| {}).await?;
     std::fs::write(dir.join("ledger.jsonl"), LEDGER)?;
@@ -74,29 +87,50 @@ pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     for (name, bytes) in MAIL {
         write_received(&maildir.join("new").join(name), bytes)?;
     }
+    let sink = FileSink::new(&settings.outbox.dir);
     app::process_maildir_pass(&settings, &store, &maildir).await?;
+    payments::run_configured(&store, &settings, Utc::now()).await?;
+    outbox::deliver_queued(&store, &sink, Utc::now()).await?;
     answer_order_id_question(&store, &maildir).await?;
     app::process_maildir_pass(&settings, &store, &maildir).await?;
+    payments::run_configured(&store, &settings, Utc::now()).await?;
+    outbox::deliver_queued(&store, &sink, Utc::now()).await?;
 
-    let sink = FileSink::new(&settings.outbox.dir);
-    let delivery = outbox::deliver_queued(&store, &sink, Utc::now()).await?;
     let cases = store
         .list_cases(&CaseFilter {
             limit: Some(1000),
             ..CaseFilter::default()
         })
         .await?;
+    let replies = std::fs::read_dir(&settings.outbox.dir)
+        .map(|d| d.count())
+        .unwrap_or(0);
     println!("\n{}", app::cases_table(&cases));
     println!(
         "{} messages, {} cases, {} replies written to {}",
         MAIL.len() + 1,
         cases.len(),
-        delivery.sent,
+        replies,
         settings.outbox.dir.display()
     );
+    let refunds = sim.refunds();
     println!(
-        "Cash refunds are recorded as pending payments: no payment service is configured, nothing was paid."
+        "{} refunds reached the Polar test server at {}:",
+        refunds.len(),
+        sim.base_url()
     );
+    for refund in &refunds {
+        let key = refund
+            .metadata
+            .get("refundd_key")
+            .and_then(|v| v.as_str())
+            .unwrap_or("-");
+        println!(
+            "  order {}: {} + tax {} ({}), key {key}",
+            refund.order_id, refund.amount, refund.tax_amount, refund.status
+        );
+    }
+    sim.shutdown().await;
     println!(
         "See one case with: refundd --config {} case R-1",
         dir.join("refundd.toml").display()
@@ -104,15 +138,72 @@ pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn demo_settings(dir: &Path) -> Settings {
+fn demo_settings(dir: &Path, sim: &PolarSim) -> Settings {
     let mut settings = Settings::default();
     settings.database.url = format!("sqlite://{}", dir.join("refundd.db").display());
     settings.outbox.dir = dir.join("outbox");
     settings.sender_auth.trusted_authserv_ids = vec![DEMO_AUTHSERV_ID.into()];
-    let toml = toml::to_string(&settings).unwrap_or_default();
-    // The config file lets the operator inspect the demo with the CLI.
-    let _ = std::fs::write(dir.join("refundd.toml"), toml);
+    // The config file lets the operator inspect the demo with the CLI (the
+    // Polar test server is gone by then, so `[polar]` is left out of it).
+    let _ = std::fs::write(
+        dir.join("refundd.toml"),
+        toml::to_string(&settings).unwrap_or_default(),
+    );
+    settings.polar = Some(PolarSettings {
+        base_url: sim.base_url(),
+        token: sim.token().to_owned(),
+        ..PolarSettings::default()
+    });
     settings
+}
+
+/// The Polar test server's customers and orders, from the sample ledger
+/// (Polar knows the customer by email and the order by its UUID).
+fn sim_seed(ledger: &str) -> anyhow::Result<Seed> {
+    let mut seed = Seed::default();
+    let mut emails = std::collections::HashMap::new();
+    for line in ledger.lines().filter(|l| !l.trim().is_empty()) {
+        let record: serde_json::Value = serde_json::from_str(line)?;
+        let text = |key: &str| record[key].as_str().map(str::to_owned);
+        match record["type"].as_str() {
+            Some("wallet") => {
+                emails.insert(
+                    text("id").unwrap_or_default(),
+                    text("email").unwrap_or_default(),
+                );
+            }
+            Some("order") => {
+                let wallet = text("wallet").unwrap_or_default();
+                let customer_id = format!("cus-{wallet}");
+                if !seed
+                    .customers
+                    .iter()
+                    .any(|c| c.id.as_deref() == Some(customer_id.as_str()))
+                {
+                    seed.customers.push(SeedCustomer {
+                        id: Some(customer_id.clone()),
+                        email: emails.get(&wallet).cloned().unwrap_or_default(),
+                        ..SeedCustomer::default()
+                    });
+                }
+                seed.orders.push(SeedOrder {
+                    id: text("id"),
+                    customer_id,
+                    net_amount: record["amount"].as_i64().unwrap_or_default(),
+                    tax_amount: record["tax_amount"].as_i64().unwrap_or_default(),
+                    currency: text("currency").unwrap_or_default().to_lowercase(),
+                    status: "paid".into(),
+                    invoice_number: text("invoice_number"),
+                    receipt_number: text("receipt_number"),
+                    product_name: text("product").unwrap_or_default(),
+                    created_at: record["created_at"].as_str().and_then(|t| t.parse().ok()),
+                    has_payment: true,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(seed)
 }
 
 /// Writes a mail file whose modification time is its `Date:` header.

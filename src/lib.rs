@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod domain;
 pub mod extract;
 pub mod ingest;
+pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod polar_sim;

@@ -61,6 +61,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Payments through Polar ([polar]).
+    Payments {
+        #[command(subcommand)]
+        command: PaymentsCommand,
+    },
+    /// Polar webhooks ([polar] webhook_secret).
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Run the daemon: watch the mailbox ([imap], or [daemon] maildir), decide, act, reply; until SIGTERM/SIGINT.
     Run,
     /// Connect to the database, IMAP and SMTP as configured and say what is wrong, in plain words.
@@ -121,6 +131,22 @@ enum Command {
         #[command(subcommand)]
         command: ReviewerCommand,
     },
+    /// The desk's numbers for a period (issue 7): volume, auto-decision rate, first-response
+    /// percentiles, deadline compliance, money refunded, credits granted, per reviewer.
+    Report {
+        /// Start of the period: `YYYY-MM-DD` (midnight in [calendar] time_zone) or RFC 3339.
+        #[arg(long)]
+        since: String,
+        /// End of the period, exclusive (default: now); same formats.
+        #[arg(long)]
+        until: Option<String>,
+        /// Print CSV (`section,key,value`).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole pipeline on sample data in a demo folder; needs nothing but this binary.
     Demo {
         /// Where to create the demo (replaced if it exists).
@@ -143,6 +169,22 @@ enum ReviewerCommand {
         email: String,
         #[arg(long, default_value = "cli")]
         label: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PaymentsCommand {
+    /// One payment pass (pending cash refunds -> Polar), a dispute poll, then the outbox.
+    Run,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Serve POST /webhooks/polar until SIGTERM/SIGINT.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
     },
 }
 
@@ -192,6 +234,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => app::list_cases(&settings, json, outcome, status, limit).await,
         Command::Case { id, json } => app::show_case(&settings, &id, json).await,
+        Command::Payments {
+            command: PaymentsCommand::Run,
+        } => app::run_payments(&settings).await,
+        Command::Webhooks {
+            command: WebhooksCommand::Serve { listen },
+        } => app::serve_webhooks(&settings, listen).await,
         Command::Run => app::run_daemon(settings).await,
         Command::CheckConfig => app::check_config(&settings).await,
         Command::Serve => app::serve_console(settings).await,
@@ -243,6 +291,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reviewer {
             command: ReviewerCommand::Token { email, label },
         } => app::reviewer_token(&settings, &email, &label).await,
+        Command::Report {
+            since,
+            until,
+            csv,
+            json,
+        } => app::report(&settings, &since, until.as_deref(), csv, json).await,
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }

@@ -12,19 +12,19 @@ use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::sleep_or_shutdown;
+use super::{Wakes, sleep_or_shutdown};
 use crate::config::Settings;
 use crate::ingest::imap::{
     self, FetchedMessage, ImapConfig, ImapCursor, ImapError, ImapMailbox, Wake,
 };
 use crate::ingest::maildir::Maildir;
 use crate::ingest::{self, IngestError, RawMessage};
+use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::retry::Backoff;
-use crate::store::{MailboxCursor, Store, StoreError};
+use crate::store::{Inserted, MailboxCursor, Store, StoreError};
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,16 +68,38 @@ pub struct MailboxSync {
     store: Store,
     pipeline: Arc<Pipeline>,
     settings: Arc<Settings>,
+    metrics: Metrics,
 }
 
 impl MailboxSync {
     /// A pass over the given store with the given pipeline.
-    pub fn new(store: Store, pipeline: Arc<Pipeline>, settings: Arc<Settings>) -> MailboxSync {
+    pub fn new(
+        store: Store,
+        pipeline: Arc<Pipeline>,
+        settings: Arc<Settings>,
+        metrics: Metrics,
+    ) -> MailboxSync {
         MailboxSync {
             store,
             pipeline,
             settings,
+            metrics,
         }
+    }
+
+    /// Stores one message; counts it when it is new.
+    async fn ingest(&self, raw: RawMessage) -> Result<(), SyncError> {
+        if let Inserted::New(_) = ingest::store_message(&self.store, raw).await? {
+            self.metrics.messages_ingested(1);
+        }
+        Ok(())
+    }
+
+    /// Decides everything stored and not yet decided.
+    async fn decide_pending(&self) -> Result<usize, SyncError> {
+        let processed = self.pipeline.process_pending(Utc::now()).await?;
+        self.metrics.observe_processed(&processed);
+        Ok(processed.len())
     }
 
     /// One IMAP pass: fetch after the cursor, store, decide, move, advance.
@@ -112,9 +134,9 @@ impl MailboxSync {
         let fetched = mailbox.fetch_since(cursor.last_uid).await?;
         for message in &fetched {
             let raw = self.raw_from_imap(mailbox, config, message).await?;
-            ingest::store_message(&self.store, raw).await?;
+            self.ingest(raw).await?;
         }
-        let processed = self.pipeline.process_pending(Utc::now()).await?;
+        let processed = self.decide_pending().await?;
         for message in &fetched {
             mailbox.move_to_processed(message.uid).await?;
             cursor = cursor.advanced_to(message.uid);
@@ -128,7 +150,7 @@ impl MailboxSync {
         }
         Ok(SyncReport {
             fetched: fetched.len(),
-            processed: processed.len(),
+            processed,
         })
     }
 
@@ -189,7 +211,7 @@ pub async fn run_imap(
     sync: MailboxSync,
     config: ImapConfig,
     backoff: Backoff,
-    replies_queued: Arc<Notify>,
+    wakes: Wakes,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
@@ -207,12 +229,13 @@ pub async fn run_imap(
             }
         };
         tracing::info!(host = %config.host, folder = %config.folder, "IMAP connected");
+        sync.metrics.set_imap_connected(true);
         loop {
             match sync.sync_imap(&mut mailbox, &config).await {
                 Ok(report) => {
                     failures = 0;
                     if report.processed > 0 {
-                        replies_queued.notify_one();
+                        wakes.decided();
                     }
                 }
                 Err(err) => {
@@ -222,6 +245,7 @@ pub async fn run_imap(
             }
             match mailbox.idle_wait(poll, &shutdown).await {
                 Ok(Wake::Cancelled) => {
+                    sync.metrics.set_imap_connected(false);
                     if let Err(err) = mailbox.logout().await {
                         tracing::debug!(error = %err, "IMAP logout failed");
                     }
@@ -234,6 +258,7 @@ pub async fn run_imap(
                 }
             }
         }
+        sync.metrics.set_imap_connected(false);
         if sleep_or_shutdown(backoff.delay(failures), &shutdown).await {
             return;
         }
@@ -247,7 +272,7 @@ pub async fn run_maildir(
     dir: PathBuf,
     poll: Duration,
     backoff: Backoff,
-    replies_queued: Arc<Notify>,
+    wakes: Wakes,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
@@ -257,7 +282,7 @@ pub async fn run_maildir(
                 Ok(report) => {
                     failures = 0;
                     if report.processed > 0 {
-                        replies_queued.notify_one();
+                        wakes.decided();
                     }
                     poll
                 }

@@ -4,7 +4,11 @@
 //!   stores new mail, has the pipeline decide it, and only then moves it to
 //!   the processed folder and advances the UID cursor;
 //! - the outbox task sends queued replies (SMTP when `[smtp]` is
-//!   configured, else `.eml` files) and is woken when replies are queued.
+//!   configured, else `.eml` files) and is woken when replies are queued;
+//! - with `[polar]`, the payment task carries out approved cash refunds
+//!   exactly once (woken after each mailbox pass) and polls disputes;
+//! - the deadline sweep escalates cases near or past their deadline and
+//!   closes abandoned needs_info cases.
 //!
 //! Stages hand work over through the database; a `Notify` only wakes. Each
 //! loop checks the shutdown token only between units of work, never
@@ -15,6 +19,7 @@
 //! `pipeline::outbox`).
 
 mod mailbox;
+mod periodic;
 mod sender;
 
 pub use mailbox::{MailboxSync, SyncReport};
@@ -26,7 +31,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use chrono::Utc;
+
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::reply::{FileSink, MailSink, smtp::SmtpError, smtp::SmtpSink};
 use crate::retry::Backoff;
@@ -68,18 +76,25 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
     };
     let poll = Duration::from_secs(settings.daemon.poll_interval.max(1));
 
-    let sync = MailboxSync::new(store.clone(), pipeline, settings.clone());
+    let metrics = Metrics::new(Utc::now());
+    let decisions_recorded = Arc::new(Notify::new());
+    let wakes = Wakes {
+        replies_queued: replies_queued.clone(),
+        decisions_recorded: decisions_recorded.clone(),
+    };
+    let sync = MailboxSync::new(store.clone(), pipeline, settings.clone(), metrics.clone());
     let tracker = TaskTracker::new();
     match (&settings.imap, &settings.daemon.maildir) {
         (Some(imap), _) => {
-            let (imap, shutdown, wake) = (imap.clone(), shutdown.clone(), replies_queued.clone());
-            tracker
-                .spawn(async move { mailbox::run_imap(sync, imap, backoff, wake, shutdown).await });
+            let (imap, shutdown, wakes) = (imap.clone(), shutdown.clone(), wakes.clone());
+            tracker.spawn(
+                async move { mailbox::run_imap(sync, imap, backoff, wakes, shutdown).await },
+            );
         }
         (None, Some(dir)) => {
-            let (dir, shutdown, wake) = (dir.clone(), shutdown.clone(), replies_queued.clone());
+            let (dir, shutdown, wakes) = (dir.clone(), shutdown.clone(), wakes.clone());
             tracker.spawn(async move {
-                mailbox::run_maildir(sync, dir, poll, backoff, wake, shutdown).await
+                mailbox::run_maildir(sync, dir, poll, backoff, wakes, shutdown).await
             });
         }
         (None, None) => return Err(DaemonError::NoMailbox),
@@ -88,12 +103,55 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
         let (store, shutdown, wake) = (store.clone(), shutdown.clone(), replies_queued.clone());
         tracker.spawn(async move { run_outbox(store, sink, wake, poll, backoff, shutdown).await });
     }
+    if settings.polar.is_some() {
+        let (store, settings, shutdown, wakes, metrics) = (
+            store.clone(),
+            settings.clone(),
+            shutdown.clone(),
+            wakes.clone(),
+            metrics.clone(),
+        );
+        tracker.spawn(async move {
+            periodic::run_payments(store, settings, poll, wakes, metrics, shutdown).await
+        });
+    }
+    {
+        let (store, settings, shutdown, wake) = (
+            store.clone(),
+            settings.clone(),
+            shutdown.clone(),
+            replies_queued.clone(),
+        );
+        tracker.spawn(async move {
+            periodic::run_sweep(store, settings, SWEEP_EVERY, wake, shutdown).await
+        });
+    }
     tracker.close();
     tracing::info!("refundd is running");
     tracker.wait().await;
     store.close().await;
     tracing::info!("refundd stopped");
     Ok(())
+}
+
+/// How often the deadline sweep runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// What one task tells the others when it has handed over work.
+#[derive(Clone)]
+pub(crate) struct Wakes {
+    /// Replies were queued: the outbox should send.
+    pub replies_queued: Arc<Notify>,
+    /// Decisions were recorded: the payment stage may have refunds to make.
+    pub decisions_recorded: Arc<Notify>,
+}
+
+impl Wakes {
+    /// After a mailbox pass that decided something.
+    pub fn decided(&self) {
+        self.replies_queued.notify_one();
+        self.decisions_recorded.notify_one();
+    }
 }
 
 /// Waits `duration` unless shutdown comes first; true when it did.

@@ -17,4 +17,5 @@ pub use ledger::{
     Refund, Wallet, WalletCredit, WalletFacts, WalletStatus,
 };
 pub use message::{AutoKind, Evidence, Language, MessageFacts, OrderRef, SenderAuth};
+pub(crate) use vocab::vocabulary;
 pub use vocab::{Category, Clause, Flag, Outcome, UnknownName};

@@ -1,9 +1,5 @@
 //! The stable vocabularies of POLICY.md: outcome, category, flag and clause.
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
-
 /// A name that is not part of a vocabulary (e.g. `--outcome aproved`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {vocabulary} `{name}`; expected one of: {expected}")]
@@ -17,11 +13,12 @@ pub struct UnknownName {
 }
 
 /// Declares a vocabulary enum whose serde, `Display` and `FromStr` forms are
-/// all the same fixed string, so the contract lives in one place.
+/// all the same fixed string, so the contract lives in one place. Also used
+/// by the store for its states (the strings its `CHECK` constraints allow).
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident, $vocab:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize, ::serde::Deserialize)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
@@ -36,18 +33,18 @@ macro_rules! vocabulary {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownName;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::domain::UnknownName;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownName {
+                    _ => Err($crate::domain::UnknownName {
                         vocabulary: $vocab,
                         name: s.to_owned(),
                         expected: [$($text),+].join(", "),
@@ -57,6 +54,7 @@ macro_rules! vocabulary {
         }
     };
 }
+pub(crate) use vocabulary;
 
 vocabulary! {
     /// What the engine (or a reviewer) decided about a case.

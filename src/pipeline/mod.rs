@@ -100,12 +100,14 @@ impl Pipeline {
         let extractor = Extractor::new(&settings.extract, &settings.sender_auth)
             .map_err(PipelineError::Rules)?;
         let renderer = ReplyRenderer::new(None).map_err(PipelineError::Templates)?;
+        // The business-day calendar comes from `[calendar]` (issue 7).
+        let calendar = settings.calendar.calendar();
         Ok(Pipeline {
             store,
             extractor,
             renderer,
             settings,
-            calendar: BusinessCalendar::default(),
+            calendar,
         })
     }
 
@@ -306,31 +308,32 @@ impl Pipeline {
                 .await
                 .map_err(store_err)?;
         let status = queue::status_after(decision.outcome);
-        let deadline = queue::is_open(status).then(|| {
-            self.calendar
-                .add_business_days(facts.received_at, self.settings.reply.review_business_days)
-        });
+        let deadline = queue::is_open(status).then(|| self.deadline_from(facts.received_at));
 
         let mut tx = self.store.begin().await.map_err(store_err)?;
-        let case_id = match case {
+        let (case_id, version) = match case {
             Some(case) => {
-                tx.update_case_decision(case.id, case.version, &decision, status, deadline, now)
+                let version = tx
+                    .update_case_decision(case.id, case.version, &decision, status, deadline, now)
                     .await
                     .map_err(store_err)?;
-                case.id
+                (case.id, version)
             }
-            None => tx
-                .create_case(&NewCase {
-                    sender: facts.from.clone(),
-                    subject: facts.subject.clone(),
-                    language: facts.language,
-                    decision: decision.clone(),
-                    status,
-                    deadline,
-                    at: now,
-                })
-                .await
-                .map_err(store_err)?,
+            None => {
+                let id = tx
+                    .create_case(&NewCase {
+                        sender: facts.from.clone(),
+                        subject: facts.subject.clone(),
+                        language: facts.language,
+                        decision: decision.clone(),
+                        status,
+                        deadline,
+                        at: now,
+                    })
+                    .await
+                    .map_err(store_err)?;
+                (id, NEW_CASE_VERSION)
+            }
         };
         tx.attach_message(message.id, case_id)
             .await
@@ -361,9 +364,72 @@ impl Pipeline {
 
         let mut reply_message_id = None;
         if wants_reply && guard_ok {
-            let reply = self.compose_reply(case_id, parsed, facts, &decision, deadline, now)?;
-            reply_message_id = Some(reply.message_id.clone());
-            tx.enqueue_reply(&reply).await.map_err(store_err)?;
+            match self.compose_reply(case_id, parsed, facts, &decision, deadline, now) {
+                Ok(reply) => {
+                    reply_message_id = Some(reply.message_id.clone());
+                    // Payments hook (act::payments): with [polar] configured, an approved cash
+                    // refund's reply waits for Polar, with a "a person will look" fallback beside it.
+                    if crate::act::payments::holds_reply(&self.settings, &decision) {
+                        let mut fallback = decision.clone();
+                        fallback.reply = ReplyKind::ReviewAcknowledged;
+                        let review_deadline = self
+                            .calendar
+                            .add_business_days(now, self.settings.reply.review_business_days);
+                        let fallback = self.compose_reply(
+                            case_id,
+                            parsed,
+                            facts,
+                            &fallback,
+                            Some(review_deadline),
+                            now,
+                        )?;
+                        tx.hold_reply(&reply, crate::store::HeldRole::Approved)
+                            .await
+                            .map_err(store_err)?;
+                        tx.hold_reply(&fallback, crate::store::HeldRole::Review)
+                            .await
+                            .map_err(store_err)?;
+                    } else {
+                        tx.enqueue_reply(&reply).await.map_err(store_err)?;
+                    }
+                }
+                // E.g. a `From:` that is no address: the case stands, a
+                // person answers by hand.
+                Err(err) => {
+                    tracing::warn!(case_id = %case_id, error = %error_chain(&err), "no reply could be composed");
+                    let mut held = decision.clone();
+                    let reason = format!(
+                        "no reply could be composed ({}); a person must answer",
+                        error_chain(&err)
+                    );
+                    held.trace.push(TraceStep {
+                        clause: Clause::P5,
+                        finding: reason.clone(),
+                        facts: vec![],
+                    });
+                    let deadline = deadline.or_else(|| Some(self.deadline_from(facts.received_at)));
+                    tx.update_case_decision(
+                        case_id,
+                        version,
+                        &held,
+                        CaseStatus::Review,
+                        deadline,
+                        now,
+                    )
+                    .await
+                    .map_err(store_err)?;
+                    tx.add_case_event(
+                        case_id,
+                        &Actor::Engine,
+                        Some(status),
+                        CaseStatus::Review,
+                        &reason,
+                        now,
+                    )
+                    .await
+                    .map_err(store_err)?;
+                }
+            }
         }
         tx.commit().await.map_err(store_err)?;
         tracing::info!(case_id = %case_id, outcome = %decision.outcome, "case recorded");
@@ -374,6 +440,12 @@ impl Pipeline {
             joined: case.is_some(),
             reply_message_id,
         })
+    }
+
+    /// When a person owes the customer an answer to a message received then.
+    fn deadline_from(&self, received_at: DateTime<Utc>) -> DateTime<Utc> {
+        self.calendar
+            .add_business_days(received_at, self.settings.reply.review_business_days)
     }
 
     async fn loop_guard_allows(&self, to: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -413,6 +485,21 @@ impl Pipeline {
             source,
         })
     }
+}
+
+/// The compare-and-set version of a case just created.
+const NEW_CASE_VERSION: i64 = 1;
+
+/// An error and its causes on one line, for a trace a reviewer reads.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Credits go into the ledger at once (exactly once per case and

@@ -29,7 +29,7 @@ use crate::domain::{
 use crate::parse;
 use crate::queue::{self, BusinessCalendar, CaseStatus};
 use crate::reply::{RenderedReply, ReplyError, ReplyRenderer};
-use crate::store::{Actor, AuditAction, CaseId, CaseRow, Store, StoreError};
+use crate::store::{Actor, AuditAction, CaseId, CaseRow, HeldRole, Store, StoreError};
 
 /// Why a reviewer's decision cannot be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -310,8 +310,9 @@ impl ReviewDesk {
         Ok(ReviewDesk {
             store,
             renderer: Arc::new(ReplyRenderer::new(None)?),
+            // The business-day calendar of `[calendar]`, as the engine's.
+            calendar: settings.calendar.calendar(),
             settings,
-            calendar: BusinessCalendar::default(),
         })
     }
 
@@ -422,7 +423,34 @@ impl ReviewDesk {
         tx.add_case_event(case.id, &actor, Some(case.status), status, &finding, now)
             .await?;
         record_actions(&mut tx, case.id, &decision, now).await?;
-        tx.enqueue_reply(&reply).await?;
+        // As the engine does: with payments configured, an approved cash
+        // refund's reply waits for Polar, a "a person will look" reply
+        // beside it in case the refund fails.
+        if crate::act::payments::holds_reply(&self.settings, &decision) {
+            let mut fallback = decision.clone();
+            fallback.reply = ReplyKind::ReviewAcknowledged;
+            let review_deadline = self
+                .calendar
+                .add_business_days(now, self.settings.reply.review_business_days);
+            let context =
+                answer::reply_context(case.id, &to, &fallback, Some(review_deadline), None);
+            let fallback = answer::compose_reply(
+                &self.renderer,
+                &self.settings.reply,
+                case.id,
+                &to,
+                &context,
+                now,
+            )
+            .map_err(|source| ReviewError::Reply {
+                case: case.id,
+                source,
+            })?;
+            tx.hold_reply(&reply, HeldRole::Approved).await?;
+            tx.hold_reply(&fallback, HeldRole::Review).await?;
+        } else {
+            tx.enqueue_reply(&reply).await?;
+        }
         tx.add_audit(
             &actor.to_string(),
             request.choice.audit_action(),

@@ -1,12 +1,27 @@
-//! Case states, the transitions between them, and reply deadlines.
+//! Case states, the transitions between them, reply deadlines and keeping
+//! the reply promise.
 //!
-//! PURE: takes times as arguments, never reads the clock. The store keeps
-//! the state; this module says which state a decision leads to and when
-//! the customer is owed an answer.
+//! - states: [`status_after`], [`is_open`] (PURE);
+//! - deadlines: [`BusinessCalendar`] (zone, working days and hours,
+//!   holidays; [`config`] and [`holidays`] read it from the settings) (PURE);
+//! - the promise: [`sweep`] warns the team before deadlines, records
+//!   breaches and closes cases the customer abandoned (reads and writes the
+//!   store, takes `now`);
+//! - numbers: [`report`] (volume, automation, response times, compliance,
+//!   money, reviewers; CSV and SVG).
+//!
+//! Never reads the clock: every time is an argument. The store keeps the
+//! state; this module says which state a decision leads to and when the
+//! customer is owed an answer.
 
+pub mod config;
 mod deadline;
+pub mod holidays;
+pub mod report;
+mod sweep;
 
-pub use deadline::BusinessCalendar;
+pub use deadline::{BusinessCalendar, MONDAY_TO_FRIDAY, WorkingHours, WorkingHoursError};
+pub use sweep::{SweepError, SweepReport, alert_due, local_time, sweep};
 
 use crate::domain::Outcome;
 pub use crate::store::CaseStatus;

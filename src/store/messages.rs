@@ -110,6 +110,23 @@ impl Store {
         rows.into_iter().map(message_from).collect()
     }
 
+    /// Messages the pipeline gave up on (status `failed`), oldest first:
+    /// what an operator must look at.
+    pub async fn failed_messages(&self, limit: i64) -> Result<Vec<StoredMessage>> {
+        let rows: Vec<MessageTuple> = on_pool!(self, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ", message_columns!(), " FROM messages
+                 WHERE status = 'failed'
+                 ORDER BY received_at, id LIMIT $1"
+            ))
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("list failed messages"))?;
+        rows.into_iter().map(message_from).collect()
+    }
+
     /// One stored message.
     pub async fn message(&self, id: i64) -> Result<Option<StoredMessage>> {
         let row: Option<MessageTuple> = on_pool!(self, pool => {

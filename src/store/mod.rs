@@ -24,13 +24,16 @@
 mod actions;
 mod attempts;
 mod cases;
+mod deadlines;
 mod error;
 pub mod import;
 mod lease;
 mod ledger;
 mod messages;
 mod outbox;
+mod payments;
 mod records;
+mod reports;
 mod reviewers;
 #[cfg(test)]
 mod tests;
@@ -43,14 +46,20 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use actions::case_credit_id;
+pub use deadlines::{AlertKind, DeadlineCase, DeadlineFlags, WaitingCase};
 pub use error::StoreError;
 pub use import::{ImportReport, RejectedLine, import_jsonl};
 pub use lease::MailboxLease;
+pub use payments::{
+    DeliveryState, HeldReply, HeldRole, HeldState, LedgerOrderMoney, LedgerRefundStatus,
+    PaymentOutcome, PaymentRow, PaymentState, RefundJob, WebhookDelivery,
+};
 pub use records::{
     ActionStatus, Actor, Backend, CaseEvent, CaseFilter, CaseId, CaseOrder, CaseRow, CaseStatus,
     CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply,
     ReplyStatus, StoredAction, StoredMessage, StoredReply,
 };
+pub use reports::{QueueGauges, ReportCase, ReviewerEvent};
 pub use reviewers::{
     AuditAction, AuditEntry, LoginAttempt, QueueFilter, QueueItem, QueuePage, Reviewer,
     ReviewerRole, Session,
@@ -70,10 +79,22 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0001_initial.sql"),
     ),
     (
+        2,
+        "payments",
+        include_str!("../../migrations/sqlite/0002_payments.sql"),
+        include_str!("../../migrations/postgres/0002_payments.sql"),
+    ),
+    (
         3,
         "console",
         include_str!("../../migrations/sqlite/0003_console.sql"),
         include_str!("../../migrations/postgres/0003_console.sql"),
+    ),
+    (
+        4,
+        "deadlines",
+        include_str!("../../migrations/sqlite/0004_deadlines.sql"),
+        include_str!("../../migrations/postgres/0004_deadlines.sql"),
     ),
     (
         5,

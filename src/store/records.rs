@@ -58,47 +58,7 @@ impl<'de> Deserialize<'de> for CaseId {
     }
 }
 
-/// Declares a state enum whose serde, `Display` and `FromStr` forms are the
-/// string the migrations' `CHECK` constraint allows.
-macro_rules! state {
-    ($(#[$meta:meta])* $name:ident, $vocab:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The stored name of this state.
-            pub const fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownName;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownName {
-                        vocabulary: $vocab,
-                        name: s.to_owned(),
-                        expected: [$($text),+].join(", "),
-                    }),
-                }
-            }
-        }
-    };
-}
+use crate::domain::vocabulary as state;
 
 state! {
     /// Which database a [`Store`](super::Store) talks to.

@@ -256,6 +256,20 @@ service anvil {{
         self.run()
     }
 
+    /// Stops it as an operator would (SIGTERM to the master, which ends its
+    /// children and releases mailbox locks), then starts it again. A
+    /// SIGKILLed Dovecot leaves dotlocks that stall the next delivery until
+    /// they go stale (minutes): real, but not what a restart test is about.
+    pub fn restart_gracefully(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        self.run()
+    }
+
     /// Client settings for this server: plain text, the test user.
     pub fn config(&self) -> ImapConfig {
         ImapConfig {

@@ -1,11 +1,16 @@
 //! The integration test binary: real servers (Dovecot, an SMTP sink,
-//! PostgreSQL), real databases, the real binary. One module per area.
+//! PostgreSQL, the Polar test server), real databases, the real binary.
+//! One module per area.
 
 mod browser;
 mod cli_pipeline;
 mod console;
 mod corpus;
+mod daemon;
+mod deadlines;
 mod imap;
 mod mailstack;
+mod metrics;
+mod payments;
 mod smtp;
 mod support;

@@ -1,0 +1,243 @@
+//! Read-only queries behind reports, metrics and health checks (issue 7):
+//! one row per case created in a time range, money and credits granted,
+//! reviewers' status changes, the queue's gauges, and a ping.
+//!
+//! Takes time ranges (half-open, `[since, until)`); gives plain rows that
+//! the queue's report turns into numbers. Never aggregates percentiles or
+//! rates itself (the same Rust code then serves both backends). Fails with
+//! [`StoreError`](super::StoreError).
+
+use chrono::{DateTime, Utc};
+
+use super::error::{corrupt, db};
+use super::records::{Actor, CaseId, CaseStatus};
+use super::{Result, Store, on_pool};
+use crate::domain::{Category, Outcome};
+
+/// One case created in the report's range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportCase {
+    pub id: CaseId,
+    pub outcome: Outcome,
+    pub category: Category,
+    pub status: CaseStatus,
+    pub created_at: DateTime<Utc>,
+    /// The current reply deadline, if the case has (had) one.
+    pub deadline: Option<DateTime<Utc>>,
+    /// When the case's first message arrived.
+    pub first_received_at: Option<DateTime<Utc>>,
+    /// When the first reply to the customer was queued.
+    pub first_reply_at: Option<DateTime<Utc>>,
+    /// The case was in review at some point (not decided by the engine alone).
+    pub ever_in_review: bool,
+    /// When a reviewer first acted on the case.
+    pub first_reviewer_at: Option<DateTime<Utc>>,
+}
+
+/// A status change made by a reviewer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewerEvent {
+    pub reviewer: String,
+    pub case_id: CaseId,
+    pub to_status: CaseStatus,
+    pub at: DateTime<Utc>,
+}
+
+/// The queue's state at one instant, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueGauges {
+    /// Replies waiting to be sent.
+    pub outbox_depth: i64,
+    /// The earliest deadline of a case in review.
+    pub oldest_open_deadline: Option<DateTime<Utc>>,
+    /// Cases in review.
+    pub in_review: i64,
+    /// Cases waiting on the customer.
+    pub needs_info: i64,
+}
+
+type ReportTuple = (
+    i64,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    bool,
+    Option<DateTime<Utc>>,
+);
+
+impl Store {
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        let _: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT CAST(1 AS BIGINT)").fetch_one(pool).await
+        })
+        .map_err(db("ping the database"))?;
+        Ok(())
+    }
+
+    /// Every case created in `[since, until)`, oldest first, with its
+    /// first message, first reply to the customer and reviewers' first act.
+    pub async fn report_cases(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReportCase>> {
+        let rows: Vec<ReportTuple> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT c.id, c.outcome, c.category, c.status, c.created_at, c.deadline,
+                        (SELECT MIN(m.received_at) FROM messages m WHERE m.case_id = c.id),
+                        (SELECT MIN(r.created_at) FROM replies r
+                         WHERE r.case_id = c.id AND lower(r.to_addr) = lower(c.sender)),
+                        EXISTS (SELECT 1 FROM case_events e
+                                WHERE e.case_id = c.id AND e.to_status = 'review'),
+                        (SELECT MIN(e.at) FROM case_events e
+                         WHERE e.case_id = c.id AND e.actor LIKE 'reviewer:%')
+                 FROM cases c
+                 WHERE c.created_at >= $1 AND c.created_at < $2
+                 ORDER BY c.id",
+            )
+            .bind(since)
+            .bind(until)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("read cases for a report"))?;
+        rows.into_iter()
+            .map(
+                |(
+                    id,
+                    outcome,
+                    category,
+                    status,
+                    created_at,
+                    deadline,
+                    first_received_at,
+                    first_reply_at,
+                    ever_in_review,
+                    first_reviewer_at,
+                )| {
+                    Ok(ReportCase {
+                        id: CaseId(id),
+                        outcome: outcome.parse().map_err(corrupt("case outcome"))?,
+                        category: category.parse().map_err(corrupt("case category"))?,
+                        status: status.parse().map_err(corrupt("case status"))?,
+                        created_at,
+                        deadline,
+                        first_received_at,
+                        first_reply_at,
+                        ever_in_review,
+                        first_reviewer_at,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Cash refunds carried out in `[since, until)`: (currency, sum of
+    /// minor units), by currency.
+    pub async fn refunded_by_currency(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>> {
+        on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT currency, CAST(SUM(amount) AS BIGINT) FROM actions
+                 WHERE kind = 'cash_refund' AND status = 'done'
+                   AND updated_at >= $1 AND updated_at < $2
+                 GROUP BY currency ORDER BY currency",
+            )
+            .bind(since)
+            .bind(until)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("sum refunds for a report"))
+    }
+
+    /// Wallet credits refundd granted in `[since, until)`: (reason, sum).
+    pub async fn credits_by_reason(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>> {
+        on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT reason, CAST(SUM(credits) AS BIGINT) FROM wallet_credits
+                 WHERE case_id IS NOT NULL AND created_at >= $1 AND created_at < $2
+                 GROUP BY reason ORDER BY reason",
+            )
+            .bind(since)
+            .bind(until)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("sum credits for a report"))
+    }
+
+    /// Status changes reviewers made in `[since, until)`, oldest first.
+    pub async fn reviewer_events(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReviewerEvent>> {
+        let rows: Vec<(String, i64, String, DateTime<Utc>)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT actor, case_id, to_status, at FROM case_events
+                 WHERE actor LIKE 'reviewer:%' AND at >= $1 AND at < $2 ORDER BY id",
+            )
+            .bind(since)
+            .bind(until)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("read reviewer events for a report"))?;
+        rows.into_iter()
+            .map(|(actor, case_id, to_status, at)| {
+                let reviewer = match actor
+                    .parse::<Actor>()
+                    .map_err(corrupt("case event actor"))?
+                {
+                    Actor::Reviewer(who) => who,
+                    other => other.to_string(),
+                };
+                Ok(ReviewerEvent {
+                    reviewer,
+                    case_id: CaseId(case_id),
+                    to_status: to_status.parse().map_err(corrupt("case event status"))?,
+                    at,
+                })
+            })
+            .collect()
+    }
+
+    /// Outbox depth, the earliest review deadline, and the open cases.
+    pub async fn queue_gauges(&self) -> Result<QueueGauges> {
+        let (outbox_depth, oldest_open_deadline, in_review, needs_info): (
+            i64,
+            Option<DateTime<Utc>>,
+            i64,
+            i64,
+        ) = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM replies WHERE status = 'queued'),
+                            (SELECT MIN(deadline) FROM cases WHERE status = 'review'),
+                            (SELECT COUNT(*) FROM cases WHERE status = 'review'),
+                            (SELECT COUNT(*) FROM cases WHERE status = 'needs_info')",
+            )
+            .fetch_one(pool)
+            .await
+        })
+        .map_err(db("read the queue's gauges"))?;
+        Ok(QueueGauges {
+            outbox_depth,
+            oldest_open_deadline,
+            in_review,
+            needs_info,
+        })
+    }
+}
