@@ -51,6 +51,14 @@ pub enum DaemonError {
     Smtp(#[from] SmtpError),
     #[error("nothing to read: configure [imap] or [daemon] maildir")]
     NoMailbox,
+    #[error("the console cannot start")]
+    Web(#[from] crate::web::WebError),
+    #[error("cannot listen on {addr} ([web] listen)")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The mail sink the settings ask for: SMTP when `[smtp]` is configured,
@@ -126,12 +134,64 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
             periodic::run_sweep(store, settings, SWEEP_EVERY, wake, shutdown).await
         });
     }
+    let (app, webhook_wake) = http_router(&store, &settings, metrics)?;
+    let listener = tokio::net::TcpListener::bind(&settings.web.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: settings.web.listen.clone(),
+            source,
+        })?;
+    {
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(err) = crate::web::serve_router(listener, app, shutdown).await {
+                tracing::error!(error = %err, "the HTTP listener failed");
+            }
+        });
+    }
+    if let Some(polar) = settings
+        .polar
+        .as_ref()
+        .filter(|p| p.webhook_secret.is_some())
+    {
+        let client = crate::act::payments::client(polar).ok();
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        let review_days = settings.reply.review_business_days;
+        tracker.spawn(async move {
+            crate::act::webhooks::run_applier(store, client, review_days, webhook_wake, shutdown)
+                .await
+        });
+    }
     tracker.close();
     tracing::info!("refundd is running");
     tracker.wait().await;
     store.close().await;
     tracing::info!("refundd stopped");
     Ok(())
+}
+
+/// One HTTP listener (`[web] listen`) for everything the daemon serves: the
+/// reviewers' console and `/api`, `/metrics`, `/healthz`, `/readyz`, and,
+/// with `[polar] webhook_secret`, `POST /webhooks/polar`. Also returns what
+/// wakes the webhook applier.
+fn http_router(
+    store: &Store,
+    settings: &Arc<Settings>,
+    metrics: Metrics,
+) -> Result<(axum::Router, Arc<Notify>), DaemonError> {
+    let console = crate::web::router(crate::web::WebState::new(store.clone(), settings.clone())?);
+    let mut app = console.merge(crate::metrics::router(metrics, store.clone()));
+    let secret = settings
+        .polar
+        .as_ref()
+        .and_then(|p| p.webhook_secret.as_deref());
+    let webhooks =
+        crate::act::webhooks::WebhookState::new(store.clone(), secret.unwrap_or_default());
+    let wake = webhooks.wake.clone();
+    if secret.is_some() {
+        app = app.merge(crate::act::webhooks::router(webhooks));
+    }
+    Ok((app, wake))
 }
 
 /// How often the deadline sweep runs.

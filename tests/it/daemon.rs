@@ -23,6 +23,8 @@ struct Daemon {
     dir: tempfile::TempDir,
     config: PathBuf,
     child: Option<Child>,
+    /// Where `refundd run` serves the console, `/metrics` and `/healthz`.
+    web_port: u16,
 }
 
 impl Daemon {
@@ -41,6 +43,8 @@ impl Daemon {
         imap.poll_interval = 300;
         settings.imap = Some(imap);
         settings.smtp = Some(smtp.config());
+        let web_port = crate::mailstack::free_port();
+        settings.web.listen = format!("127.0.0.1:{web_port}");
         let config = dir.path().join("refundd.toml");
         std::fs::write(&config, toml::to_string(&settings).unwrap()).unwrap();
         let ledger = repo().join("examples/demo/ledger.jsonl");
@@ -54,6 +58,7 @@ impl Daemon {
             dir,
             config,
             child: None,
+            web_port,
         }
     }
 
@@ -236,6 +241,29 @@ async fn mail_appended_over_imap_is_answered_over_smtp_and_moved_after_its_case(
             .unwrap(),
         date_of(&mail)
     );
+
+    // The same process serves its health and metrics.
+    refundd::act::polar::install_crypto_provider();
+    let base = format!("http://127.0.0.1:{}", daemon.web_port);
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("refundd_imap_connected 1"), "{metrics}");
+    assert!(
+        metrics.contains("refundd_messages_ingested_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("refundd_decisions_total{outcome=\"approved\"} 1"),
+        "{metrics}"
+    );
+    let login = reqwest::get(format!("{base}/login")).await.unwrap();
+    assert_eq!(login.status(), 200, "the console is served by refundd run");
 
     let status = daemon.terminate(Duration::from_secs(10));
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
