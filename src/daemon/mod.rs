@@ -38,7 +38,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::reply::{FileSink, MailSink, smtp::SmtpError, smtp::SmtpSink};
 use crate::retry::Backoff;
-use crate::store::{Store, StoreError};
+use crate::store::{MailboxLease, Store, StoreError};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,9 @@ pub fn mail_sink(settings: &Settings) -> Result<Arc<dyn MailSink>, SmtpError> {
 /// finish their current unit of work.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result<(), DaemonError> {
     crate::act::polar::install_crypto_provider();
+    if settings.imap.is_none() && settings.daemon.maildir.is_none() {
+        return Err(DaemonError::NoMailbox);
+    }
     let store = Store::connect(&settings.database.url).await?;
     let pipeline = Arc::new(Pipeline::new(store.clone(), settings.clone())?);
     let sink = mail_sink(&settings)?;
@@ -88,10 +91,37 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
     let decisions_recorded = Arc::new(Notify::new());
     let wakes = Wakes {
         replies_queued: replies_queued.clone(),
-        decisions_recorded: decisions_recorded.clone(),
+        decisions_recorded,
+    };
+    let tracker = TaskTracker::new();
+
+    // The console, /metrics and the webhooks are served by every instance.
+    let (app, webhook_wake) = http_router(&store, &settings, metrics.clone())?;
+    let listener = tokio::net::TcpListener::bind(&settings.web.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: settings.web.listen.clone(),
+            source,
+        })?;
+    {
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(err) = crate::web::serve_router(listener, app, shutdown).await {
+                tracing::error!(error = %err, "the HTTP listener failed");
+            }
+        });
+    }
+
+    // Active/standby: only the instance holding the mailbox lease works the
+    // mailbox, the outbox, payments, webhooks and the sweep; the others
+    // serve the console and take over when the holder dies (its database
+    // session ends and PostgreSQL frees the advisory lock).
+    let Some(lease) = wait_for_lease(&store, &shutdown).await? else {
+        tracker.close();
+        tracker.wait().await;
+        return Ok(());
     };
     let sync = MailboxSync::new(store.clone(), pipeline, settings.clone(), metrics.clone());
-    let tracker = TaskTracker::new();
     match (&settings.imap, &settings.daemon.maildir) {
         (Some(imap), _) => {
             let (imap, shutdown, wakes) = (imap.clone(), shutdown.clone(), wakes.clone());
@@ -105,7 +135,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
                 mailbox::run_maildir(sync, dir, poll, backoff, wakes, shutdown).await
             });
         }
-        (None, None) => return Err(DaemonError::NoMailbox),
+        (None, None) => unreachable!("checked above"),
     }
     {
         let (store, shutdown, wake) = (store.clone(), shutdown.clone(), replies_queued.clone());
@@ -134,21 +164,6 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
             periodic::run_sweep(store, settings, SWEEP_EVERY, wake, shutdown).await
         });
     }
-    let (app, webhook_wake) = http_router(&store, &settings, metrics)?;
-    let listener = tokio::net::TcpListener::bind(&settings.web.listen)
-        .await
-        .map_err(|source| DaemonError::Listen {
-            addr: settings.web.listen.clone(),
-            source,
-        })?;
-    {
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            if let Err(err) = crate::web::serve_router(listener, app, shutdown).await {
-                tracing::error!(error = %err, "the HTTP listener failed");
-            }
-        });
-    }
     if let Some(polar) = settings
         .polar
         .as_ref()
@@ -165,6 +180,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
     tracker.close();
     tracing::info!("refundd is running");
     tracker.wait().await;
+    lease.release().await?;
     store.close().await;
     tracing::info!("refundd stopped");
     Ok(())
@@ -192,6 +208,34 @@ fn http_router(
         app = app.merge(crate::act::webhooks::router(webhooks));
     }
     Ok((app, wake))
+}
+
+/// The advisory-lock key of the refunds mailbox (ASCII "refundd").
+const MAILBOX_LEASE_KEY: i64 = 0x0072_6566_756e_6464;
+
+/// How often a standby instance asks for the mailbox lease.
+const LEASE_RETRY: Duration = Duration::from_secs(2);
+
+/// Waits until this instance holds the mailbox lease (at once on SQLite);
+/// `None` when shutdown comes first.
+async fn wait_for_lease(
+    store: &Store,
+    shutdown: &CancellationToken,
+) -> Result<Option<MailboxLease>, DaemonError> {
+    let mut announced = false;
+    loop {
+        if let Some(lease) = store.try_lease_mailbox(MAILBOX_LEASE_KEY).await? {
+            tracing::info!("this instance holds the mailbox");
+            return Ok(Some(lease));
+        }
+        if !announced {
+            tracing::info!("another instance holds the mailbox; standing by");
+            announced = true;
+        }
+        if sleep_or_shutdown(LEASE_RETRY, shutdown).await {
+            return Ok(None);
+        }
+    }
 }
 
 /// How often the deadline sweep runs.

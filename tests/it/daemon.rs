@@ -490,3 +490,50 @@ fn smtp_has_reply_for(smtp: &SmtpSinkServer, to: &str) -> bool {
         .iter()
         .any(|r| r.rcpt_tos.iter().any(|t| t == to))
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_one_postgres_and_the_standby_takes_over_the_mailbox() {
+    let (dovecot, smtp) = servers(SinkOptions::default()).await;
+    let db = TestDb::postgres().await;
+    let mut first = Daemon::configure(&db, &dovecot, &smtp);
+    let mut second = Daemon::configure(&db, &dovecot, &smtp);
+    first.start();
+    wait_until(
+        Duration::from_secs(20),
+        "the first instance to take the mailbox",
+        &first,
+        || first.log().contains("this instance holds the mailbox"),
+    );
+    second.start();
+    wait_until(
+        Duration::from_secs(20),
+        "the second instance to stand by",
+        &second,
+        || second.log().contains("standing by"),
+    );
+
+    let mail = sample("01-ann-unused-pack.eml");
+    dovecot.append(FOLDER, &mail, date_of(&mail)).await.unwrap();
+    wait_until(Duration::from_secs(20), "the first reply", &first, || {
+        smtp.received().unwrap().len() == 1
+    });
+
+    // The mailbox holder dies; the standby takes over and answers the next mail.
+    first.kill();
+    wait_until(
+        Duration::from_secs(20),
+        "the standby to take over",
+        &second,
+        || second.log().contains("this instance holds the mailbox"),
+    );
+    let next = sample("03-ben-partly-used-de.eml");
+    dovecot.append(FOLDER, &next, date_of(&next)).await.unwrap();
+    wait_until(Duration::from_secs(20), "the second reply", &second, || {
+        smtp.received().unwrap().len() == 2
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let received = smtp.received().unwrap();
+    assert_eq!(received.len(), 2, "each message answered once");
+    assert_eq!(second.cases().len(), 2, "each message has one case");
+    assert_ne!(received[0].rcpt_tos, received[1].rcpt_tos);
+}
