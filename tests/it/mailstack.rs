@@ -273,6 +273,8 @@ service anvil {{
     /// The on-disk Maildir++ directory of the test user's `folder` (one
     /// level, created over IMAP first), for writing a backlog straight into
     /// its `new/` as a local delivery agent would.
+    // Used by benches/daemon_drain.rs, which includes this file; no test does.
+    #[allow(dead_code)]
     pub fn folder_maildir(&self, folder: &str) -> PathBuf {
         let (local, domain) = USER.split_once('@').unwrap_or((USER, ""));
         let maildir = self
