@@ -270,6 +270,27 @@ service anvil {{
         self.run()
     }
 
+    /// The on-disk Maildir++ directory of the test user's `folder` (one
+    /// level, created over IMAP first), for writing a backlog straight into
+    /// its `new/` as a local delivery agent would.
+    // Used by benches/daemon_drain.rs, which includes this file; no test does.
+    #[allow(dead_code)]
+    pub fn folder_maildir(&self, folder: &str) -> PathBuf {
+        let (local, domain) = USER.split_once('@').unwrap_or((USER, ""));
+        let maildir = self
+            .dir
+            .path()
+            .join("mail")
+            .join(domain)
+            .join(local)
+            .join("Maildir");
+        if folder.eq_ignore_ascii_case("INBOX") {
+            maildir
+        } else {
+            maildir.join(format!(".{folder}"))
+        }
+    }
+
     /// Client settings for this server: plain text, the test user.
     pub fn config(&self) -> ImapConfig {
         ImapConfig {
@@ -499,6 +520,11 @@ impl SmtpSinkServer {
         self.run()
     }
 
+    /// The directory the sink writes `NNNNNN.eml` + `NNNNNN.json` into.
+    pub fn messages_dir(&self) -> PathBuf {
+        self.dir.path().join("messages")
+    }
+
     /// The CA file clients must trust (STARTTLS sinks).
     pub fn ca_file(&self) -> Option<PathBuf> {
         self.cert.as_ref().map(|c| c.cert.clone())
@@ -529,7 +555,7 @@ impl SmtpSinkServer {
 
     /// Every stored message, in arrival order.
     pub fn received(&self) -> Result<Vec<Received>> {
-        let dir = self.dir.path().join("messages");
+        let dir = self.messages_dir();
         let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)?
             .map(|e| e.map(|e| e.path()))
             .collect::<Result<_, _>>()?;
