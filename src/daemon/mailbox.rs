@@ -26,6 +26,9 @@ use crate::pipeline::{Pipeline, PipelineError};
 use crate::retry::Backoff;
 use crate::store::{Inserted, MailboxCursor, Store, StoreError};
 
+/// Messages one pass reads at most (bounded memory on a backlog).
+const PASS_MESSAGES: usize = 200;
+
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -131,7 +134,9 @@ impl MailboxSync {
             );
         }
         let mut cursor = plan.cursor();
-        let fetched = mailbox.fetch_since(cursor.last_uid).await?;
+        let fetched = mailbox
+            .fetch_since_limit(cursor.last_uid, PASS_MESSAGES)
+            .await?;
         for message in &fetched {
             let raw = self.raw_from_imap(mailbox, config, message).await?;
             self.ingest(raw).await?;
@@ -236,6 +241,10 @@ pub async fn run_imap(
                     failures = 0;
                     if report.processed > 0 {
                         wakes.decided();
+                    }
+                    // A full pass: more mail is waiting, no IDLE in between.
+                    if report.fetched >= PASS_MESSAGES && !shutdown.is_cancelled() {
+                        continue;
                     }
                 }
                 Err(err) => {

@@ -28,6 +28,11 @@ pub async fn run_outbox(
                 failures += 1;
                 backoff.delay(failures)
             }
+            // A full pass: more replies are waiting, send them now.
+            Ok(report) if report.sent + report.failed + report.uncertain >= outbox::PASS_LIMIT => {
+                failures = 0;
+                Duration::ZERO
+            }
             Ok(_) => {
                 failures = 0;
                 poll

@@ -21,6 +21,9 @@ use crate::queue::BusinessCalendar;
 use crate::reply::{MailSink, OutgoingMessage};
 use crate::store::{Actor, CaseId, CaseStatus, Store, StoreError, StoredReply};
 
+/// Replies one pass takes at most.
+pub const PASS_LIMIT: usize = 500;
+
 /// What one delivery pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
@@ -40,7 +43,7 @@ pub async fn deliver_queued(
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, StoreError> {
     let mut report = DeliveryReport::default();
-    for reply in store.queued_replies(500).await? {
+    for reply in store.queued_replies(PASS_LIMIT as i64).await? {
         if !store.begin_reply_attempt(reply.id, now).await? {
             let reason = "delivery uncertain: refundd stopped while handing this reply to the mail server; \
                           it is not sent again automatically";
