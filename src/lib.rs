@@ -13,7 +13,7 @@
 //!
 //! [`polar_sim`] is a Polar-compatible API server for tests and demos.
 //! [`daemon`] runs the stages as long-lived tasks (`refundd run`); [`retry`]
-//! is the shared backoff.
+//! is the shared backoff; [`secret`] reads secrets from files and commands.
 //! [`pipeline`] wires the stages for one message; [`config`] is the typed settings tree.
 
 pub mod act;
@@ -31,5 +31,6 @@ pub mod queue;
 pub mod reply;
 pub mod retry;
 pub mod screen;
+pub mod secret;
 pub mod store;
 pub mod web;

@@ -227,29 +227,11 @@ fn missing() -> io::Error {
 }
 
 async fn read_file(path: &std::path::Path) -> io::Result<String> {
-    let text = tokio::fs::read_to_string(path).await?;
-    let secret = text.trim_end_matches(['\r', '\n']).to_owned();
-    if secret.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "empty"));
-    }
-    Ok(secret)
+    Ok(crate::secret::read_file(path).await?)
 }
 
 async fn run_token_command(command: &str) -> io::Result<String> {
-    let output = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await?;
-    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if !output.status.success() || token.is_empty() {
-        return Err(io::Error::other(format!(
-            "token command failed ({})",
-            output.status
-        )));
-    }
-    Ok(token)
+    Ok(crate::secret::run_command(command).await?)
 }
 
 /// The SMTP step a failure happened in.

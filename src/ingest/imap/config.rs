@@ -6,6 +6,8 @@
 //! cannot be read.
 
 use serde::{Deserialize, Serialize};
+
+use crate::secret::{self, SecretError};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -216,23 +218,13 @@ impl ImapConfig {
     /// A fresh OAuth2 access token: from `oauth_token_command`, else `oauth_token_file`.
     pub(super) async fn read_oauth_token(&self) -> Result<String, ImapError> {
         if let Some(command) = &self.oauth_token_command {
-            let output = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(command)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .await
-                .map_err(|source| ImapError::Secret {
+            return secret::run_command(command).await.map_err(|err| match err {
+                SecretError::CommandFailed { status } => ImapError::TokenCommand { status },
+                other => ImapError::Secret {
                     what: "imap.oauth_token_command",
-                    source,
-                })?;
-            if !output.status.success() {
-                return Err(ImapError::TokenCommand {
-                    status: output.status.to_string(),
-                });
-            }
-            let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-            return non_empty(token, "imap.oauth_token_command");
+                    source: other.into(),
+                },
+            });
         }
         match &self.oauth_token_file {
             Some(path) => read_secret_file(path, "imap.oauth_token_file").await,
@@ -245,20 +237,12 @@ impl ImapConfig {
 }
 
 async fn read_secret_file(path: &std::path::Path, what: &'static str) -> Result<String, ImapError> {
-    let text = tokio::fs::read_to_string(path)
+    secret::read_file(path)
         .await
-        .map_err(|source| ImapError::Secret { what, source })?;
-    non_empty(text.trim_end_matches(['\r', '\n']).to_owned(), what)
-}
-
-fn non_empty(secret: String, what: &'static str) -> Result<String, ImapError> {
-    if secret.is_empty() {
-        return Err(ImapError::Secret {
+        .map_err(|err| ImapError::Secret {
             what,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "empty"),
-        });
-    }
-    Ok(secret)
+            source: err.into(),
+        })
 }
 
 #[cfg(test)]
