@@ -85,3 +85,32 @@ pub fn compose_reply(
         at: now,
     })
 }
+
+/// The decision whose reply stands by while a cash refund waits for Polar:
+/// "a person will look", sent instead should the refund fail.
+pub fn payment_fallback(decision: &Decision) -> Decision {
+    let mut fallback = decision.clone();
+    fallback.reply = crate::domain::ReplyKind::ReviewAcknowledged;
+    fallback
+}
+
+/// Queues `reply` for sending, or, while the payment stage holds it (a
+/// `fallback` is given), holds it beside its fallback; the engine and
+/// reviewers both answer through here.
+pub async fn queue_or_hold(
+    tx: &mut crate::store::Tx,
+    reply: &NewReply,
+    fallback: Option<&NewReply>,
+) -> Result<(), crate::store::StoreError> {
+    use crate::store::HeldRole;
+    match fallback {
+        Some(fallback) => {
+            tx.hold_reply(reply, HeldRole::Approved).await?;
+            tx.hold_reply(fallback, HeldRole::Review).await?;
+        }
+        None => {
+            tx.enqueue_reply(reply).await?;
+        }
+    }
+    Ok(())
+}

@@ -369,29 +369,25 @@ impl Pipeline {
                     reply_message_id = Some(reply.message_id.clone());
                     // Payments hook (act::payments): with [polar] configured, an approved cash
                     // refund's reply waits for Polar, with a "a person will look" fallback beside it.
-                    if crate::act::payments::holds_reply(&self.settings, &decision) {
-                        let mut fallback = decision.clone();
-                        fallback.reply = ReplyKind::ReviewAcknowledged;
+                    let fallback = if crate::act::payments::holds_reply(&self.settings, &decision) {
                         let review_deadline = self
                             .calendar
                             .add_business_days(now, self.settings.reply.review_business_days);
-                        let fallback = self.compose_reply(
+                        let fallback = answer::payment_fallback(&decision);
+                        Some(self.compose_reply(
                             case_id,
                             parsed,
                             facts,
                             &fallback,
                             Some(review_deadline),
                             now,
-                        )?;
-                        tx.hold_reply(&reply, crate::store::HeldRole::Approved)
-                            .await
-                            .map_err(store_err)?;
-                        tx.hold_reply(&fallback, crate::store::HeldRole::Review)
-                            .await
-                            .map_err(store_err)?;
+                        )?)
                     } else {
-                        tx.enqueue_reply(&reply).await.map_err(store_err)?;
-                    }
+                        None
+                    };
+                    answer::queue_or_hold(&mut tx, &reply, fallback.as_ref())
+                        .await
+                        .map_err(store_err)?;
                 }
                 // E.g. a `From:` that is no address: the case stands, a
                 // person answers by hand.

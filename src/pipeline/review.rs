@@ -29,7 +29,7 @@ use crate::domain::{
 use crate::parse;
 use crate::queue::{self, BusinessCalendar, CaseStatus};
 use crate::reply::{RenderedReply, ReplyError, ReplyRenderer};
-use crate::store::{Actor, AuditAction, CaseId, CaseRow, HeldRole, Store, StoreError};
+use crate::store::{Actor, AuditAction, CaseId, CaseRow, Store, StoreError};
 
 /// Why a reviewer's decision cannot be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -426,31 +426,31 @@ impl ReviewDesk {
         // As the engine does: with payments configured, an approved cash
         // refund's reply waits for Polar, a "a person will look" reply
         // beside it in case the refund fails.
-        if crate::act::payments::holds_reply(&self.settings, &decision) {
-            let mut fallback = decision.clone();
-            fallback.reply = ReplyKind::ReviewAcknowledged;
+        let fallback = if crate::act::payments::holds_reply(&self.settings, &decision) {
+            let fallback = answer::payment_fallback(&decision);
             let review_deadline = self
                 .calendar
                 .add_business_days(now, self.settings.reply.review_business_days);
             let context =
                 answer::reply_context(case.id, &to, &fallback, Some(review_deadline), None);
-            let fallback = answer::compose_reply(
-                &self.renderer,
-                &self.settings.reply,
-                case.id,
-                &to,
-                &context,
-                now,
+            Some(
+                answer::compose_reply(
+                    &self.renderer,
+                    &self.settings.reply,
+                    case.id,
+                    &to,
+                    &context,
+                    now,
+                )
+                .map_err(|source| ReviewError::Reply {
+                    case: case.id,
+                    source,
+                })?,
             )
-            .map_err(|source| ReviewError::Reply {
-                case: case.id,
-                source,
-            })?;
-            tx.hold_reply(&reply, HeldRole::Approved).await?;
-            tx.hold_reply(&fallback, HeldRole::Review).await?;
         } else {
-            tx.enqueue_reply(&reply).await?;
-        }
+            None
+        };
+        answer::queue_or_hold(&mut tx, &reply, fallback.as_ref()).await?;
         tx.add_audit(
             &actor.to_string(),
             request.choice.audit_action(),
