@@ -101,6 +101,11 @@ pub enum AuditAction {
     Note,
     ReviewerAdded,
     TokenCreated,
+    /// An admin decided a case another reviewer had claimed.
+    TakeOver,
+    ReviewerDisabled,
+    ReviewerEnabled,
+    TokenRevoked,
 }
 
 impl AuditAction {
@@ -118,10 +123,14 @@ impl AuditAction {
             AuditAction::Note => "note",
             AuditAction::ReviewerAdded => "reviewer_added",
             AuditAction::TokenCreated => "token_created",
+            AuditAction::TakeOver => "take_over",
+            AuditAction::ReviewerDisabled => "reviewer_disabled",
+            AuditAction::ReviewerEnabled => "reviewer_enabled",
+            AuditAction::TokenRevoked => "token_revoked",
         }
     }
 
-    const ALL: [AuditAction; 11] = [
+    const ALL: [AuditAction; 15] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::Logout,
@@ -133,6 +142,10 @@ impl AuditAction {
         AuditAction::Note,
         AuditAction::ReviewerAdded,
         AuditAction::TokenCreated,
+        AuditAction::TakeOver,
+        AuditAction::ReviewerDisabled,
+        AuditAction::ReviewerEnabled,
+        AuditAction::TokenRevoked,
     ];
 
     fn parse(name: &str) -> std::result::Result<Self, UnknownName> {
