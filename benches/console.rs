@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use refundd::config::Settings;
 use refundd::domain::{Category, Clause, Decision, Flag, Language, Outcome, ReplyKind, TraceStep};
-use refundd::store::{CaseStatus, NewCase, NewMessage, ReviewerRole, Store};
+use refundd::queue::lifecycle::{Opening, Transition};
+use refundd::store::{NewMessage, ReviewerRole, Store};
 use refundd::web::{self, WebState, auth};
 
 const CASES: i64 = 10_000;
@@ -86,21 +87,19 @@ async fn seed(store: &Store) {
             reply_facts: Default::default(),
         };
         let id = tx
-            .create_case(&NewCase {
-                sender,
-                subject: format!("Refund request {n}"),
-                language: Language::En,
-                status: if n % 5 == 0 {
-                    CaseStatus::NeedsInfo
-                } else {
-                    CaseStatus::Review
+            .apply_transition(&Transition::opened(
+                Opening {
+                    sender,
+                    subject: format!("Refund request {n}"),
+                    language: Language::En,
                 },
                 decision,
-                deadline: Some(now + Duration::minutes(n * 7 % 5000)),
-                at: now,
-            })
+                Some(now + Duration::minutes(n * 7 % 5000)),
+                now,
+            ))
             .await
-            .expect("case");
+            .expect("case")
+            .id;
         tx.attach_message(messages[n as usize], id)
             .await
             .expect("attach");

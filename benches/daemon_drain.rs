@@ -1,6 +1,6 @@
 //! The daemon end to end: `refundd run` drains a backlog from a real Dovecot
 //! and answers every message through a real SMTP server, next to the raw
-//! IMAP ceiling measured in the same run (issue 4, item 6).
+//! IMAP ceiling measured in the same run.
 //!
 //! What it measures, in order:
 //! 1. **Backlog** (timed, not counted): `DRAIN_N` (default 10,000) generated

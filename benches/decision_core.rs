@@ -76,6 +76,7 @@ fn ledger() -> LedgerFacts {
             credits: vec![],
             refunds: vec![],
             chargebacks: vec![],
+            pending_refunds: vec![],
         }),
         cited_orders: vec![OrderLookup::Own {
             reference: "ANUMI-KQWZPLMA-0001".into(),

@@ -127,7 +127,7 @@ pub async fn process_maildir(settings: &Arc<Settings>, dir: &Path) -> anyhow::Re
         println!("{}", payments_line(&payments));
     }
     let sink = FileSink::new(&settings.outbox.dir);
-    let delivery = outbox::deliver_queued(&store, &sink, Utc::now()).await?;
+    let delivery = outbox::deliver_queued(&store, &sink, &settings.lifecycle(), Utc::now()).await?;
     println!(
         "processed {} messages into cases; {} replies written to {}",
         processed.len(),
@@ -164,7 +164,7 @@ pub async fn run_payments(settings: &Settings) -> anyhow::Result<ExitCode> {
     let chargebacks = refundd::act::ledger_sync::poll_disputes(&store, &client).await?;
     println!("disputes: {chargebacks} chargebacks of ledger orders updated");
     let sink = FileSink::new(&settings.outbox.dir);
-    let delivery = outbox::deliver_queued(&store, &sink, Utc::now()).await?;
+    let delivery = outbox::deliver_queued(&store, &sink, &settings.lifecycle(), Utc::now()).await?;
     println!(
         "{} replies written to {}",
         delivery.sent,
@@ -194,15 +194,9 @@ pub async fn serve_webhooks(
         signals.cancel();
     });
     let state = refundd::act::webhooks::WebhookState::new(store, secret);
-    refundd::act::webhooks::serve_on(
-        listen,
-        state,
-        Some(client),
-        settings.reply.review_business_days,
-        shutdown,
-    )
-    .await
-    .with_context(|| format!("cannot serve webhooks on {listen}"))?;
+    refundd::act::webhooks::serve_on(listen, state, Some(client), settings.lifecycle(), shutdown)
+        .await
+        .with_context(|| format!("cannot serve webhooks on {listen}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -673,6 +667,7 @@ pub async fn decide_case(settings: &Arc<Settings>, args: DecideArgs) -> anyhow::
                 case_id,
                 expected_version: args.version.unwrap_or(case.version),
                 reviewer: reviewer.email.clone(),
+                admin: reviewer.role == refundd::store::ReviewerRole::Admin,
                 choice,
                 personal_note: args.note.clone(),
             },
@@ -735,7 +730,7 @@ pub async fn reviewer_token(
 }
 
 // ---------------------------------------------------------------------
-// `refundd report` (issue 7).
+// `refundd report`.
 // ---------------------------------------------------------------------
 
 /// `refundd report --since … [--until …] [--csv|--json]`.
@@ -757,13 +752,13 @@ pub async fn report(
         bail!("--until must be later than --since");
     }
     let store = connect(settings).await?;
-    let report = refundd::queue::report::build(&store, since, until, now).await?;
+    let report = refundd::report::build(&store, since, until, now).await?;
     let out = if csv {
-        refundd::queue::report::to_csv(&report)
+        refundd::report::to_csv(&report)
     } else if json {
         serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        refundd::queue::report::to_text(&report)
+        refundd::report::to_text(&report)
     };
     std::io::stdout().write_all(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)

@@ -13,7 +13,7 @@ pub use crate::act::config::PolarSettings;
 pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
 pub use crate::ingest::imap::ImapConfig;
 pub use crate::policy::PolicyConfig;
-// [calendar] and [escalation] (issue 7): defined next to the deadline code.
+// [calendar] and [escalation]: defined next to the deadline code.
 pub use crate::queue::config::{CalendarConfig, EscalationConfig};
 pub use crate::reply::smtp::SmtpConfig;
 
@@ -48,9 +48,9 @@ pub struct Settings {
     pub reply: ReplyConfig,
     pub ingest: IngestConfig,
     pub web: WebConfig,
-    /// Business days for the reply deadline (issue 7).
+    /// Business days for the reply deadline.
     pub calendar: CalendarConfig,
-    /// Deadline warnings and closing abandoned cases (issue 7).
+    /// Deadline warnings and closing abandoned cases.
     pub escalation: EscalationConfig,
     /// `[imap]`: when present, `refundd run` reads this mailbox.
     pub imap: Option<ImapConfig>,
@@ -190,6 +190,13 @@ impl Default for WebConfig {
 }
 
 impl Settings {
+    /// The case lifecycle with the configured business calendar and reply
+    /// promise (`[calendar]`, `[reply] review_business_days`): every path
+    /// that moves a case builds its transitions with it.
+    pub fn lifecycle(&self) -> crate::queue::Lifecycle {
+        crate::queue::Lifecycle::new(self.calendar.calendar(), self.reply.review_business_days)
+    }
+
     /// Reads `path` (or the defaults when `None`), applies the environment
     /// and validates.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -198,7 +205,7 @@ impl Settings {
             None => Settings::default(),
         };
         settings.apply_env(|k| std::env::var(k).ok());
-        // Holiday files are read once, relative to the config file (issue 7).
+        // Holiday files are read once, relative to the config file.
         settings
             .calendar
             .load_holiday_files(path.and_then(Path::parent))?;

@@ -90,11 +90,11 @@ pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     let sink = FileSink::new(&settings.outbox.dir);
     app::process_maildir_pass(&settings, &store, &maildir).await?;
     payments::run_configured(&store, &settings, Utc::now()).await?;
-    outbox::deliver_queued(&store, &sink, Utc::now()).await?;
+    outbox::deliver_queued(&store, &sink, &settings.lifecycle(), Utc::now()).await?;
     answer_order_id_question(&store, &maildir).await?;
     app::process_maildir_pass(&settings, &store, &maildir).await?;
     payments::run_configured(&store, &settings, Utc::now()).await?;
-    outbox::deliver_queued(&store, &sink, Utc::now()).await?;
+    outbox::deliver_queued(&store, &sink, &settings.lifecycle(), Utc::now()).await?;
 
     let cases = store
         .list_cases(&CaseFilter {

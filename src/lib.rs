@@ -8,13 +8,15 @@
 //! - [`store`]   the only place with SQL: messages, cases, ledger, actions, outbox
 //! - [`act`]     wallet credits and cash refunds, idempotent
 //! - [`reply`]   templates -> outbox -> mail sink (file, SMTP), threaded
-//! - [`queue`]   case states, transitions and deadlines
+//! - [`queue`]   PURE: case states, the lifecycle's allowed transitions, deadlines
 //! - [`web`]     reviewers' console and `/api`
 //!
 //! [`polar_sim`] is a Polar-compatible API server for tests and demos.
 //! [`daemon`] runs the stages as long-lived tasks (`refundd run`); [`retry`]
 //! is the shared backoff; [`secret`] reads secrets from files and commands.
-//! [`pipeline`] wires the stages for one message; [`config`] is the typed settings tree.
+//! [`pipeline`] wires the stages for one message and runs the workers around
+//! it (outbox, reviewer decisions, the deadline sweep); [`report`] gives the
+//! desk's numbers; [`config`] is the typed settings tree.
 
 pub mod act;
 pub mod config;
@@ -29,6 +31,7 @@ pub mod polar_sim;
 pub mod policy;
 pub mod queue;
 pub mod reply;
+pub mod report;
 pub mod retry;
 pub mod screen;
 pub mod secret;

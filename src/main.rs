@@ -131,7 +131,7 @@ enum Command {
         #[command(subcommand)]
         command: ReviewerCommand,
     },
-    /// The desk's numbers for a period (issue 7): volume, auto-decision rate, first-response
+    /// The desk's numbers for a period: volume, auto-decision rate, first-response
     /// percentiles, deadline compliance, money refunded, credits granted, per reviewer.
     Report {
         /// Start of the period: `YYYY-MM-DD` (midnight in [calendar] time_zone) or RFC 3339.

@@ -1,4 +1,4 @@
-//! Prometheus metrics and health endpoints (issue 7).
+//! Prometheus metrics and health endpoints.
 //!
 //! Takes increments from the stages through a [`Metrics`] handle (cheap to
 //! clone, shared counters inside) and the [`Store`] at scrape time; gives

@@ -27,14 +27,14 @@
 use chrono::{DateTime, Utc};
 
 use super::guard;
-use super::payments::{KEY_METADATA, send_case_to_review};
+use super::payments::{KEY_METADATA, retract_to_review};
 use super::polar::webhook::{WebhookEvent, parse_event};
 use super::polar::{
     DisputeQuery, DisputeStatus, MetadataValue, Order as PolarOrder, PolarClient, PolarError,
     Refund, RefundStatus,
 };
 use crate::domain::{Chargeback, ChargebackStatus, Order};
-use crate::queue::BusinessCalendar;
+use crate::queue::Lifecycle;
 use crate::store::{
     ActionStatus, DeliveryState, LedgerRefundStatus, PaymentOutcome, PaymentState, Store,
     StoreError, Tx, WebhookDelivery,
@@ -71,7 +71,7 @@ impl SyncError {
 pub async fn apply_received(
     store: &Store,
     client: Option<&PolarClient>,
-    review_days: u32,
+    lifecycle: &Lifecycle,
     now: DateTime<Utc>,
 ) -> Result<usize, SyncError> {
     let mut handled = 0;
@@ -81,7 +81,7 @@ pub async fn apply_received(
             return Ok(handled);
         }
         for delivery in &batch {
-            apply_delivery(store, client, delivery, review_days, now).await?;
+            apply_delivery(store, client, delivery, lifecycle, now).await?;
             handled += 1;
         }
     }
@@ -92,7 +92,7 @@ pub async fn apply_delivery(
     store: &Store,
     client: Option<&PolarClient>,
     delivery: &WebhookDelivery,
-    review_days: u32,
+    lifecycle: &Lifecycle,
     now: DateTime<Utc>,
 ) -> Result<DeliveryState, SyncError> {
     let event = match parse_event(&delivery.body) {
@@ -127,7 +127,7 @@ pub async fn apply_delivery(
         WebhookEvent::OrderRefunded(order) => match refunds {
             Some(refunds) if tx.ledger_has_order(&order.id).await? => {
                 for refund in &refunds {
-                    apply_refund(&mut tx, refund, review_days, now).await?;
+                    apply_refund(&mut tx, refund, lifecycle, now).await?;
                 }
                 (DeliveryState::Applied, None)
             }
@@ -141,7 +141,7 @@ pub async fn apply_delivery(
             ),
         },
         WebhookEvent::RefundCreated(refund) | WebhookEvent::RefundUpdated(refund) => {
-            apply_refund(&mut tx, &refund, review_days, now).await?
+            apply_refund(&mut tx, &refund, lifecycle, now).await?
         }
         WebhookEvent::Unknown { event_type, .. } => (
             DeliveryState::Skipped,
@@ -206,7 +206,7 @@ async fn order_paid(
 async fn apply_refund(
     tx: &mut Tx,
     refund: &Refund,
-    review_days: u32,
+    lifecycle: &Lifecycle,
     now: DateTime<Utc>,
 ) -> Result<(DeliveryState, Option<String>), SyncError> {
     let ours = match refund
@@ -272,8 +272,7 @@ async fn apply_refund(
             tx.record_payment(payment.action_id, &outcome, now).await?;
             tx.set_action_status(&payment.key, ActionStatus::Failed, Some(&step.finding), now)
                 .await?;
-            let deadline = BusinessCalendar::default().add_business_days(now, review_days);
-            send_case_to_review(tx, payment.case_id, step, deadline, now).await?;
+            retract_to_review(tx, lifecycle, payment.case_id, step, now).await?;
         }
     }
     Ok((DeliveryState::Applied, None))

@@ -40,11 +40,11 @@ use super::polar::{
     RefundStatus,
 };
 use crate::config::Settings;
-use crate::domain::{Outcome, ReplyKind};
-use crate::queue::BusinessCalendar;
+use crate::domain::Outcome;
+use crate::queue::Lifecycle;
 use crate::store::{
-    ActionStatus, Actor, CaseId, CaseStatus, HeldRole, LedgerRefundStatus, PaymentOutcome,
-    PaymentState, RefundJob, Store, StoreError, Tx,
+    ActionStatus, CaseId, HeldRole, LedgerRefundStatus, PaymentOutcome, PaymentState, RefundJob,
+    Store, StoreError, Tx,
 };
 
 /// The metadata key carrying our idempotency key on Polar's refund.
@@ -177,7 +177,7 @@ pub async fn run_pending(
     let stage = Stage {
         client,
         polar,
-        review_days: settings.reply.review_business_days,
+        lifecycle: settings.lifecycle(),
         now,
     };
     let mut cursor = 0;
@@ -224,7 +224,7 @@ pub async fn run_pending(
 struct Stage<'a> {
     client: &'a PolarClient,
     polar: &'a PolarSettings,
-    review_days: u32,
+    lifecycle: Lifecycle,
     now: DateTime<Utc>,
 }
 
@@ -457,50 +457,32 @@ impl Stage<'_> {
         tx.record_payment(job.action_id, &outcome, self.now).await?;
         tx.set_action_status(&job.key, action_status, Some(&step.finding), self.now)
             .await?;
-        let deadline = BusinessCalendar::default().add_business_days(self.now, self.review_days);
-        send_case_to_review(tx, job.case_id, step, deadline, self.now).await?;
+        retract_to_review(tx, &self.lifecycle, job.case_id, step, self.now).await?;
         tx.release_held_reply(job.case_id, HeldRole::Review, self.now)
             .await?;
         Ok(())
     }
 }
 
-/// Puts a case in review: `step` appended to its trace, outcome `review`,
-/// an engine event with the finding as reason.
-pub(crate) async fn send_case_to_review(
+/// Puts a case whose approved refund cannot be carried out in front of a
+/// person: `step` appended to its trace, the approval retracted (outcome
+/// `review`), an engine event with the finding as reason, the deadline from
+/// the configured calendar.
+pub(crate) async fn retract_to_review(
     tx: &mut Tx,
+    lifecycle: &Lifecycle,
     case_id: CaseId,
     step: Finding,
-    deadline: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), PaymentError> {
     let case = tx
         .case(case_id)
         .await?
         .ok_or(PaymentError::MissingCase(case_id))?;
-    let reason = step.finding.clone();
-    let mut decision = case.decision.clone();
-    decision.trace.push(step);
-    decision.outcome = Outcome::Review;
-    decision.reply = ReplyKind::ReviewAcknowledged;
-    tx.update_case_decision(
-        case_id,
-        case.version,
-        &decision,
-        CaseStatus::Review,
-        Some(deadline),
-        now,
-    )
-    .await?;
-    tx.add_case_event(
-        case_id,
-        &Actor::Engine,
-        Some(case.status),
-        CaseStatus::Review,
-        &reason,
-        now,
-    )
-    .await?;
+    let transition = lifecycle
+        .to_review(case.state(), &case.decision, step, true, now, now)
+        .map_err(StoreError::from)?;
+    tx.apply_transition(&transition).await?;
     tracing::info!(case_id = %case_id, "case sent to review by the payment stage");
     Ok(())
 }
@@ -546,7 +528,7 @@ pub fn holds_reply(settings: &Settings, decision: &crate::domain::Decision) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Action, Category, Decision};
+    use crate::domain::{Action, Category, Decision, ReplyKind};
 
     fn job() -> RefundJob {
         RefundJob {

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::queue::Lifecycle;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -176,13 +177,13 @@ async fn receive(
 pub async fn run_applier(
     store: Store,
     client: Option<PolarClient>,
-    review_days: u32,
+    lifecycle: Lifecycle,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     loop {
         if let Err(err) =
-            ledger_sync::apply_received(&store, client.as_ref(), review_days, Utc::now()).await
+            ledger_sync::apply_received(&store, client.as_ref(), &lifecycle, Utc::now()).await
         {
             tracing::error!(error = %err, transient = err.is_transient(), "applying webhook deliveries failed");
         }
@@ -200,13 +201,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     state: WebhookState,
     client: Option<PolarClient>,
-    review_days: u32,
+    lifecycle: Lifecycle,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let applier = tokio::spawn(run_applier(
         state.store.clone(),
         client,
-        review_days,
+        lifecycle,
         state.wake.clone(),
         shutdown.clone(),
     ));
@@ -226,12 +227,12 @@ pub async fn serve_on(
     addr: SocketAddr,
     state: WebhookState,
     client: Option<PolarClient>,
-    review_days: u32,
+    lifecycle: Lifecycle,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving Polar webhooks");
-    serve(listener, state, client, review_days, shutdown).await
+    serve(listener, state, client, lifecycle, shutdown).await
 }
 
 #[cfg(test)]

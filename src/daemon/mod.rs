@@ -139,7 +139,10 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
     }
     {
         let (store, shutdown, wake) = (store.clone(), shutdown.clone(), replies_queued.clone());
-        tracker.spawn(async move { run_outbox(store, sink, wake, poll, backoff, shutdown).await });
+        let lifecycle = settings.lifecycle();
+        tracker.spawn(async move {
+            run_outbox(store, sink, lifecycle, wake, poll, backoff, shutdown).await
+        });
     }
     if settings.polar.is_some() {
         let (store, settings, shutdown, wakes, metrics) = (
@@ -171,9 +174,9 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
     {
         let client = crate::act::payments::client(polar).ok();
         let (store, shutdown) = (store.clone(), shutdown.clone());
-        let review_days = settings.reply.review_business_days;
+        let lifecycle = settings.lifecycle();
         tracker.spawn(async move {
-            crate::act::webhooks::run_applier(store, client, review_days, webhook_wake, shutdown)
+            crate::act::webhooks::run_applier(store, client, lifecycle, webhook_wake, shutdown)
                 .await
         });
     }

@@ -12,7 +12,7 @@ use super::{Wakes, sleep_or_shutdown};
 use crate::act::{ledger_sync, payments};
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::queue;
+use crate::pipeline::sweep;
 use crate::store::Store;
 
 /// Carries out approved cash refunds whenever decisions were recorded (or
@@ -68,7 +68,7 @@ pub async fn run_sweep(
     shutdown: CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
-        match queue::sweep(&store, &settings, Utc::now()).await {
+        match sweep::sweep(&store, &settings, Utc::now()).await {
             Ok(report) => {
                 if report.digest_message_id.is_some() || !report.closed.is_empty() {
                     replies_queued.notify_one();

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::outbox;
+use crate::queue::Lifecycle;
 use crate::reply::MailSink;
 use crate::retry::Backoff;
 use crate::store::Store;
@@ -16,6 +17,7 @@ use crate::store::Store;
 pub async fn run_outbox(
     store: Store,
     sink: Arc<dyn MailSink>,
+    lifecycle: Lifecycle,
     replies_queued: Arc<Notify>,
     poll: Duration,
     backoff: Backoff,
@@ -23,7 +25,8 @@ pub async fn run_outbox(
 ) {
     let mut failures = 0u32;
     loop {
-        let wait = match outbox::deliver_queued(&store, sink.as_ref(), Utc::now()).await {
+        let wait = match outbox::deliver_queued(&store, sink.as_ref(), &lifecycle, Utc::now()).await
+        {
             Ok(report) if report.deferred > 0 => {
                 failures += 1;
                 backoff.delay(failures)
@@ -51,7 +54,7 @@ pub async fn run_outbox(
             _ = replies_queued.notified(), if failures == 0 => {}
             _ = shutdown.cancelled() => {
                 // Flush what is queued before leaving.
-                if let Err(err) = outbox::deliver_queued(&store, sink.as_ref(), Utc::now()).await {
+                if let Err(err) = outbox::deliver_queued(&store, sink.as_ref(), &lifecycle, Utc::now()).await {
                     tracing::warn!(error = %err, "final outbox pass failed");
                 }
                 return;

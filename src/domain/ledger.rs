@@ -147,16 +147,59 @@ pub struct WalletFacts {
     pub credits: Vec<WalletCredit>,
     pub refunds: Vec<Refund>,
     pub chargebacks: Vec<Chargeback>,
+    /// Cash refunds refundd approved (any case) that the ledger does not
+    /// show yet: waiting for the payment stage, or in flight at Polar.
+    #[serde(default)]
+    pub pending_refunds: Vec<PendingRefund>,
+}
+
+/// A cash refund refundd approved that is not in the ledger yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRefund {
+    /// The number of the case that approved it.
+    pub case: i64,
+    pub order_id: String,
+    /// Minor units, excluding tax.
+    pub amount: i64,
+    pub approved_at: DateTime<Utc>,
 }
 
 impl WalletFacts {
-    /// Minor units already refunded for `order_id`.
+    /// Minor units already refunded for `order_id` (the ledger's rows).
     pub fn refunded_amount(&self, order_id: &str) -> i64 {
         self.refunds
             .iter()
             .filter(|r| r.order_id == order_id)
             .map(|r| r.amount)
             .sum()
+    }
+
+    /// Minor units refunded or approved for `order_id`: the ledger's
+    /// refunds plus refundd's approved refunds not in the ledger yet. What
+    /// every path that approves money counts as gone.
+    pub fn committed_amount(&self, order_id: &str) -> i64 {
+        self.refunded_amount(order_id)
+            + self
+                .pending_refunds
+                .iter()
+                .filter(|r| r.order_id == order_id)
+                .map(|r| r.amount)
+                .sum::<i64>()
+    }
+
+    /// When money of `order_id` was last refunded or approved, if ever.
+    pub fn last_refunded_at(&self, order_id: &str) -> Option<DateTime<Utc>> {
+        let ledger = self
+            .refunds
+            .iter()
+            .filter(|r| r.order_id == order_id)
+            .map(|r| r.created_at);
+        let pending = self
+            .pending_refunds
+            .iter()
+            .filter(|r| r.order_id == order_id)
+            .map(|r| r.approved_at);
+        ledger.chain(pending).max()
     }
 
     /// Credits of `order_id` consumed by successful generations. Failed runs

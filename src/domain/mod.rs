@@ -14,7 +14,7 @@ mod vocab;
 pub use decision::{Action, CreditReason, Decision, ReplyFacts, ReplyKind, TraceStep};
 pub use ledger::{
     Chargeback, ChargebackStatus, Generation, GenerationStatus, LedgerFacts, Order, OrderLookup,
-    Refund, Wallet, WalletCredit, WalletFacts, WalletStatus,
+    PendingRefund, Refund, Wallet, WalletCredit, WalletFacts, WalletStatus,
 };
 pub use message::{AutoKind, Evidence, Language, MessageFacts, OrderRef, SenderAuth};
 pub(crate) use vocab::vocabulary;

@@ -20,24 +20,22 @@ pub mod answer;
 mod facts;
 pub mod outbox;
 pub mod review;
+pub mod sweep;
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::domain::{
-    Action, Category, Clause, Decision, MessageFacts, Outcome, ReplyKind, TraceStep,
-};
+use crate::domain::{Category, Clause, Decision, MessageFacts, Outcome, ReplyKind, TraceStep};
 use crate::extract::{ExtractError, Extractor};
 use crate::ingest;
 use crate::parse::{self, ParsedEmail};
 use crate::policy;
-use crate::queue::{self, BusinessCalendar, CaseStatus};
+use crate::queue::lifecycle::{LifecycleError, Opening, review_step};
+use crate::queue::{CaseStatus, Lifecycle};
 use crate::reply::{ReplyError, ReplyRenderer};
 use crate::screen;
-use crate::store::{
-    ActionStatus, Actor, CaseId, CaseRow, NewCase, NewReply, Store, StoreError, StoredMessage, Tx,
-};
+use crate::store::{CaseId, CaseRow, NewReply, Store, StoreError, StoredMessage};
 
 pub use answer::Addressee;
 pub use facts::{case_tag, merge_case_facts};
@@ -61,6 +59,12 @@ pub enum PipelineError {
     Rules(#[source] ExtractError),
     #[error("reply templates are invalid")]
     Templates(#[source] ReplyError),
+    #[error("case {case} cannot take this decision")]
+    Lifecycle {
+        case: String,
+        #[source]
+        source: LifecycleError,
+    },
 }
 
 impl PipelineError {
@@ -91,7 +95,7 @@ pub struct Pipeline {
     extractor: Extractor,
     renderer: ReplyRenderer,
     settings: Arc<Settings>,
-    calendar: BusinessCalendar,
+    lifecycle: Lifecycle,
 }
 
 impl Pipeline {
@@ -100,14 +104,12 @@ impl Pipeline {
         let extractor = Extractor::new(&settings.extract, &settings.sender_auth)
             .map_err(PipelineError::Rules)?;
         let renderer = ReplyRenderer::new(None).map_err(PipelineError::Templates)?;
-        // The business-day calendar comes from `[calendar]` (issue 7).
-        let calendar = settings.calendar.calendar();
         Ok(Pipeline {
             store,
             extractor,
             renderer,
+            lifecycle: settings.lifecycle(),
             settings,
-            calendar,
         })
     }
 
@@ -147,31 +149,52 @@ impl Pipeline {
         }
     }
 
-    /// Decides one stored message and records the result.
+    /// Decides one stored message and records the result. A decision that
+    /// lost a race (the case changed, or another case's approval took what
+    /// was left of the order) is made again with the fresh facts.
     #[tracing::instrument(skip_all, fields(message_id = message.id, stage = "pipeline"))]
     pub async fn process_message(
         &self,
         message: &StoredMessage,
         now: DateTime<Utc>,
     ) -> Result<Processed, PipelineError> {
-        let store_err = |source| PipelineError::Store {
-            message: message.id,
-            source,
-        };
         let parsed = match parse::parse(&message.raw) {
             Ok(parsed) => parsed,
             Err(err) => return self.record_unreadable(message, &err.to_string(), now).await,
         };
         let mut facts = self.extractor.extract(&parsed, message.received_at);
         facts.auto = screen::screen(&parsed, &self.own_addresses());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.decide_and_record(message, &parsed, &facts, now).await {
+                Err(PipelineError::Store {
+                    source: StoreError::Conflict { .. } | StoreError::OverRefund { .. },
+                    ..
+                }) if attempt < DECIDE_ATTEMPTS => continue,
+                other => return other,
+            }
+        }
+    }
 
+    async fn decide_and_record(
+        &self,
+        message: &StoredMessage,
+        parsed: &ParsedEmail,
+        facts: &MessageFacts,
+        now: DateTime<Utc>,
+    ) -> Result<Processed, PipelineError> {
+        let store_err = |source| PipelineError::Store {
+            message: message.id,
+            source,
+        };
         let case = match facts.auto {
             Some(_) => None,
-            None => self.find_case(&parsed, &facts).await.map_err(store_err)?,
+            None => self.find_case(parsed, facts).await.map_err(store_err)?,
         };
         let decision = match &case {
-            _ if is_truncated(&parsed) => truncated_decision(&facts),
-            Some(case) if case.status != CaseStatus::NeedsInfo => reopened_for_review(case, &facts),
+            _ if is_truncated(parsed) => truncated_decision(facts),
+            Some(case) if case.status != CaseStatus::NeedsInfo => reopened_for_review(case, facts),
             Some(case) => {
                 let facts = self
                     .case_facts(case, facts.clone())
@@ -179,9 +202,9 @@ impl Pipeline {
                     .map_err(store_err)?;
                 self.decide(&facts, now).await.map_err(store_err)?
             }
-            None => self.decide(&facts, now).await.map_err(store_err)?,
+            None => self.decide(facts, now).await.map_err(store_err)?,
         };
-        self.record(message, &parsed, &facts, case.as_ref(), decision, now)
+        self.record(message, parsed, facts, case.as_ref(), decision, now)
             .await
     }
 
@@ -307,79 +330,51 @@ impl Pipeline {
                 .loop_guard_allows(&facts.from, now)
                 .await
                 .map_err(store_err)?;
-        let status = queue::status_after(decision.outcome);
-        let deadline = queue::is_open(status).then(|| self.deadline_from(facts.received_at));
+        let lifecycle_err = |source| PipelineError::Lifecycle {
+            case: case.map_or_else(|| "new".to_owned(), |c| c.id.to_string()),
+            source,
+        };
+        let transition = match case {
+            Some(case) => {
+                self.lifecycle
+                    .follow_up(case.state(), decision.clone(), facts.received_at, now)
+            }
+            None => self.lifecycle.open(
+                Opening {
+                    sender: facts.from.clone(),
+                    subject: facts.subject.clone(),
+                    language: facts.language,
+                },
+                decision.clone(),
+                facts.received_at,
+                now,
+            ),
+        }
+        .map_err(lifecycle_err)?;
 
         let mut tx = self.store.begin().await.map_err(store_err)?;
-        let (case_id, version) = match case {
-            Some(case) => {
-                let version = tx
-                    .update_case_decision(case.id, case.version, &decision, status, deadline, now)
-                    .await
-                    .map_err(store_err)?;
-                (case.id, version)
-            }
-            None => {
-                let id = tx
-                    .create_case(&NewCase {
-                        sender: facts.from.clone(),
-                        subject: facts.subject.clone(),
-                        language: facts.language,
-                        decision: decision.clone(),
-                        status,
-                        deadline,
-                        at: now,
-                    })
-                    .await
-                    .map_err(store_err)?;
-                (id, NEW_CASE_VERSION)
-            }
-        };
+        let state = tx.apply_transition(&transition).await.map_err(store_err)?;
+        let case_id = state.id;
         tx.attach_message(message.id, case_id)
-            .await
-            .map_err(store_err)?;
-        let reason = decision
-            .trace
-            .last()
-            .map(|s| s.finding.clone())
-            .unwrap_or_default();
-        let actor = if case.is_some() {
-            Actor::Customer
-        } else {
-            Actor::Engine
-        };
-        tx.add_case_event(
-            case_id,
-            &actor,
-            case.map(|c| c.status),
-            status,
-            &reason,
-            now,
-        )
-        .await
-        .map_err(store_err)?;
-        record_actions(&mut tx, case_id, &decision, now)
             .await
             .map_err(store_err)?;
 
         let mut reply_message_id = None;
         if wants_reply && guard_ok {
-            match self.compose_reply(case_id, parsed, facts, &decision, deadline, now) {
+            match self.compose_reply(case_id, parsed, facts, &decision, state.deadline, now) {
                 Ok(reply) => {
                     reply_message_id = Some(reply.message_id.clone());
-                    // Payments hook (act::payments): with [polar] configured, an approved cash
-                    // refund's reply waits for Polar, with a "a person will look" fallback beside it.
+                    // With [polar] configured, an approved cash refund's
+                    // reply waits for Polar, with a "a person will look"
+                    // reply beside it in case the refund fails.
                     let fallback = if crate::act::payments::holds_reply(&self.settings, &decision) {
-                        let review_deadline = self
-                            .calendar
-                            .add_business_days(now, self.settings.reply.review_business_days);
                         let fallback = answer::payment_fallback(&decision);
                         Some(self.compose_reply(
                             case_id,
                             parsed,
                             facts,
                             &fallback,
-                            Some(review_deadline),
+                            Some(self.lifecycle.deadline_from(now)),
                             now,
                         )?)
                     } else {
@@ -393,37 +388,15 @@ impl Pipeline {
                 // person answers by hand.
                 Err(err) => {
                     tracing::warn!(case_id = %case_id, error = %error_chain(&err), "no reply could be composed");
-                    let mut held = decision.clone();
-                    let reason = format!(
+                    let step = review_step(format!(
                         "no reply could be composed ({}); a person must answer",
                         error_chain(&err)
-                    );
-                    held.trace.push(TraceStep {
-                        clause: Clause::P5,
-                        finding: reason.clone(),
-                        facts: vec![],
-                    });
-                    let deadline = deadline.or_else(|| Some(self.deadline_from(facts.received_at)));
-                    tx.update_case_decision(
-                        case_id,
-                        version,
-                        &held,
-                        CaseStatus::Review,
-                        deadline,
-                        now,
-                    )
-                    .await
-                    .map_err(store_err)?;
-                    tx.add_case_event(
-                        case_id,
-                        &Actor::Engine,
-                        Some(status),
-                        CaseStatus::Review,
-                        &reason,
-                        now,
-                    )
-                    .await
-                    .map_err(store_err)?;
+                    ));
+                    let to_review = self
+                        .lifecycle
+                        .to_review(state, &decision, step, false, facts.received_at, now)
+                        .map_err(lifecycle_err)?;
+                    tx.apply_transition(&to_review).await.map_err(store_err)?;
                 }
             }
         }
@@ -436,12 +409,6 @@ impl Pipeline {
             joined: case.is_some(),
             reply_message_id,
         })
-    }
-
-    /// When a person owes the customer an answer to a message received then.
-    fn deadline_from(&self, received_at: DateTime<Utc>) -> DateTime<Utc> {
-        self.calendar
-            .add_business_days(received_at, self.settings.reply.review_business_days)
     }
 
     async fn loop_guard_allows(&self, to: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -483,8 +450,8 @@ impl Pipeline {
     }
 }
 
-/// The compare-and-set version of a case just created.
-const NEW_CASE_VERSION: i64 = 1;
+/// How often a message is decided again after losing a race.
+const DECIDE_ATTEMPTS: u32 = 3;
 
 /// An error and its causes on one line, for a trace a reviewer reads.
 fn error_chain(err: &dyn std::error::Error) -> String {
@@ -496,33 +463,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Credits go into the ledger at once (exactly once per case and
-/// generation); cash refunds are recorded as pending payments for the
-/// payment stage, never reported as done here.
-async fn record_actions(
-    tx: &mut Tx,
-    case_id: CaseId,
-    decision: &Decision,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    if decision.outcome != Outcome::Approved {
-        return Ok(());
-    }
-    for action in &decision.actions {
-        match action {
-            Action::WalletCredit { .. } => {
-                tx.insert_wallet_credit_once(case_id, action, now).await?;
-            }
-            Action::CashRefund { order_id, .. } => {
-                let key = format!("case-{case_id}-refund-{order_id}");
-                tx.insert_action(case_id, action, ActionStatus::Pending, &key, now)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A follow-up to a case a person is on (or that was resolved) goes back to

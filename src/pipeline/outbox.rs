@@ -16,10 +16,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Clause, TraceStep};
-use crate::queue::BusinessCalendar;
+use crate::queue::Lifecycle;
+use crate::queue::lifecycle::review_step;
 use crate::reply::{MailSink, OutgoingMessage};
-use crate::store::{Actor, CaseId, CaseStatus, Store, StoreError, StoredReply};
+use crate::store::{CaseId, Store, StoreError, StoredReply};
 
 /// Replies one pass takes at most.
 pub const PASS_LIMIT: usize = 500;
@@ -40,6 +40,7 @@ pub struct DeliveryReport {
 pub async fn deliver_queued(
     store: &Store,
     sink: &dyn MailSink,
+    lifecycle: &Lifecycle,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, StoreError> {
     let mut report = DeliveryReport::default();
@@ -49,11 +50,11 @@ pub async fn deliver_queued(
                           it is not sent again automatically";
             tracing::error!(reply_id = reply.id, case_id = %reply.case_id, "reply delivery uncertain after a crash");
             store.finish_reply_failed(reply.id, reason, true).await?;
-            send_case_to_review(store, reply.case_id, reason, now).await?;
+            review_undelivered(store, lifecycle, reply.case_id, reason, now).await?;
             report.uncertain += 1;
             continue;
         }
-        deliver_one(store, sink, &reply, now, &mut report).await?;
+        deliver_one(store, sink, lifecycle, &reply, now, &mut report).await?;
     }
     Ok(report)
 }
@@ -61,6 +62,7 @@ pub async fn deliver_queued(
 async fn deliver_one(
     store: &Store,
     sink: &dyn MailSink,
+    lifecycle: &Lifecycle,
     reply: &StoredReply,
     now: DateTime<Utc>,
     report: &mut DeliveryReport,
@@ -86,8 +88,9 @@ async fn deliver_one(
             store
                 .finish_reply_failed(reply.id, &err.to_string(), true)
                 .await?;
-            send_case_to_review(
+            review_undelivered(
                 store,
+                lifecycle,
                 reply.case_id,
                 &format!("the reply could not be delivered: {err}"),
                 now,
@@ -99,11 +102,13 @@ async fn deliver_one(
     Ok(())
 }
 
-/// Puts a case in front of a reviewer, keeping its decision and adding
-/// why to the trace. Retries a lost compare-and-set a few times (a
-/// reviewer may be acting on the case at the same moment).
-pub async fn send_case_to_review(
+/// Puts a case whose reply could not be delivered in front of a reviewer,
+/// keeping its decision and adding why to the trace. Reloads and tries
+/// again when it loses the compare-and-set (a reviewer or a customer may be
+/// acting on the case at the same moment).
+async fn review_undelivered(
     store: &Store,
+    lifecycle: &Lifecycle,
     case_id: CaseId,
     reason: &str,
     now: DateTime<Utc>,
@@ -113,45 +118,24 @@ pub async fn send_case_to_review(
         let Some(case) = store.case(case_id).await? else {
             return Ok(());
         };
-        let mut decision = case.decision.clone();
-        decision.trace.push(TraceStep {
-            clause: Clause::P5,
-            finding: reason.to_owned(),
-            facts: vec![],
-        });
-        let deadline = case
-            .deadline
-            .or_else(|| Some(BusinessCalendar::default().add_business_days(now, 2)));
+        let transition = lifecycle.to_review(
+            case.state(),
+            &case.decision,
+            review_step(reason),
+            false,
+            now,
+            now,
+        )?;
         let mut tx = store.begin().await?;
-        let updated = tx
-            .update_case_decision(
-                case.id,
-                case.version,
-                &decision,
-                CaseStatus::Review,
-                deadline,
-                now,
-            )
-            .await;
-        match updated {
+        match tx.apply_transition(&transition).await {
             Err(StoreError::Conflict { .. }) if attempts < 3 => {
                 attempts += 1;
                 tx.rollback().await?;
-                continue;
             }
             other => {
                 other?;
+                return tx.commit().await;
             }
         }
-        tx.add_case_event(
-            case.id,
-            &Actor::Engine,
-            Some(case.status),
-            CaseStatus::Review,
-            reason,
-            now,
-        )
-        .await?;
-        return tx.commit().await;
     }
 }

@@ -20,14 +20,14 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::answer::{self, Addressee};
-use super::record_actions;
 use crate::config::Settings;
 use crate::domain::{
-    Action, Category, Clause, CreditReason, Decision, Order, Outcome, ReplyFacts, ReplyKind,
-    TraceStep, WalletFacts,
+    Action, Category, Clause, CreditReason, Decision, Outcome, ReplyFacts, ReplyKind, TraceStep,
+    WalletFacts,
 };
 use crate::parse;
-use crate::queue::{self, BusinessCalendar, CaseStatus};
+use crate::policy::{order_reference, refund_limit};
+use crate::queue::{self, CaseStatus, Lifecycle};
 use crate::reply::{RenderedReply, ReplyError, ReplyRenderer};
 use crate::store::{Actor, AuditAction, CaseId, CaseRow, Store, StoreError};
 
@@ -38,7 +38,9 @@ pub enum ReviewError {
     #[error("case {0} not found")]
     NotFound(CaseId),
     /// Someone (another reviewer, a customer's follow-up) changed the case
-    /// after the reviewer loaded it, or it is no longer open.
+    /// after the reviewer loaded it, it is no longer open, another reviewer
+    /// holds its claim, or another case's approval took what was left of
+    /// the order.
     #[error("case {case} was changed by someone else: {detail}")]
     Conflict { case: CaseId, detail: String },
     /// The choice does not fit the case (amount outside what the order
@@ -236,7 +238,8 @@ pub struct OrderLimit {
     pub currency: String,
     /// Net amount paid, minor units.
     pub amount: i64,
-    /// Already refunded, minor units.
+    /// Already refunded (ledger) or approved and pending (any case), minor
+    /// units.
     pub refunded: i64,
     /// The most a refund may return now: `amount - refunded`.
     pub max_refund: i64,
@@ -270,6 +273,9 @@ pub struct ReviewRequest {
     pub expected_version: i64,
     /// The reviewer's address.
     pub reviewer: String,
+    /// The reviewer is an admin: a claim another reviewer holds is taken
+    /// over (and audited) instead of refusing the decision.
+    pub admin: bool,
     pub choice: ReviewChoice,
     /// A paragraph of the reviewer's own for the customer's reply.
     pub personal_note: Option<String>,
@@ -301,7 +307,7 @@ pub struct ReviewDesk {
     store: Store,
     renderer: Arc<ReplyRenderer>,
     settings: Arc<Settings>,
-    calendar: BusinessCalendar,
+    lifecycle: Lifecycle,
 }
 
 impl ReviewDesk {
@@ -310,8 +316,7 @@ impl ReviewDesk {
         Ok(ReviewDesk {
             store,
             renderer: Arc::new(ReplyRenderer::new(None)?),
-            // The business-day calendar of `[calendar]`, as the engine's.
-            calendar: settings.calendar.calendar(),
+            lifecycle: settings.lifecycle(),
             settings,
         })
     }
@@ -354,9 +359,12 @@ impl ReviewDesk {
         Ok(Preview { decision, reply })
     }
 
-    /// Records a reviewer's decision: case update (compare-and-set on
-    /// `expected_version`), case event, credits / pending payment, reply
-    /// and audit line, in one transaction; the case's claim is cleared.
+    /// Records a reviewer's decision as one lifecycle transition — the
+    /// case's compare-and-set on `expected_version`, its event, the claim
+    /// rule (only the holder decides; an admin takes over, audited), the
+    /// credits or the reserved refund (never more than is left of the
+    /// order, counting every case's pending refunds) — plus the reply and
+    /// the audit line, in one transaction.
     #[tracing::instrument(skip_all, fields(case_id = %request.case_id, stage = "review"))]
     pub async fn apply_reviewer_decision(
         &self,
@@ -372,87 +380,51 @@ impl ReviewDesk {
         if case.version != request.expected_version || !queue::is_open(case.status) {
             return Err(stale(&case, request.expected_version));
         }
-        let (decision, status, deadline) = self
+        let (decision, _, _) = self
             .decide(&case, &request.choice, &request.reviewer, now)
             .await?;
+        let mut state = case.state();
+        state.version = request.expected_version;
+        let transition = self
+            .lifecycle
+            .reviewed(state, decision, &request.reviewer, request.admin, now)
+            .map_err(|e| ReviewError::Conflict {
+                case: case.id,
+                detail: e.to_string(),
+            })?;
+        let decision = transition
+            .decision
+            .clone()
+            .expect("a reviewer's transition carries the decision");
         let to = self.addressee(&case).await?;
         let context = answer::reply_context(
             case.id,
             &to,
             &decision,
-            deadline,
+            transition.deadline,
             request.personal_note.clone(),
         );
-        let reply = answer::compose_reply(
-            &self.renderer,
-            &self.settings.reply,
-            case.id,
-            &to,
-            &context,
-            now,
-        )
-        .map_err(|source| ReviewError::Reply {
-            case: case.id,
-            source,
-        })?;
-
-        let mut tx = self.store.begin().await?;
-        let version = tx
-            .update_case_decision(
-                case.id,
-                request.expected_version,
-                &decision,
-                status,
-                deadline,
-                now,
-            )
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict { detail, .. } => ReviewError::Conflict {
-                    case: case.id,
-                    detail,
-                },
-                other => ReviewError::Store(other),
-            })?;
-        let actor = Actor::Reviewer(request.reviewer.clone());
-        let finding = decision
-            .trace
-            .last()
-            .map(|s| s.finding.clone())
-            .unwrap_or_default();
-        tx.add_case_event(case.id, &actor, Some(case.status), status, &finding, now)
-            .await?;
-        record_actions(&mut tx, case.id, &decision, now).await?;
+        let reply = self.compose(&case, &to, &context, now)?;
         // As the engine does: with payments configured, an approved cash
         // refund's reply waits for Polar, a "a person will look" reply
         // beside it in case the refund fails.
         let fallback = if crate::act::payments::holds_reply(&self.settings, &decision) {
             let fallback = answer::payment_fallback(&decision);
-            let review_deadline = self
-                .calendar
-                .add_business_days(now, self.settings.reply.review_business_days);
-            let context =
-                answer::reply_context(case.id, &to, &fallback, Some(review_deadline), None);
-            Some(
-                answer::compose_reply(
-                    &self.renderer,
-                    &self.settings.reply,
-                    case.id,
-                    &to,
-                    &context,
-                    now,
-                )
-                .map_err(|source| ReviewError::Reply {
-                    case: case.id,
-                    source,
-                })?,
-            )
+            let deadline = Some(self.lifecycle.deadline_from(now));
+            let context = answer::reply_context(case.id, &to, &fallback, deadline, None);
+            Some(self.compose(&case, &to, &context, now)?)
         } else {
             None
         };
+
+        let mut tx = self.store.begin().await?;
+        let after = tx
+            .apply_transition(&transition)
+            .await
+            .map_err(|e| conflict(case.id, e))?;
         answer::queue_or_hold(&mut tx, &reply, fallback.as_ref()).await?;
         tx.add_audit(
-            &actor.to_string(),
+            &transition.actor.to_string(),
             request.choice.audit_action(),
             Some(case.id),
             &serde_json::json!({
@@ -467,16 +439,36 @@ impl ReviewDesk {
             now,
         )
         .await?;
-        tx.clear_case_claim(case.id).await?;
         tx.commit().await?;
         tracing::info!(outcome = %decision.outcome, "review recorded");
         Ok(Applied {
             case_id: case.id,
             outcome: decision.outcome,
-            status,
-            version,
+            status: after.status,
+            version: after.version,
             actions: decision.actions,
             reply_message_id: reply.message_id,
+        })
+    }
+
+    fn compose(
+        &self,
+        case: &CaseRow,
+        to: &Addressee,
+        context: &crate::reply::ReplyContext,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::NewReply, ReviewError> {
+        answer::compose_reply(
+            &self.renderer,
+            &self.settings.reply,
+            case.id,
+            to,
+            context,
+            now,
+        )
+        .map_err(|source| ReviewError::Reply {
+            case: case.id,
+            source,
         })
     }
 
@@ -527,10 +519,7 @@ impl ReviewDesk {
             &self.settings,
         )?;
         let status = queue::status_after(decision.outcome);
-        let deadline = queue::is_open(status).then(|| {
-            self.calendar
-                .add_business_days(now, self.settings.reply.review_business_days)
-        });
+        let deadline = queue::is_open(status).then(|| self.lifecycle.deadline_from(now));
         Ok((decision, status, deadline))
     }
 
@@ -577,23 +566,21 @@ fn stale(case: &CaseRow, expected: i64) -> ReviewError {
     }
 }
 
-/// How the customer knows an order.
-fn order_reference(order: &Order) -> String {
-    order
-        .invoice_number
-        .clone()
-        .or_else(|| order.receipt_number.clone())
-        .unwrap_or_else(|| order.id.clone())
-}
-
-/// P2's pro-rated refund: `floor(amount × remaining ÷ credits)`.
-fn prorated(order: &Order, used: i64) -> i64 {
-    if order.credits <= 0 {
-        return order.amount;
+/// A transition the store refused because the world moved: the case
+/// changed, another reviewer holds it, or the order has less left than
+/// the decision approves.
+fn conflict(case: CaseId, e: StoreError) -> ReviewError {
+    match e {
+        StoreError::Conflict { detail, .. } => ReviewError::Conflict { case, detail },
+        StoreError::OverRefund { order_id, left, .. } => ReviewError::Conflict {
+            case,
+            detail: format!(
+                "only {left} minor units are left to refund of order {order_id} (another case's \
+                 approval counts); reload it to see what is left"
+            ),
+        },
+        other => ReviewError::Store(other),
     }
-    let remaining = (order.credits - used).max(0);
-    i64::try_from(i128::from(order.amount) * i128::from(remaining) / i128::from(order.credits))
-        .unwrap_or(order.amount)
 }
 
 /// What the ledger allows on a case (pure).
@@ -610,20 +597,20 @@ pub fn limits_of(case: &CaseRow, wallet: Option<&WalletFacts>) -> CaseLimits {
         .orders
         .iter()
         .map(|o| {
-            let refunded = w.refunded_amount(&o.id);
-            let used = w.credits_used(&o.id);
-            let max_refund = (o.amount - refunded).max(0);
+            // The policy's numbers: what is left counts every case's
+            // pending refunds, the pro-rating is P2's own.
+            let p2 = refund_limit(o, w);
             OrderLimit {
                 order_id: o.id.clone(),
                 reference: order_reference(o),
                 product: o.product.clone(),
                 currency: o.currency.clone(),
                 amount: o.amount,
-                refunded,
-                max_refund,
-                prorated: prorated(o, used).min(max_refund),
+                refunded: p2.committed,
+                max_refund: p2.left,
+                prorated: p2.refundable,
                 credits: o.credits,
-                credits_used: used,
+                credits_used: p2.credits_used,
                 purchased_at: o.created_at,
             }
         })
@@ -840,7 +827,9 @@ fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Generation, GenerationStatus, Language, Refund, Wallet, WalletStatus};
+    use crate::domain::{
+        Generation, GenerationStatus, Language, Order, Refund, Wallet, WalletStatus,
+    };
     use chrono::TimeZone;
 
     fn t(day: u32) -> DateTime<Utc> {
@@ -895,6 +884,7 @@ mod tests {
                 vec![]
             },
             chargebacks: vec![],
+            pending_refunds: vec![],
         }
     }
 

@@ -116,7 +116,7 @@ fn pick_order<'a>(
             let open: Vec<&Order> = several
                 .iter()
                 .copied()
-                .filter(|o| w.refunded_amount(&o.id) < o.amount)
+                .filter(|o| w.committed_amount(&o.id) < o.amount)
                 .collect();
             match open.as_slice() {
                 [only] => (
@@ -194,16 +194,13 @@ fn refund_order(
         return Verdict::review();
     }
 
-    // Every refund row counts, whatever its date: money already returned
-    // must never be returned twice.
-    let refunded = w.refunded_amount(&order.id);
-    if refunded >= order.amount {
-        let refunded_at = w
-            .refunds
-            .iter()
-            .filter(|r| r.order_id == order.id)
-            .map(|r| r.created_at)
-            .max();
+    // Every refund row counts, whatever its date, and so does every refund
+    // refundd approved that the ledger does not show yet: money already
+    // returned (or on its way) must never be returned twice.
+    let limit = refund_limit(order, w);
+    let refunded = limit.committed;
+    if limit.left == 0 {
+        let refunded_at = w.last_refunded_at(&order.id);
         draft.reply_facts.amount = Some(refunded);
         draft.reply_facts.currency = Some(order.currency.clone());
         draft.reply_facts.refunded_at = refunded_at;
@@ -264,8 +261,7 @@ fn refund_order(
         window_facts(order_facts()),
     );
 
-    let used = w.credits_used(&order.id).clamp(0, order.credits);
-    let remaining = order.credits - used;
+    let (used, remaining) = (limit.credits_used, limit.credits_remaining);
     draft.reply_facts.credits_remaining = Some(remaining);
     draft.reply_facts.credits_total = Some(order.credits);
     draft.reply_facts.purchased_at = Some(order.created_at);
@@ -289,8 +285,7 @@ fn refund_order(
         return Verdict::denied(ReplyKind::CashRefundAllUsed);
     }
 
-    let value = pro_rated(order.amount, remaining, order.credits);
-    let amount = value.min(order.amount - refunded);
+    let (value, amount) = (limit.unused_value, limit.refundable);
     if amount <= 0 {
         draft.note(
             Clause::P2,
@@ -338,10 +333,51 @@ fn refund_order(
     )
 }
 
+/// What P2 allows to refund of one order now. The one computation of it:
+/// the engine decides with it and the reviewer console proposes and
+/// bounds amounts with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefundLimit {
+    /// Minor units refunded (ledger) or approved and pending (refundd).
+    pub committed: i64,
+    /// The most any refund may return now: `amount - committed`, at least 0.
+    pub left: i64,
+    /// Credits of the order used by successful generations (at most all).
+    pub credits_used: i64,
+    pub credits_remaining: i64,
+    /// `floor(amount × remaining ÷ credits)`: what the unused credits are
+    /// worth (the whole amount for an order that records no credits).
+    pub unused_value: i64,
+    /// P2's refund: the unused credits' worth, capped at what is left.
+    pub refundable: i64,
+}
+
+/// P2's numbers for `order` of wallet `w` (pure).
+pub fn refund_limit(order: &Order, w: &WalletFacts) -> RefundLimit {
+    let committed = w.committed_amount(&order.id);
+    let left = (order.amount - committed).max(0);
+    let credits = order.credits.max(0);
+    let credits_used = w.credits_used(&order.id).clamp(0, credits);
+    let credits_remaining = credits - credits_used;
+    let unused_value = if credits == 0 {
+        order.amount
+    } else {
+        pro_rated(order.amount, credits_remaining, credits)
+    };
+    RefundLimit {
+        committed,
+        left,
+        credits_used,
+        credits_remaining,
+        unused_value,
+        refundable: unused_value.min(left).max(0),
+    }
+}
+
 /// `floor(amount × remaining ÷ credits)` in integers (`i128`, so the product
 /// cannot overflow). `credits` is positive and `remaining` in `0..=credits`,
 /// so the result lies in `0..=amount`.
-pub(super) fn pro_rated(amount: i64, remaining: i64, credits: i64) -> i64 {
+fn pro_rated(amount: i64, remaining: i64, credits: i64) -> i64 {
     let value = i128::from(amount) * i128::from(remaining) / i128::from(credits);
     i64::try_from(value).unwrap_or(amount)
 }

@@ -26,7 +26,7 @@ pub(super) struct Identity<'a> {
 
 /// The order as the customer knows it: its invoice number if the ledger has
 /// one, else its receipt number, else Polar's order id.
-pub(super) fn order_reference(order: &Order) -> String {
+pub fn order_reference(order: &Order) -> String {
     order
         .invoice_number
         .clone()

@@ -102,9 +102,11 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Category, Clause, Decision, LedgerFacts, MessageFacts};
 
+pub use cash::{RefundLimit, refund_limit};
 pub use config::PolicyConfig;
 use draft::{Draft, Verdict};
 use identify::Identity;
+pub use identify::order_reference;
 
 /// Decides one message: the outcome, flags, actions, reply and trace.
 ///

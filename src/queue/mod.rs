@@ -1,30 +1,29 @@
-//! Case states, the transitions between them, reply deadlines and keeping
-//! the reply promise.
+//! Case states, the transitions between them and reply deadlines. PURE.
 //!
-//! - states: [`status_after`], [`is_open`] (PURE);
+//! - states: [`CaseStatus`], [`CaseId`], [`Actor`], [`status_after`],
+//!   [`is_open`];
+//! - moves: [`lifecycle`] — the one table of allowed transitions and the
+//!   one builder of a [`Transition`](lifecycle::Transition), which the
+//!   store applies atomically;
 //! - deadlines: [`BusinessCalendar`] (zone, working days and hours,
-//!   holidays; [`config`] and [`holidays`] read it from the settings) (PURE);
-//! - the promise: [`sweep`] warns the team before deadlines, records
-//!   breaches and closes cases the customer abandoned (reads and writes the
-//!   store, takes `now`);
-//! - numbers: [`report`] (volume, automation, response times, compliance,
-//!   money, reviewers; CSV and SVG).
+//!   holidays; [`config`] and [`holidays`] read it from the settings).
 //!
-//! Never reads the clock: every time is an argument. The store keeps the
-//! state; this module says which state a decision leads to and when the
-//! customer is owed an answer.
+//! Never reads the clock and never touches the store: every time is an
+//! argument. The store keeps the state; this module says which moves are
+//! allowed, which state a decision leads to and when the customer is owed
+//! an answer.
 
+mod case;
 pub mod config;
 mod deadline;
 pub mod holidays;
-pub mod report;
-mod sweep;
+pub mod lifecycle;
 
+pub use case::{Actor, CaseId, CaseStatus};
 pub use deadline::{BusinessCalendar, MONDAY_TO_FRIDAY, WorkingHours, WorkingHoursError};
-pub use sweep::{SweepError, SweepReport, alert_due, local_time, sweep};
+pub use lifecycle::{CaseState, Lifecycle, Transition};
 
 use crate::domain::Outcome;
-pub use crate::store::CaseStatus;
 
 /// The status a decision with this outcome leaves the case in.
 pub const fn status_after(outcome: Outcome) -> CaseStatus {

@@ -123,6 +123,12 @@ pub fn case_credit_id(
 impl Tx {
     /// Records an action of a case under `idempotency_key`. Returns
     /// `false` (and changes nothing) when the key is already recorded.
+    ///
+    /// Low level: it checks nothing. refundd records actions only through
+    /// [`Tx::apply_transition`], which reserves money against what is left
+    /// of the order; this is public for test fixtures that need states the
+    /// lifecycle never produces (a refund of an order Polar does not know).
+    #[doc(hidden)]
     pub async fn insert_action(
         &mut self,
         case_id: CaseId,
@@ -197,7 +203,7 @@ impl Tx {
     /// also marks that generation refunded, so the next decision sees it.
     /// Returns `false` (and changes nothing) when the case already granted
     /// it. `action` must be a [`Action::WalletCredit`].
-    pub async fn insert_wallet_credit_once(
+    pub(super) async fn insert_wallet_credit_once(
         &mut self,
         case_id: CaseId,
         action: &Action,

@@ -203,7 +203,7 @@ impl Store {
 
 impl Tx {
     /// Creates a case with the decision that opened it (version 1).
-    pub async fn create_case(&mut self, case: &NewCase) -> Result<CaseId> {
+    pub(super) async fn create_case(&mut self, case: &NewCase) -> Result<CaseId> {
         let d = &case.decision;
         let flags: Vec<_> = d.flags.iter().collect();
         let id: i64 = on_tx!(self, conn => {
@@ -267,7 +267,7 @@ impl Tx {
     /// Replaces a case's decision, status and deadline if its version is
     /// still `expected_version` (compare-and-set), and returns the new
     /// version. A stale version is [`StoreError::Conflict`].
-    pub async fn update_case_decision(
+    pub(super) async fn update_case_decision(
         &mut self,
         case_id: CaseId,
         expected_version: i64,
@@ -311,7 +311,7 @@ impl Tx {
     }
 
     /// Appends one status change to a case's history.
-    pub async fn add_case_event(
+    pub(super) async fn add_case_event(
         &mut self,
         case_id: CaseId,
         actor: &Actor,

@@ -1,4 +1,4 @@
-//! Deadline bookkeeping for the sweep (issue 7): review cases with their
+//! Deadline bookkeeping for the sweep: review cases with their
 //! deadline and which alerts were already raised for it, cases waiting on
 //! the customer, and the alerts themselves.
 //!

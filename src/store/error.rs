@@ -43,6 +43,16 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// A cash refund would return more than is left of its order: what the
+    /// ledger already shows refunded plus what other approvals still have
+    /// pending. Decide again with the fresh numbers.
+    #[error("order {order_id} has {left} minor units left to refund, {asked} were approved")]
+    OverRefund {
+        order_id: String,
+        left: i64,
+        asked: i64,
+    },
+
     /// The caller passed something the store cannot record (a programming
     /// error, e.g. a cash refund where a wallet credit is required).
     #[error("cannot record {what}: {reason}")]
@@ -78,6 +88,7 @@ impl StoreError {
             | StoreError::Migrate(_)
             | StoreError::NotFound { .. }
             | StoreError::Conflict { .. }
+            | StoreError::OverRefund { .. }
             | StoreError::Invalid { .. }
             | StoreError::ImportRead { .. }
             | StoreError::Corrupt { .. } => false,
@@ -181,5 +192,15 @@ mod tests {
             source: sqlx::Error::RowNotFound,
         };
         assert!(!missing.is_transient());
+    }
+}
+
+impl From<crate::queue::lifecycle::LifecycleError> for StoreError {
+    /// A move the lifecycle table forbids cannot be recorded.
+    fn from(e: crate::queue::lifecycle::LifecycleError) -> Self {
+        StoreError::Invalid {
+            what: "a case transition",
+            reason: e.to_string(),
+        }
     }
 }

@@ -14,7 +14,7 @@ use super::error::{corrupt, db};
 use super::{Result, Store, Tx, on_pool, on_tx};
 use crate::domain::{
     Chargeback, ChargebackStatus, Generation, GenerationStatus, LedgerFacts, Order, OrderLookup,
-    OrderRef, Refund, UnknownName, Wallet, WalletCredit, WalletFacts, WalletStatus,
+    OrderRef, PendingRefund, Refund, UnknownName, Wallet, WalletCredit, WalletFacts, WalletStatus,
 };
 
 /// Declares the stored names of a ledger state enum (the names of the
@@ -157,7 +157,7 @@ impl Store {
         };
         let wallet = wallet_from(wallet)?;
         let id = wallet.id.as_str();
-        let (orders, generations, credits, refunds, chargebacks) = on_pool!(self, pool => {
+        let (orders, generations, credits, refunds, chargebacks, pending) = on_pool!(self, pool => {
             let orders: Vec<OrderTuple> = sqlx::query_as(
                 "SELECT id, wallet_id, product, credits, amount, tax_amount, currency,
                         invoice_number, receipt_number, created_at
@@ -201,7 +201,17 @@ impl Store {
             .fetch_all(pool)
             .await
             .map_err(db("read a wallet's chargebacks"))?;
-            (orders, generations, credits, refunds, chargebacks)
+            let pending: Vec<(i64, String, i64, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT a.case_id, a.order_id, a.amount, a.created_at
+                 FROM actions a JOIN orders o ON o.id = a.order_id
+                 WHERE o.wallet_id = $1 AND a.kind = 'cash_refund' AND a.status = 'pending'
+                 ORDER BY a.created_at, a.id",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .map_err(db("read a wallet's pending refunds"))?;
+            (orders, generations, credits, refunds, chargebacks, pending)
         });
         Ok(Some(WalletFacts {
             orders: orders.into_iter().map(order_from).collect(),
@@ -226,6 +236,15 @@ impl Store {
                 .into_iter()
                 .map(chargeback_from)
                 .collect::<Result<_>>()?,
+            pending_refunds: pending
+                .into_iter()
+                .map(|(case, order_id, amount, approved_at)| PendingRefund {
+                    case,
+                    order_id,
+                    amount,
+                    approved_at,
+                })
+                .collect(),
             wallet,
         }))
     }

@@ -29,6 +29,7 @@ mod error;
 pub mod import;
 mod lease;
 mod ledger;
+mod lifecycle;
 mod messages;
 mod outbox;
 mod payments;
@@ -50,6 +51,7 @@ pub use deadlines::{AlertKind, DeadlineCase, DeadlineFlags, WaitingCase};
 pub use error::StoreError;
 pub use import::{ImportReport, RejectedLine, import_jsonl};
 pub use lease::MailboxLease;
+pub use lifecycle::refund_key;
 pub use payments::{
     DeliveryState, HeldReply, HeldRole, HeldState, LedgerOrderMoney, LedgerRefundStatus,
     PaymentOutcome, PaymentRow, PaymentState, RefundJob, WebhookDelivery,
@@ -101,6 +103,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "reply attempts",
         include_str!("../../migrations/sqlite/0005_reply_attempts.sql"),
         include_str!("../../migrations/postgres/0005_reply_attempts.sql"),
+    ),
+    (
+        6,
+        "lifecycle",
+        include_str!("../../migrations/sqlite/0006_lifecycle.sql"),
+        include_str!("../../migrations/postgres/0006_lifecycle.sql"),
     ),
 ];
 

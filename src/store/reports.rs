@@ -1,4 +1,4 @@
-//! Read-only queries behind reports, metrics and health checks (issue 7):
+//! Read-only queries behind reports, metrics and health checks:
 //! one row per case created in a time range, money and credits granted,
 //! reviewers' status changes, the queue's gauges, and a ping.
 //!

@@ -854,7 +854,7 @@ impl Tx {
     }
 
     /// Drops any claim on a case (it was decided).
-    pub async fn clear_case_claim(&mut self, case_id: CaseId) -> Result<()> {
+    pub(super) async fn clear_case_claim(&mut self, case_id: CaseId) -> Result<()> {
         on_tx!(self, conn => {
             sqlx::query("DELETE FROM case_claims WHERE case_id = $1")
                 .bind(case_id.0)

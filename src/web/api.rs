@@ -244,6 +244,7 @@ pub async fn decide(
                 case_id: id,
                 expected_version: body.version,
                 reviewer: user.reviewer.email.clone(),
+                admin: user.reviewer.role == crate::store::ReviewerRole::Admin,
                 choice: body.choice,
                 personal_note: body.personal_note,
             },

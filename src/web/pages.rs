@@ -687,6 +687,7 @@ pub async fn decide(
                 case_id: id,
                 expected_version: version,
                 reviewer: signed.reviewer.email.clone(),
+                admin: signed.reviewer.role == ReviewerRole::Admin,
                 choice,
                 personal_note: filled(&form.note).map(str::to_owned),
             },
@@ -800,13 +801,16 @@ pub(super) async fn release_case(
 #[derive(Debug, Clone, Serialize)]
 pub struct BulkResult {
     pub tag: String,
-    /// `approved`, `skipped`, `conflict` or `invalid`.
+    /// `approved`, `skipped` (no clear proposal, or another reviewer holds
+    /// the case: the message names them), `conflict` or `invalid`.
     pub kind: &'static str,
     pub message: String,
 }
 
 /// Approves each `(case, version)` as proposed; cases without a proposal
-/// are skipped, conflicts and refusals reported per case.
+/// and cases another reviewer has claimed are skipped (never taken over,
+/// even by an admin: a take-over is a decision about one case), conflicts
+/// and refusals reported per case.
 pub(super) async fn bulk_approve(
     state: &WebState,
     reviewer: &str,
@@ -823,6 +827,15 @@ pub(super) async fn bulk_approve(
             results.push(result("invalid", "no such case".into()));
             continue;
         };
+        if let Some((holder, _)) = state.store().case_claim(id).await?
+            && !holder.eq_ignore_ascii_case(reviewer)
+        {
+            results.push(result(
+                "skipped",
+                format!("claimed by {holder}; only they decide it"),
+            ));
+            continue;
+        }
         let limits = state.desk().limits(&case).await?;
         let Some(choice) = limits.proposal.clone() else {
             results.push(result(
@@ -835,6 +848,7 @@ pub(super) async fn bulk_approve(
             case_id: id,
             expected_version: version,
             reviewer: reviewer.to_owned(),
+            admin: false,
             choice: choice.clone(),
             personal_note: None,
         };

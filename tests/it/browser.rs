@@ -250,9 +250,14 @@ async fn a_reviewer_sends_a_reply_in_three_keys_and_hostile_mail_runs_nothing() 
     wait_for(&client, "#flash").await;
 
     let sink_dir = tempfile::tempdir().unwrap();
-    let report = outbox::deliver_queued(&console.store, &FileSink::new(sink_dir.path()), now())
-        .await
-        .unwrap();
+    let report = outbox::deliver_queued(
+        &console.store,
+        &FileSink::new(sink_dir.path()),
+        &refundd::config::Settings::default().lifecycle(),
+        now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.sent, 1);
     let replies = console.store.replies_for_case(oldest).await.unwrap();
     assert_eq!(replies.len(), 1);

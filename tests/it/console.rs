@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use refundd::config::Settings;
 use refundd::domain::{Category, Clause, Decision, Flag, Language, Outcome, ReplyKind, TraceStep};
+use refundd::queue::lifecycle::{Opening, Transition};
 use refundd::store::{
-    ActionStatus, CaseId, CaseStatus, NewCase, NewMessage, ReplyStatus, ReviewerRole, Store,
+    ActionStatus, CaseId, CaseStatus, NewMessage, ReplyStatus, ReviewerRole, Store,
 };
 use refundd::web::{self, WebState, auth};
 
@@ -108,20 +109,22 @@ pub async fn seed_case(
     };
     let mut tx = store.begin().await.unwrap();
     let id = tx
-        .create_case(&NewCase {
-            sender: sender.into(),
-            subject: "Refund please".into(),
-            language: Language::En,
+        .apply_transition(&Transition::opened(
+            Opening {
+                sender: sender.into(),
+                subject: "Refund please".into(),
+                language: Language::En,
+            },
             decision,
-            status: CaseStatus::Review,
-            deadline: Some(
+            Some(
                 Utc.with_ymd_and_hms(2026, 6, deadline_day, 10, 0, 0)
                     .unwrap(),
             ),
-            at: received,
-        })
+            received,
+        ))
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     tx.attach_message(message, id).await.unwrap();
     tx.commit().await.unwrap();
     id
@@ -736,7 +739,40 @@ async fn deny_ask_note_and_claims_work_through_the_api() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(preview["outcome"], "denied");
     let version = console.version(denied).await;
-    let (status, applied) = console.api(&rita, Method::POST, &format!("/api/cases/{denied}/decision"), Some(serde_json::json!({"version": version, "choice": {"action": "deny", "reason": "subjective"}}))).await;
+    let deny = serde_json::json!({"version": version, "choice": {"action": "deny", "reason": "subjective"}});
+    let (status, refused) = console
+        .api(
+            &rita,
+            Method::POST,
+            &format!("/api/cases/{denied}/decision"),
+            Some(deny.clone()),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "only the claim holder decides: {refused}"
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("ada@anumi.example")
+    );
+    assert_eq!(
+        console.store.case_claim(denied).await.unwrap().unwrap().0,
+        "ada@anumi.example",
+        "a refused decision leaves the claim alone"
+    );
+    assert_eq!(console.version(denied).await, version);
+    let (status, applied) = console
+        .api(
+            &ada,
+            Method::POST,
+            &format!("/api/cases/{denied}/decision"),
+            Some(deny),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{applied}");
     assert_eq!(applied["status"], "resolved");
     assert!(

@@ -1,4 +1,4 @@
-//! The reply promise end to end (issue 7): a review case is acknowledged
+//! The reply promise end to end: a review case is acknowledged
 //! with a deadline counted in the team's business hours; the sweep warns
 //! the team once as the deadline nears, records the breach once, and closes
 //! a case the customer abandoned with a final note — on SQLite and
@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use refundd::config::Settings;
 use refundd::domain::Outcome;
+use refundd::pipeline;
 use refundd::pipeline::Pipeline;
-use refundd::queue;
 use refundd::store::{Actor, CaseId, CaseStatus, NewMessage, ReplyStatus, Store, import_jsonl};
 
 use crate::support::{TestDb, repo};
@@ -105,23 +105,25 @@ async fn promise_is_acknowledged_escalated_and_breached(db: TestDb) {
     );
 
     // Monday morning: plenty of time left, nothing happens.
-    let quiet = queue::sweep(&store, &settings, berlin(2026, 6, 8, 10, 0))
+    let quiet = pipeline::sweep::sweep(&store, &settings, berlin(2026, 6, 8, 10, 0))
         .await
         .unwrap();
-    assert_eq!(quiet, queue::SweepReport::default());
+    assert_eq!(quiet, pipeline::sweep::SweepReport::default());
 
     // Tuesday 12:00: four working hours left -> one digest to the team.
     let tuesday_noon = berlin(2026, 6, 9, 12, 0);
-    let warned = queue::sweep(&store, &settings, tuesday_noon).await.unwrap();
+    let warned = pipeline::sweep::sweep(&store, &settings, tuesday_noon)
+        .await
+        .unwrap();
     assert_eq!(warned.warned, vec![case_id]);
     assert!(warned.breached.is_empty());
     let digest_id = warned.digest_message_id.clone().expect("a digest");
-    let again = queue::sweep(&store, &settings, tuesday_noon + Duration::minutes(30))
+    let again = pipeline::sweep::sweep(&store, &settings, tuesday_noon + Duration::minutes(30))
         .await
         .unwrap();
     assert_eq!(
         again,
-        queue::SweepReport::default(),
+        pipeline::sweep::SweepReport::default(),
         "each case is escalated once per deadline"
     );
 
@@ -146,14 +148,16 @@ async fn promise_is_acknowledged_escalated_and_breached(db: TestDb) {
 
     // Tuesday 16:30: the deadline passed -> breach recorded once, with an event.
     let late = berlin(2026, 6, 9, 16, 30);
-    let breached = queue::sweep(&store, &settings, late).await.unwrap();
+    let breached = pipeline::sweep::sweep(&store, &settings, late)
+        .await
+        .unwrap();
     assert_eq!(breached.breached, vec![case_id]);
     assert!(breached.digest_message_id.is_some());
     assert_eq!(
-        queue::sweep(&store, &settings, late + Duration::hours(1))
+        pipeline::sweep::sweep(&store, &settings, late + Duration::hours(1))
             .await
             .unwrap(),
-        queue::SweepReport::default()
+        pipeline::sweep::SweepReport::default()
     );
     assert_eq!(
         store.deadline_flags(case_id).await.unwrap().breached_at,
@@ -188,12 +192,16 @@ async fn an_abandoned_case_is_closed_with_a_final_note(db: TestDb) {
     // Waiting on the customer pauses the clock: no warning, no breach.
     let day13 = received + Duration::days(13);
     assert_eq!(
-        queue::sweep(&store, &settings, day13).await.unwrap(),
-        queue::SweepReport::default()
+        pipeline::sweep::sweep(&store, &settings, day13)
+            .await
+            .unwrap(),
+        pipeline::sweep::SweepReport::default()
     );
 
     let day15 = received + Duration::days(15);
-    let closed = queue::sweep(&store, &settings, day15).await.unwrap();
+    let closed = pipeline::sweep::sweep(&store, &settings, day15)
+        .await
+        .unwrap();
     assert_eq!(closed.closed, vec![case_id]);
     assert!(closed.warned.is_empty() && closed.breached.is_empty());
     let case = store.case(case_id).await.unwrap().unwrap();
@@ -216,10 +224,10 @@ async fn an_abandoned_case_is_closed_with_a_final_note(db: TestDb) {
         "{headers}"
     );
     assert_eq!(
-        queue::sweep(&store, &settings, day15 + Duration::days(1))
+        pipeline::sweep::sweep(&store, &settings, day15 + Duration::days(1))
             .await
             .unwrap(),
-        queue::SweepReport::default()
+        pipeline::sweep::SweepReport::default()
     );
 }
 
@@ -257,7 +265,7 @@ async fn the_report_counts_the_period_from_the_store() {
         deliver(&store, file, received).await;
     }
     pipeline.process_pending(received).await.unwrap();
-    let report = queue::report::build(
+    let report = refundd::report::build(
         &store,
         received - Duration::days(1),
         received + Duration::days(1),
@@ -282,7 +290,7 @@ async fn the_report_counts_the_period_from_the_store() {
         Some(0),
         "replies are queued at decision time"
     );
-    let csv = queue::report::to_csv(&report);
+    let csv = refundd::report::to_csv(&report);
     assert!(csv.contains("volume,cases,4\r\n"), "{csv}");
 }
 

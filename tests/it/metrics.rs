@@ -1,5 +1,5 @@
 //! `/metrics`, `/healthz` and `/readyz` over HTTP on a loopback listener,
-//! after real messages went through the pipeline (issue 7).
+//! after real messages went through the pipeline.
 
 use chrono::{DateTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};

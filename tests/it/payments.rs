@@ -853,9 +853,10 @@ async fn the_known_answer_vector_is_accepted_and_tampered_or_stale_deliveries_ar
     assert!(store.webhook_delivery("other-id").await.unwrap().is_none());
 
     // The vector's data is not a whole refund: stored, then skipped.
-    let handled = ledger_sync::apply_received(&store, None, 2, Utc::now())
-        .await
-        .unwrap();
+    let handled =
+        ledger_sync::apply_received(&store, None, &Settings::default().lifecycle(), Utc::now())
+            .await
+            .unwrap();
     assert_eq!(handled, 1);
     let applied = store.webhook_delivery(id).await.unwrap().unwrap();
     assert_eq!(applied.state, DeliveryState::Skipped);
@@ -901,7 +902,7 @@ async fn refunds_made_outside_refundd_reach_the_ledger_once_per_delivery() {
         "a replay is acknowledged"
     );
     assert_eq!(
-        ledger_sync::apply_received(&desk.store, None, 2, now)
+        ledger_sync::apply_received(&desk.store, None, &desk.settings.lifecycle(), now)
             .await
             .unwrap(),
         1,
@@ -922,7 +923,7 @@ async fn refunds_made_outside_refundd_reach_the_ledger_once_per_delivery() {
     let updated = refund_event("refund.updated", refund_id, "succeeded", 900);
     let headers = signed_request("delivery-2", now, &updated);
     assert_eq!(post(&url, &headers, &updated).await, 202);
-    ledger_sync::apply_received(&desk.store, None, 2, now)
+    ledger_sync::apply_received(&desk.store, None, &desk.settings.lifecycle(), now)
         .await
         .unwrap();
     assert_eq!(

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use crate::domain::{
     Action, AutoKind, Category, Chargeback, ChargebackStatus, Clause, CreditReason, Decision,
     Evidence, Flag, Generation, GenerationStatus, Language, LedgerFacts, MessageFacts, Order,
-    OrderLookup, Outcome, Refund, ReplyKind, SenderAuth, Wallet, WalletCredit, WalletFacts,
-    WalletStatus,
+    OrderLookup, Outcome, PendingRefund, Refund, ReplyKind, SenderAuth, Wallet, WalletCredit,
+    WalletFacts, WalletStatus,
 };
 use crate::policy::{PolicyConfig, decide};
 
@@ -89,6 +89,7 @@ pub fn case(category: Category) -> Case {
             credits: Vec::new(),
             refunds: Vec::new(),
             chargebacks: Vec::new(),
+            pending_refunds: Vec::new(),
         }),
         cited: Vec::new(),
         received_at,
@@ -226,6 +227,23 @@ impl Case {
             order_id: order.into(),
             amount,
             created_at,
+        });
+        self
+    }
+
+    /// A cash refund another case approved that the ledger does not show yet.
+    pub fn pending_refund(
+        mut self,
+        case: i64,
+        order: &str,
+        amount: i64,
+        approved_at: DateTime<Utc>,
+    ) -> Self {
+        self.w().pending_refunds.push(PendingRefund {
+            case,
+            order_id: order.into(),
+            amount,
+            approved_at,
         });
         self
     }

@@ -102,6 +102,24 @@ fn p2_refunds_unused_and_partly_used_packs_inside_the_window() {
             approved(&[Id, P2]).action(cash("o1", 700)),
         ),
         (
+            "another case's approved refund still pending counts as refunded",
+            cash_case()
+                .order("o1", 10, 1000, bought())
+                .pending_refund(7, "o1", 400, at(days(1)))
+                .cites("o1")
+                .received(at(days(2))),
+            approved(&[Id, P2]).action(cash("o1", 600)),
+        ),
+        (
+            "an order whose whole amount another case approved is answered as refunded",
+            cash_case()
+                .order("o1", 10, 1000, bought())
+                .pending_refund(7, "o1", 1000, at(days(1)))
+                .cites("o1")
+                .received(at(days(2))),
+            expect(Outcome::Answered, ReplyKind::AlreadyRefunded, &[Id, P2]),
+        ),
+        (
             "a pro-rated value is capped at the amount not yet refunded",
             cash_case()
                 .order("o1", 10, 1000, bought())

@@ -19,11 +19,11 @@
 use chrono::{DateTime, Duration, Utc};
 use minijinja::{Environment, context};
 
-use super::deadline::BusinessCalendar;
 use crate::config::Settings;
 use crate::domain::Language;
+use crate::queue::{BusinessCalendar, Lifecycle};
 use crate::reply::{self, RenderedReply, ReplyEnvelope, ReplyError};
-use crate::store::{Actor, AlertKind, CaseId, CaseRow, CaseStatus, NewReply, Store, StoreError};
+use crate::store::{AlertKind, CaseId, CaseRow, CaseStatus, NewReply, Store, StoreError};
 
 /// The team digest's body template.
 const DIGEST: &str = include_str!("../../templates/escalation/digest.txt");
@@ -100,10 +100,10 @@ pub async fn sweep(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<SweepReport, SweepError> {
-    let calendar = settings.calendar.calendar();
+    let lifecycle = settings.lifecycle();
     let mut report = SweepReport::default();
-    escalate(store, settings, &calendar, now, &mut report).await?;
-    close_abandoned(store, settings, now, &mut report).await?;
+    escalate(store, settings, &lifecycle, now, &mut report).await?;
+    close_abandoned(store, settings, &lifecycle, now, &mut report).await?;
     if !report.warned.is_empty() || !report.breached.is_empty() || !report.closed.is_empty() {
         tracing::info!(
             warned = report.warned.len(),
@@ -144,7 +144,7 @@ struct Alerted {
 async fn escalate(
     store: &Store,
     settings: &Settings,
-    calendar: &BusinessCalendar,
+    lifecycle: &Lifecycle,
     now: DateTime<Utc>,
     report: &mut SweepReport,
 ) -> Result<(), SweepError> {
@@ -154,13 +154,19 @@ async fn escalate(
         .await?
         .into_iter()
         .filter_map(|c| {
-            alert_due(calendar, c.deadline, c.warned, c.breached, warn_before, now).map(|kind| {
-                Alerted {
-                    id: c.id,
-                    kind,
-                    subject: c.subject,
-                    deadline: c.deadline,
-                }
+            alert_due(
+                lifecycle.calendar(),
+                c.deadline,
+                c.warned,
+                c.breached,
+                warn_before,
+                now,
+            )
+            .map(|kind| Alerted {
+                id: c.id,
+                kind,
+                subject: c.subject,
+                deadline: c.deadline,
             })
         })
         .collect();
@@ -194,15 +200,10 @@ async fn escalate(
                 "the reply deadline {} passed without an answer",
                 alert.deadline.to_rfc3339()
             );
-            tx.add_case_event(
-                alert.id,
-                &Actor::Engine,
-                Some(CaseStatus::Review),
-                CaseStatus::Review,
-                &reason,
-                now,
-            )
-            .await?;
+            let breach = lifecycle
+                .breached(alert.id, CaseStatus::Review, alert.deadline, reason, now)
+                .map_err(StoreError::from)?;
+            tx.apply_transition(&breach).await?;
         }
         tracing::warn!(case_id = %alert.id, kind = alert.kind.as_str(), "reply deadline alert");
         fresh.push(alert);
@@ -212,7 +213,7 @@ async fn escalate(
         return Ok(());
     }
     if let Some(message_id) = digest_id {
-        let digest = digest(settings, calendar, &fresh, message_id, now)?;
+        let digest = digest(settings, lifecycle.calendar(), &fresh, message_id, now)?;
         report.digest_message_id = Some(digest.message_id.clone());
         tx.enqueue_reply(&digest).await?;
     }
@@ -302,6 +303,7 @@ fn digest(
 async fn close_abandoned(
     store: &Store,
     settings: &Settings,
+    lifecycle: &Lifecycle,
     now: DateTime<Utc>,
     report: &mut SweepReport,
 ) -> Result<(), SweepError> {
@@ -315,18 +317,13 @@ async fn close_abandoned(
             continue;
         }
         let note = closing_note(store, settings, &case, days, now).await?;
+        let reason =
+            format!("no answer from the customer for {days} days; closed with a final note");
+        let closing = lifecycle
+            .abandoned(case.state(), &case.decision, reason, now)
+            .map_err(StoreError::from)?;
         let mut tx = store.begin().await?;
-        match tx
-            .update_case_decision(
-                case.id,
-                case.version,
-                &case.decision,
-                CaseStatus::Resolved,
-                None,
-                now,
-            )
-            .await
-        {
+        match tx.apply_transition(&closing).await {
             Ok(_) => {}
             Err(StoreError::Conflict { .. }) => {
                 report.conflicts += 1;
@@ -335,17 +332,6 @@ async fn close_abandoned(
             }
             Err(err) => return Err(err.into()),
         }
-        let reason =
-            format!("no answer from the customer for {days} days; closed with a final note");
-        tx.add_case_event(
-            case.id,
-            &Actor::Engine,
-            Some(CaseStatus::NeedsInfo),
-            CaseStatus::Resolved,
-            &reason,
-            now,
-        )
-        .await?;
         tx.enqueue_reply(&note).await?;
         tx.commit().await?;
         tracing::info!(case_id = %case.id, "case closed after waiting on the customer");
@@ -472,7 +458,7 @@ mod tests {
     fn an_alert_is_raised_once_per_kind_as_the_deadline_approaches() {
         let cal = BusinessCalendar::new(
             Berlin,
-            super::super::MONDAY_TO_FRIDAY,
+            crate::queue::MONDAY_TO_FRIDAY,
             Default::default(),
             [],
         );
