@@ -173,6 +173,7 @@ impl Case {
             status,
             style: Some("ghibli".into()),
             refunded,
+            refunded_at: None,
             created_at,
         });
         self
