@@ -202,6 +202,18 @@ impl Case {
         )
     }
 
+    /// The ledger says when generation `id`'s credits came back.
+    pub fn refunded_at(mut self, id: &str, at: DateTime<Utc>) -> Self {
+        let generation = self
+            .w()
+            .generations
+            .iter_mut()
+            .find(|g| g.id == id)
+            .expect("generation");
+        generation.refunded_at = Some(at);
+        self
+    }
+
     pub fn credit(
         mut self,
         id: &str,
