@@ -27,7 +27,7 @@ use super::window::stamp;
 /// each can be applied and audited on its own). When all failed targets
 /// were credited already, the answer is about the latest of them and
 /// quotes when its credits came back, if the ledger knows
-/// ([`refunded_at`]).
+/// (`refunded_at` below).
 /// A named generation that was blocked is answered as a moderation block
 /// (P4); one that succeeded, or finding no failed generation at all, goes
 /// to a person: the ledger and the customer disagree.
