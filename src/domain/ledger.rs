@@ -71,6 +71,10 @@ pub struct Generation {
     pub style: Option<String>,
     /// For a failed run: whether its credits already came back (P1).
     pub refunded: bool,
+    /// When its credits came back, if the ledger says (optional in the
+    /// import contract; only ever set on a refunded generation).
+    #[serde(default)]
+    pub refunded_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 

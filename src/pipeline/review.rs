@@ -869,6 +869,7 @@ mod tests {
                     status: GenerationStatus::Succeeded,
                     style: None,
                     refunded: false,
+                    refunded_at: None,
                     created_at: t(2),
                 })
                 .collect(),

@@ -4,7 +4,9 @@
 //! the receipt time; gives one wallet credit per failed generation not yet
 //! credited, or the answer that it already was. Never credits a generation
 //! twice: a generation counts as credited when the ledger marks it refunded
-//! or any wallet credit names it, whenever that credit was written.
+//! or any wallet credit names it, whenever that credit was written. Never
+//! invents when: the answer quotes a refund time only when the ledger has
+//! one (the import contract does not promise it).
 
 use chrono::{DateTime, Utc};
 
@@ -23,7 +25,9 @@ use super::window::stamp;
 /// generation of the wallet created before receipt. Every target that
 /// failed and was not credited earns its own credit (one action each, so
 /// each can be applied and audited on its own). When all failed targets
-/// were credited already, the answer quotes the latest of those credits.
+/// were credited already, the answer is about the latest of them and
+/// quotes when its credits came back, if the ledger knows
+/// (`refunded_at` below).
 /// A named generation that was blocked is answered as a moderation block
 /// (P4); one that succeeded, or finding no failed generation at all, goes
 /// to a person: the ledger and the customer disagree.
@@ -104,12 +108,7 @@ pub(super) fn failed_generation(
         .filter(|g| credited(w, g))
         .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     if let Some(g) = refunded {
-        let refunded_at = w
-            .credits
-            .iter()
-            .filter(|c| c.generation_id.as_deref() == Some(g.id.as_str()))
-            .map(|c| c.created_at)
-            .max();
+        let refunded_at = refunded_at(w, g);
         draft.generation_id = Some(g.id.clone());
         draft.reply_facts.credits = Some(g.credits);
         draft.reply_facts.refunded_at = refunded_at;
@@ -124,7 +123,7 @@ pub(super) fn failed_generation(
                 g.id,
                 refunded_at
                     .map(|at| format!(" on {}", stamp(at)))
-                    .unwrap_or_default()
+                    .unwrap_or_else(|| " (the ledger does not say when)".to_owned())
             ),
             facts,
         );
@@ -175,6 +174,19 @@ pub(super) fn failed_generation(
         ],
     );
     Verdict::review()
+}
+
+/// When the generation's credits came back, if the ledger knows: its own
+/// `refunded_at` (the app's record of the automatic refund), else the
+/// latest wallet credit that names it.
+fn refunded_at(w: &WalletFacts, g: &Generation) -> Option<DateTime<Utc>> {
+    g.refunded_at.or_else(|| {
+        w.credits
+            .iter()
+            .filter(|c| c.generation_id.as_deref() == Some(g.id.as_str()))
+            .map(|c| c.created_at)
+            .max()
+    })
 }
 
 /// Whether the generation's credits already came back.

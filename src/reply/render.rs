@@ -248,14 +248,21 @@ fn template_values(context: &ReplyContext) -> BTreeMap<String, Value> {
 }
 
 /// The facts without which a kind's reply would be wrong, not just vaguer.
+/// Only facts every decision of that kind carries: what the ledger import
+/// contract guarantees (an order's amount and currency, a generation's
+/// credits) or what refundd computes (the review deadline). An optional
+/// ledger fact (a refund time, tax, invoice or receipt number) is never
+/// required: without it the reply says less, never nothing.
 fn required_facts(kind: ReplyKind) -> &'static [&'static str] {
     match kind {
         ReplyKind::CashRefundApproved => &["amount", "currency"],
         ReplyKind::FailedGenerationCredited | ReplyKind::CourtesyCredited => &["credits"],
-        // POLICY.md: the reply says when the earlier refund happened.
-        ReplyKind::AlreadyRefunded | ReplyKind::FailedGenerationAlreadyRefunded => &["refunded_at"],
         ReplyKind::ReviewAcknowledged => &["review_deadline"],
-        ReplyKind::CashRefundAllUsed
+        // POLICY.md's "the reply says when" holds when the ledger knows
+        // when; a generation's `refunded_at` is optional in the contract.
+        ReplyKind::AlreadyRefunded
+        | ReplyKind::FailedGenerationAlreadyRefunded
+        | ReplyKind::CashRefundAllUsed
         | ReplyKind::WindowExpired
         | ReplyKind::NeedResult
         | ReplyKind::SubjectiveDenied
@@ -278,7 +285,6 @@ fn check_required_facts(context: &ReplyContext) -> Result<(), ReplyError> {
                 .as_deref()
                 .is_some_and(|c| !c.trim().is_empty()),
             "credits" => facts.credits.is_some(),
-            "refunded_at" => facts.refunded_at.is_some(),
             "review_deadline" => context.review_deadline.is_some(),
             _ => true,
         };
@@ -458,7 +464,6 @@ fn sample_context(kind: ReplyKind, language: Language, full: bool) -> ReplyConte
             amount: all.amount.filter(|_| needs("amount")),
             currency: all.currency.clone().filter(|_| needs("currency")),
             credits: all.credits.filter(|_| needs("credits")),
-            refunded_at: all.refunded_at.filter(|_| needs("refunded_at")),
             ..if full { all } else { ReplyFacts::default() }
         },
         review_deadline: Some(at).filter(|_| needs("review_deadline")),
@@ -673,7 +678,7 @@ mod tests {
     fn a_reply_missing_a_fact_it_must_quote_is_refused() {
         let renderer = renderer();
         type Remove = fn(&mut ReplyContext);
-        let cases: [(ReplyKind, Remove, &str); 5] = [
+        let cases: [(ReplyKind, Remove, &str); 4] = [
             (
                 ReplyKind::CashRefundApproved,
                 |c| c.facts.amount = None,
@@ -690,11 +695,6 @@ mod tests {
                 "credits",
             ),
             (
-                ReplyKind::AlreadyRefunded,
-                |c| c.facts.refunded_at = None,
-                "refunded_at",
-            ),
-            (
                 ReplyKind::ReviewAcknowledged,
                 |c| c.review_deadline = None,
                 "review_deadline",
@@ -706,6 +706,67 @@ mod tests {
             match renderer.render(&context) {
                 Err(ReplyError::MissingFact { fact, .. }) => assert_eq!(fact, expected),
                 other => panic!("{kind:?} without {expected}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_already_refunded_reply_without_a_time_says_so_plainly_in_every_language() {
+        let renderer = renderer();
+        let cases: [(ReplyKind, Language, &str); 8] = [
+            (
+                ReplyKind::AlreadyRefunded,
+                Language::En,
+                "This order was already refunded (9.00 EUR), so",
+            ),
+            (
+                ReplyKind::AlreadyRefunded,
+                Language::De,
+                "Diese Bestellung wurde bereits erstattet (9.00 EUR);",
+            ),
+            (
+                ReplyKind::AlreadyRefunded,
+                Language::Fr,
+                "Cette commande a déjà été remboursée (9.00 EUR) ;",
+            ),
+            (
+                ReplyKind::AlreadyRefunded,
+                Language::Es,
+                "Este pedido ya se reembolsó (9.00 EUR), por lo que",
+            ),
+            (
+                ReplyKind::FailedGenerationAlreadyRefunded,
+                Language::En,
+                "the 7 credits it used went back to your wallet automatically.",
+            ),
+            (
+                ReplyKind::FailedGenerationAlreadyRefunded,
+                Language::De,
+                "Credits wurden Ihrer Wallet bereits automatisch zurückgebucht.",
+            ),
+            (
+                ReplyKind::FailedGenerationAlreadyRefunded,
+                Language::Fr,
+                "ont déjà été restitués automatiquement sur votre portefeuille.",
+            ),
+            (
+                ReplyKind::FailedGenerationAlreadyRefunded,
+                Language::Es,
+                "ya se devolvieron automáticamente a su monedero.",
+            ),
+        ];
+        for (kind, language, expected) in cases {
+            let mut context = context(kind, language);
+            context.facts.refunded_at = None;
+            let reply = renderer
+                .render(&context)
+                .unwrap_or_else(|e| panic!("{kind:?} in {language:?}: {e}"));
+            for part in [&reply.text, &reply.html] {
+                assert!(part.contains(expected), "{kind:?} in {language:?}: {part}");
+                assert!(
+                    !part.contains(&format_date(at(2026, 5, 20), language, false)),
+                    "{kind:?} in {language:?} quotes no date"
+                );
             }
         }
     }

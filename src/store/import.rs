@@ -6,7 +6,10 @@
 //! reason. A bad line never stops the import: it is validated (known
 //! `type`, no unknown fields, non-negative amounts and credits, known
 //! statuses, RFC 3339 times, a 3-letter currency made uppercase, order
-//! UUIDs made lowercase) before anything is written. Good lines are
+//! UUIDs made lowercase, a `refunded_at` only on a refunded generation)
+//! before anything is written. The contract's optional facts
+//! (`tax_amount`, `invoice_number`, `receipt_number`, a generation's
+//! `refunded_at`) are stored when given and left empty when not. Good lines are
 //! written in transactions of [`BATCH_LINES`] lines. Never deletes a row.
 //!
 //! Fails with [`StoreError`] only when the input cannot be read or the
@@ -96,6 +99,9 @@ struct GenerationLine {
     style: Option<String>,
     #[serde(default)]
     refunded: bool,
+    /// Optional: when the credits came back (RFC 3339).
+    #[serde(default)]
+    refunded_at: Option<String>,
     created_at: String,
 }
 
@@ -224,16 +230,30 @@ fn parse_line(text: &str) -> Result<Record, String> {
             receipt_number: o.receipt_number.map(|n| n.trim().to_owned()),
             created_at: time("created_at", &o.created_at)?,
         }),
-        Line::Generation(g) => Record::Generation(Generation {
-            id: id("id", g.id)?,
-            wallet_id: id("wallet", g.wallet)?,
-            order_id: g.order.map(|o| order_uuid("order", &o)).transpose()?,
-            credits: non_negative("credits", g.credits)?,
-            status: g.status,
-            style: g.style,
-            refunded: g.refunded,
-            created_at: time("created_at", &g.created_at)?,
-        }),
+        Line::Generation(g) => {
+            let refunded_at = g
+                .refunded_at
+                .as_deref()
+                .map(|at| time("refunded_at", at))
+                .transpose()?;
+            // A refund time on a generation whose credits did not come
+            // back cannot both be true; guessing which half is wrong could
+            // credit a generation twice or never.
+            if refunded_at.is_some() && !g.refunded {
+                return Err("refunded_at is given but refunded is not true".to_owned());
+            }
+            Record::Generation(Generation {
+                id: id("id", g.id)?,
+                wallet_id: id("wallet", g.wallet)?,
+                order_id: g.order.map(|o| order_uuid("order", &o)).transpose()?,
+                credits: non_negative("credits", g.credits)?,
+                status: g.status,
+                style: g.style,
+                refunded: g.refunded,
+                refunded_at,
+                created_at: time("created_at", &g.created_at)?,
+            })
+        }
         Line::WalletCredit(c) => Record::Credit(WalletCredit {
             id: id("id", c.id)?,
             wallet_id: id("wallet", c.wallet)?,
@@ -339,8 +359,17 @@ mod tests {
         match parse_line(&generation).unwrap() {
             Record::Generation(g) => {
                 assert!(!g.refunded, "refunded defaults to false");
+                assert_eq!(g.refunded_at, None, "refunded_at is optional");
                 assert_eq!(g.order_id, Some(ORDER.to_lowercase()));
             }
+            other => panic!("expected a generation, got {other:?}"),
+        }
+        let refunded = r#"{"type":"generation","id":"gen_2","wallet":"w_1","credits":1,"status":"failed","refunded":true,"refunded_at":"2026-06-01T10:00:05+02:00","created_at":"2026-06-01T09:59:00+02:00"}"#;
+        match parse_line(refunded).unwrap() {
+            Record::Generation(g) => assert_eq!(
+                g.refunded_at.map(|t| t.to_rfc3339()).as_deref(),
+                Some("2026-06-01T08:00:05+00:00")
+            ),
             other => panic!("expected a generation, got {other:?}"),
         }
     }
@@ -370,6 +399,14 @@ mod tests {
             (
                 r#"{"type":"wallet","id":"w_1","email":"nobody","status":"active","created_at":"2026-06-01T10:00:00Z"}"#,
                 "email `nobody` is not an address",
+            ),
+            (
+                r#"{"type":"generation","id":"g","wallet":"w_1","credits":1,"status":"failed","refunded":true,"refunded_at":"June 3rd","created_at":"2026-06-01T10:00:00Z"}"#,
+                "refunded_at `June 3rd` is not an RFC 3339 time",
+            ),
+            (
+                r#"{"type":"generation","id":"g","wallet":"w_1","credits":1,"status":"failed","refunded_at":"2026-06-02T10:00:00Z","created_at":"2026-06-01T10:00:00Z"}"#,
+                "refunded_at is given but refunded is not true",
             ),
             (
                 r#"{"type":"refund","id":"rf_1","order":"0d3f5a2c-1111-4222-8333-944455556666","amount":-5,"created_at":"2026-06-01T10:00:00Z"}"#,

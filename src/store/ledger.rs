@@ -69,6 +69,7 @@ type GenerationTuple = (
     String,
     Option<String>,
     bool,
+    Option<DateTime<Utc>>,
     DateTime<Utc>,
 );
 type CreditTuple = (String, String, i64, String, Option<String>, DateTime<Utc>);
@@ -101,7 +102,7 @@ fn order_from(t: OrderTuple) -> Order {
 }
 
 fn generation_from(t: GenerationTuple) -> Result<Generation> {
-    let (id, wallet_id, order_id, credits, status, style, refunded, created_at) = t;
+    let (id, wallet_id, order_id, credits, status, style, refunded, refunded_at, created_at) = t;
     Ok(Generation {
         id,
         wallet_id,
@@ -110,6 +111,7 @@ fn generation_from(t: GenerationTuple) -> Result<Generation> {
         status: parse_generation_status(&status)?,
         style,
         refunded,
+        refunded_at,
         created_at,
     })
 }
@@ -168,7 +170,8 @@ impl Store {
             .await
             .map_err(db("read a wallet's orders"))?;
             let generations: Vec<GenerationTuple> = sqlx::query_as(
-                "SELECT id, wallet_id, order_id, credits, status, style, refunded, created_at
+                "SELECT id, wallet_id, order_id, credits, status, style, refunded, refunded_at,
+                        created_at
                  FROM generations WHERE wallet_id = $1 ORDER BY created_at, id",
             )
             .bind(id)
@@ -403,18 +406,20 @@ impl Tx {
         Ok(())
     }
 
-    /// Inserts a generation, or replaces the one with the same id.
+    /// Inserts a generation, or replaces the one with the same id (its
+    /// refund time too: an export without one says the ledger no longer
+    /// knows it).
     pub async fn upsert_generation(&mut self, g: &Generation) -> Result<()> {
         on_tx!(self, conn => {
             sqlx::query(
                 "INSERT INTO generations (id, wallet_id, order_id, credits, status, style,
-                                          refunded, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                          refunded, refunded_at, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (id) DO UPDATE
                  SET wallet_id = excluded.wallet_id, order_id = excluded.order_id,
                      credits = excluded.credits, status = excluded.status,
                      style = excluded.style, refunded = excluded.refunded,
-                     created_at = excluded.created_at",
+                     refunded_at = excluded.refunded_at, created_at = excluded.created_at",
             )
             .bind(&g.id)
             .bind(&g.wallet_id)
@@ -423,6 +428,7 @@ impl Tx {
             .bind(generation_status_name(g.status))
             .bind(&g.style)
             .bind(g.refunded)
+            .bind(g.refunded_at)
             .bind(g.created_at)
             .execute(&mut *conn)
             .await

@@ -110,6 +110,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_lifecycle.sql"),
         include_str!("../../migrations/postgres/0006_lifecycle.sql"),
     ),
+    (
+        8,
+        "generation refunded_at",
+        include_str!("../../migrations/sqlite/0008_generation_refunded_at.sql"),
+        include_str!("../../migrations/postgres/0008_generation_refunded_at.sql"),
+    ),
 ];
 
 /// How long a SQLite writer waits for the lock before failing with BUSY.

@@ -123,6 +123,7 @@ on_both!(
     the_loop_guard_counts_recent_replies_to_one_address,
     the_import_keeps_good_lines_and_names_the_bad_ones,
     the_import_upserts_so_a_second_export_replaces_the_first,
+    a_generations_refund_time_is_stored_when_the_ledger_gives_one,
     list_cases_gives_what_the_cli_prints,
     list_cases_filters_and_orders_the_review_queue,
     a_mailbox_cursor_is_saved_and_replaced,
@@ -1158,6 +1159,69 @@ async fn the_import_keeps_good_lines_and_names_the_bad_ones(store: Store) {
     );
 }
 
+async fn a_generations_refund_time_is_stored_when_the_ledger_gives_one(store: Store) {
+    let input = [
+        r#"{"type":"wallet","id":"w_1","email":"ann@example.com","status":"active","created_at":"2026-05-01T00:00:00Z"}"#,
+        r#"{"type":"generation","id":"gen_timed","wallet":"w_1","credits":2,"status":"failed","refunded":true,"refunded_at":"2026-06-03T10:00:07+02:00","created_at":"2026-06-03T09:59:00+02:00"}"#,
+        r#"{"type":"generation","id":"gen_untimed","wallet":"w_1","credits":1,"status":"failed","refunded":true,"created_at":"2026-06-04T00:00:00Z"}"#,
+        r#"{"type":"generation","id":"gen_bad","wallet":"w_1","credits":1,"status":"failed","refunded":true,"refunded_at":"2026-06-31T00:00:00Z","created_at":"2026-06-04T00:00:00Z"}"#,
+        r#"{"type":"generation","id":"gen_open","wallet":"w_1","credits":1,"status":"failed","refunded":false,"refunded_at":"2026-06-05T00:00:00Z","created_at":"2026-06-04T00:00:00Z"}"#,
+    ]
+    .join("\n");
+    let report = import_jsonl(&store, input.as_bytes(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.imported, 3);
+    let rejected: Vec<_> = report
+        .rejected
+        .iter()
+        .map(|r| (r.line_no, r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![
+            (
+                4,
+                "refunded_at `2026-06-31T00:00:00Z` is not an RFC 3339 time"
+            ),
+            (5, "refunded_at is given but refunded is not true"),
+        ]
+    );
+
+    let facts = store
+        .wallet_facts_by_email("ann@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let refunded_at: Vec<_> = facts
+        .generations
+        .iter()
+        .map(|g| (g.id.as_str(), g.refunded_at))
+        .collect();
+    assert_eq!(
+        refunded_at,
+        vec![
+            (
+                "gen_timed",
+                Some(Utc.with_ymd_and_hms(2026, 6, 3, 8, 0, 7).unwrap())
+            ),
+            ("gen_untimed", None),
+        ]
+    );
+
+    // A later export without the time says the ledger no longer knows it.
+    let again = r#"{"type":"generation","id":"gen_timed","wallet":"w_1","credits":2,"status":"failed","refunded":true,"created_at":"2026-06-03T09:59:00+02:00"}"#;
+    import_jsonl(&store, again.as_bytes(), |_| {})
+        .await
+        .unwrap();
+    let facts = store
+        .wallet_facts_by_email("ann@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(facts.generations[0].refunded_at, None);
+}
+
 async fn the_import_upserts_so_a_second_export_replaces_the_first(store: Store) {
     let first = format!(
         "{}\n{}\n",
@@ -1254,6 +1318,7 @@ async fn the_import_upserts_so_a_second_export_replaces_the_first(store: Store) 
             status: GenerationStatus::Blocked,
             style: Some("ghibli".into()),
             refunded: false,
+            refunded_at: None,
             created_at: t(3, 0),
         })
         .await

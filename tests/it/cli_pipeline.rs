@@ -298,6 +298,116 @@ async fn the_sample_mailbox_is_decided_and_answered_on_postgres() {
     whole_desk(TestDb::postgres().await).await;
 }
 
+/// A ledger with only what the import contract requires: no tax, no
+/// invoice or receipt number, and a refunded generation without its
+/// (optional) `refunded_at`.
+const MINIMAL_LEDGER: &str = r#"{"type":"wallet","id":"w_mia","email":"mia@example.com","status":"active","created_at":"2026-05-01T09:00:00Z"}
+{"type":"order","id":"c0ffee00-1234-4abc-8def-0123456789ab","wallet":"w_mia","product":"Starter 50","credits":50,"amount":900,"currency":"EUR","created_at":"2026-06-01T10:00:00Z"}
+{"type":"generation","id":"gen_mia1","wallet":"w_mia","order":"c0ffee00-1234-4abc-8def-0123456789ab","credits":5,"status":"failed","refunded":true,"created_at":"2026-06-03T18:00:00Z"}
+{"type":"refund","id":"rf_mia1","order":"c0ffee00-1234-4abc-8def-0123456789ab","amount":900,"created_at":"2026-06-04T08:00:00Z"}
+"#;
+
+/// A mail from Mia, received at its `Date:`.
+fn mia_mail(message_id: &str, subject: &str, body: &str) -> String {
+    format!(
+        "Authentication-Results: mx.anumi.example; dmarc=pass header.from=example.com\r\n\
+         From: Mia <mia@example.com>\r\nTo: refunds@anumi.example\r\nSubject: {subject}\r\n\
+         Date: Fri, 05 Jun 2026 09:30:00 +0000\r\nMessage-ID: <{message_id}>\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+}
+
+async fn already_refunded_on_a_minimal_ledger(db: TestDb) {
+    let desk = Desk::new(&db);
+    let ledger = desk.dir.path().join("ledger.jsonl");
+    std::fs::write(&ledger, MINIMAL_LEDGER).unwrap();
+    let imported = desk.run(&["ledger", "import", ledger.to_str().unwrap()]);
+    assert!(imported.contains("rejected 0 lines"), "{imported}");
+
+    let new = desk.maildir().join("new");
+    std::fs::create_dir_all(&new).unwrap();
+    for (file, mail) in [
+        (
+            "mia-1.eml",
+            mia_mail(
+                "mia.1@example.com",
+                "My generation failed",
+                "Hi, my generation failed yesterday: nothing was generated and my credits are gone.\r\nMia",
+            ),
+        ),
+        (
+            "mia-2.eml",
+            mia_mail(
+                "mia.2@example.com",
+                "Refund for my Starter pack",
+                "Hi, please refund my Starter 50 pack, order c0ffee00-1234-4abc-8def-0123456789ab.\r\nMia",
+            ),
+        ),
+    ] {
+        write_mail(
+            &new.join(file),
+            mail.as_bytes(),
+            header_date(mail.as_bytes()),
+        );
+    }
+    desk.run(&["process", "--maildir", desk.maildir().to_str().unwrap()]);
+
+    let cases = desk.cases();
+    assert_eq!(cases.len(), 2, "{cases:#?}");
+    for case in &cases {
+        assert_eq!(case["outcome"], "answered", "{case:#}");
+        assert_eq!(case["status"], "resolved", "not review: {case:#}");
+    }
+    let mut categories: Vec<&str> = cases
+        .iter()
+        .map(|c| c["category"].as_str().unwrap())
+        .collect();
+    categories.sort();
+    assert_eq!(categories, ["cash_refund", "failed_generation"]);
+
+    let replies = desk.outbox();
+    assert_eq!(replies.len(), 2, "both messages are answered");
+    let reply_to = |message_id: &str| -> (String, String) {
+        let reply = replies
+            .iter()
+            .find(|r| r.in_reply_to().as_text() == Some(message_id))
+            .unwrap_or_else(|| panic!("no reply to {message_id}"));
+        (
+            reply.body_text(0).unwrap().into_owned(),
+            reply.body_html(0).unwrap().into_owned(),
+        )
+    };
+    let (text, html) = reply_to("mia.1@example.com");
+    assert!(
+        text.contains("the 5 credits it used went back to your wallet automatically."),
+        "no time is invented for the generation's refund: {text}"
+    );
+    assert!(
+        html.contains("went back to your wallet automatically."),
+        "{html}"
+    );
+    let (text, html) = reply_to("mia.2@example.com");
+    assert!(
+        text.contains("This order was already refunded on 4 June 2026 (9.00 EUR)"),
+        "the refund line's time is quoted: {text}"
+    );
+    assert!(
+        text.contains("order c0ffee00-1234-4abc-8def-0123456789ab"),
+        "without an invoice or receipt number the order id names the order: {text}"
+    );
+    assert!(html.contains("already refunded"), "{html}");
+}
+
+#[tokio::test]
+async fn an_already_refunded_customer_is_answered_from_a_minimal_ledger_on_sqlite() {
+    already_refunded_on_a_minimal_ledger(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn an_already_refunded_customer_is_answered_from_a_minimal_ledger_on_postgres() {
+    already_refunded_on_a_minimal_ledger(TestDb::postgres().await).await;
+}
+
 #[test]
 fn a_bad_ledger_line_is_reported_and_the_good_lines_still_import() {
     let db = TestDb::sqlite();

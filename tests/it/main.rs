@@ -12,5 +12,6 @@ mod imap;
 mod mailstack;
 mod metrics;
 mod payments;
+mod replies;
 mod smtp;
 mod support;

@@ -1001,6 +1001,7 @@ async fn a_courtesy_credit_counts_against_the_cap_on_the_next_request() {
             status: GenerationStatus::Succeeded,
             style: Some("shoujo".into()),
             refunded: false,
+            refunded_at: None,
             created_at: Utc.with_ymd_and_hms(2026, 6, 5, 9, 0, 0).unwrap(),
         })
         .await

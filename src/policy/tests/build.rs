@@ -174,6 +174,7 @@ impl Case {
             status,
             style: Some("ghibli".into()),
             refunded,
+            refunded_at: None,
             created_at,
         });
         self
@@ -200,6 +201,18 @@ impl Case {
             refunded,
             created_at,
         )
+    }
+
+    /// The ledger says when generation `id`'s credits came back.
+    pub fn refunded_at(mut self, id: &str, at: DateTime<Utc>) -> Self {
+        let generation = self
+            .w()
+            .generations
+            .iter_mut()
+            .find(|g| g.id == id)
+            .expect("generation");
+        generation.refunded_at = Some(at);
+        self
     }
 
     pub fn credit(

@@ -279,6 +279,47 @@ fn an_already_credited_failure_quotes_when_from_the_wallet_credit() {
 }
 
 #[test]
+fn an_already_refunded_failure_quotes_the_generations_own_refund_time_first() {
+    let d = case(Category::FailedGeneration)
+        .failed("g1", 2, true, bought())
+        .refunded_at("g1", at(minutes(5)))
+        .credit(
+            "c1",
+            2,
+            CreditReason::FailedGeneration,
+            Some("g1"),
+            at(minutes(9)),
+        )
+        .received(at(days(1)))
+        .decide();
+    assert_eq!(d.reply, ReplyKind::FailedGenerationAlreadyRefunded);
+    assert_eq!(d.reply_facts.refunded_at, Some(at(minutes(5))));
+    let last = d.trace.last().unwrap();
+    assert!(
+        last.facts.iter().any(|(k, _)| k == "refunded_at"),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn an_already_refunded_failure_without_a_time_is_still_answered_and_says_so() {
+    let d = case(Category::FailedGeneration)
+        .failed("g1", 2, true, bought())
+        .received(at(days(1)))
+        .decide();
+    assert_eq!(d.outcome, Outcome::Answered);
+    assert_eq!(d.reply, ReplyKind::FailedGenerationAlreadyRefunded);
+    assert_eq!(d.reply_facts.refunded_at, None, "no time is invented");
+    assert_eq!(d.reply_facts.credits, Some(2));
+    let last = d.trace.last().unwrap();
+    assert!(
+        last.finding.contains("the ledger does not say when"),
+        "{}",
+        last.finding
+    );
+}
+
+#[test]
 fn an_unverified_approval_says_in_the_trace_what_would_have_been_approved() {
     let d = cash_case()
         .order("o1", 50, 900, bought())

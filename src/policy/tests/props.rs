@@ -145,6 +145,7 @@ fn build(
             ][*st],
             style: None,
             refunded: *refunded,
+            refunded_at: None,
             created_at: minute(*at),
         });
     }
