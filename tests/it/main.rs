@@ -9,6 +9,7 @@ mod corpus;
 mod daemon;
 mod deadlines;
 mod imap;
+mod lifecycle;
 mod mailstack;
 mod metrics;
 mod payments;

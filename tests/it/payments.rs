@@ -527,6 +527,46 @@ async fn the_guard_rails_send_refunds_to_review_and_say_why_in_the_trace() {
 }
 
 #[tokio::test]
+async fn a_refund_sent_to_review_waits_the_configured_business_days() {
+    let mut desk = Desk::new(TestDb::sqlite(), |p| p.auto_refunds = false).await;
+    let mut settings: Settings = toml::from_str(
+        r#"
+        [reply]
+        review_business_days = 4
+        [calendar]
+        time_zone = "Europe/Berlin"
+        hours = "09:00-17:00"
+        "#,
+    )
+    .unwrap();
+    settings.sender_auth = desk.settings.sender_auth.clone();
+    settings.polar = desk.settings.polar.clone();
+    desk.settings = Arc::new(settings);
+    let ann = desk.mail(ANN).await;
+    let at = Utc.with_ymd_and_hms(2026, 6, 5, 11, 0, 0).unwrap();
+    payments::run_pending(&desk.store, &desk.client, &desk.settings, at)
+        .await
+        .unwrap();
+    desk.assert_review(
+        ann,
+        "automatic refunds are switched off",
+        ActionStatus::Failed,
+    )
+    .await;
+    let row = desk.store.case(ann).await.unwrap().unwrap();
+    assert_eq!(
+        row.deadline,
+        Some(desk.settings.lifecycle().deadline_from(at))
+    );
+    // Friday 13:00 Berlin + 4 business days: Thursday, not the UTC
+    // two-day default's Tuesday.
+    assert_eq!(
+        row.deadline,
+        Some(Utc.with_ymd_and_hms(2026, 6, 11, 11, 0, 0).unwrap())
+    );
+}
+
+#[tokio::test]
 async fn the_daily_total_stops_the_refund_that_would_pass_it() {
     let desk = Desk::new(TestDb::sqlite(), |p| p.max_daily_refund_total = 1_000).await;
     let ann = desk.mail(ANN).await;
