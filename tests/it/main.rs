@@ -10,6 +10,7 @@ mod daemon;
 mod deadlines;
 mod imap;
 mod lifecycle;
+mod lifecycle_props;
 mod mailstack;
 mod metrics;
 mod payments;
