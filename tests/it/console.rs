@@ -878,6 +878,56 @@ async fn bulk_approval_approves_the_obvious_cases_and_skips_the_rest() {
 }
 
 #[tokio::test]
+async fn bulk_approval_skips_cases_another_reviewer_holds_and_says_who() {
+    let db = TestDb::sqlite();
+    let console = Console::start(&db).await;
+    let held = seed_case(
+        &console.store,
+        "ben@example.com",
+        Some(BEN_ORDER),
+        Category::CashRefund,
+        mail("ben@example.com", "Ben", "refund", "refund", None, None),
+        12,
+    )
+    .await;
+    console
+        .store
+        .claim_case(held, "sam@anumi.example", false, now())
+        .await
+        .unwrap();
+    // Even an admin's bulk approval leaves a case someone holds alone.
+    let ada = console.token("ada@anumi.example").await;
+    let version = console.version(held).await;
+    let (status, body) = console
+        .api(
+            &ada,
+            reqwest::Method::POST,
+            "/api/bulk/approve",
+            Some(serde_json::json!({"cases": [{"id": held.to_string(), "version": version}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let result = &body[0];
+    assert_eq!(result["kind"], "skipped", "{body}");
+    assert!(
+        result["message"]
+            .as_str()
+            .unwrap()
+            .contains("sam@anumi.example")
+    );
+    let row = console.store.case(held).await.unwrap().unwrap();
+    assert_eq!((row.status, row.version), (CaseStatus::Review, version));
+    assert!(
+        console
+            .store
+            .actions_for_case(held)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn hostile_mail_is_shown_as_text_and_attachments_only_as_downloads() {
     let db = TestDb::sqlite();
     let console = Console::start(&db).await;
