@@ -4,7 +4,6 @@
 //! of a person gives it a deadline from the configured calendar.
 
 use chrono::{DateTime, TimeZone, Utc};
-use futures::future::BoxFuture;
 use std::sync::Arc;
 
 use refundd::config::Settings;
@@ -13,12 +12,9 @@ use refundd::ingest::{RawMessage, store_message};
 use refundd::pipeline::Pipeline;
 use refundd::pipeline::outbox;
 use refundd::pipeline::review::{DenyReason, ReviewChoice, ReviewDesk, ReviewError, ReviewRequest};
-use refundd::reply::{MailSink, OutgoingMessage, SendError};
-use refundd::store::{
-    ActionStatus, AuditAction, CaseId, CaseStatus, Store, StoreError, import_jsonl,
-};
+use refundd::store::{AuditAction, CaseId, CaseStatus, Store, StoreError, import_jsonl};
 
-use crate::support::{TestDb, repo};
+use crate::support::{RefusingSink, TestDb, pending_refunds, repo};
 
 const ANN_ORDER: &str = "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e";
 const RITA: &str = "rita@anumi.example";
@@ -124,24 +120,9 @@ impl Desk {
             .await
     }
 
-    /// Minor units of Ann's order in pending cash refunds, over all cases.
+    /// Minor units of Ann's order in pending cash refunds, over `cases`.
     async fn pending_for_ann(&self, cases: &[CaseId]) -> i64 {
-        let mut total = 0;
-        for case in cases {
-            for action in self.store.actions_for_case(*case).await.unwrap() {
-                if let (
-                    ActionStatus::Pending,
-                    Action::CashRefund {
-                        order_id, amount, ..
-                    },
-                ) = (action.status, &action.action)
-                    && order_id == ANN_ORDER
-                {
-                    total += amount;
-                }
-            }
-        }
-        total
+        pending_refunds(&self.store, cases, ANN_ORDER).await
     }
 }
 
@@ -356,19 +337,6 @@ async fn a_claim_binds_and_an_admin_take_over_is_audited_on_postgres() {
     a_claim_binds_and_an_admin_take_over_is_audited(TestDb::postgres().await).await;
 }
 
-/// A mail server that refuses every message for good.
-struct Refusing;
-
-impl MailSink for Refusing {
-    fn send<'a>(
-        &'a self,
-        _message: &'a OutgoingMessage,
-        _to: &'a str,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async { Err(SendError::permanent("550 mailbox unavailable", None)) })
-    }
-}
-
 /// Berlin hours with German holidays and a four-day promise: nothing like
 /// the UTC, two-day default.
 fn berlin_settings() -> Settings {
@@ -397,7 +365,7 @@ async fn an_undeliverable_reply_puts_its_case_in_review_by_the_configured_calend
     assert_eq!((row.status, row.deadline), (CaseStatus::Resolved, None));
 
     let at = now();
-    let report = outbox::deliver_queued(&desk.store, &Refusing, &desk.settings.lifecycle(), at)
+    let report = outbox::deliver_queued(&desk.store, &RefusingSink, &desk.settings.lifecycle(), at)
         .await
         .unwrap();
     assert_eq!(report.failed, 1);

@@ -17,7 +17,6 @@
 //! run more on demand: `PROPTEST_CASES=500 cargo nextest run lifecycle_props`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use futures::future::BoxFuture;
 use proptest::prelude::*;
 use std::sync::Arc;
 
@@ -26,12 +25,9 @@ use refundd::domain::{Action, Outcome};
 use refundd::ingest::{RawMessage, store_message};
 use refundd::pipeline::review::{AskFor, DenyReason, ReviewChoice, ReviewDesk, ReviewRequest};
 use refundd::pipeline::{Pipeline, outbox, sweep};
-use refundd::reply::{MailSink, OutgoingMessage, SendError};
-use refundd::store::{
-    ActionStatus, AuditAction, CaseFilter, CaseId, CaseStatus, Store, import_jsonl,
-};
+use refundd::store::{AuditAction, CaseFilter, CaseId, Store, import_jsonl};
 
-use crate::support::{TestDb, repo};
+use crate::support::{RefusingSink, TestDb, pending_refunds, repo};
 
 const ANN_ORDER: &str = "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e";
 const ANN_AMOUNT: i64 = 900;
@@ -71,18 +67,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-struct Refusing;
-
-impl MailSink for Refusing {
-    fn send<'a>(
-        &'a self,
-        _message: &'a OutgoingMessage,
-        _to: &'a str,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async { Err(SendError::permanent("550 no", None)) })
-    }
-}
-
 struct World {
     _db: TestDb,
     store: Store,
@@ -94,7 +78,7 @@ struct World {
 }
 
 fn settings() -> Settings {
-    let mut settings: Settings = toml::from_str(
+    let settings: Settings = toml::from_str(
         r#"
         [sender_auth]
         trusted_authserv_ids = ["mx.anumi.example"]
@@ -207,7 +191,7 @@ impl World {
             Op::DeliveryRefused => {
                 outbox::deliver_queued(
                     &self.store,
-                    &Refusing,
+                    &RefusingSink,
                     &self.settings.lifecycle(),
                     self.clock,
                 )
@@ -311,7 +295,6 @@ impl World {
 
     async fn check_invariants(&self) {
         let calendar = self.settings.calendar.calendar();
-        let mut committed = 0;
         for case in self.cases().await {
             let row = self.store.case(case).await.unwrap().unwrap();
             if refundd::queue::is_open(row.status) {
@@ -335,19 +318,8 @@ impl World {
                 row.status,
                 "{case}: the last event is the status"
             );
-            for action in self.store.actions_for_case(case).await.unwrap() {
-                if let (
-                    ActionStatus::Pending,
-                    Action::CashRefund {
-                        order_id, amount, ..
-                    },
-                ) = (action.status, &action.action)
-                    && order_id == ANN_ORDER
-                {
-                    committed += amount;
-                }
-            }
         }
+        let committed = pending_refunds(&self.store, &self.cases().await, ANN_ORDER).await;
         assert!(
             committed <= ANN_AMOUNT,
             "{committed} approved of a {ANN_AMOUNT} order"

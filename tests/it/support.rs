@@ -114,3 +114,45 @@ pub fn header_date(bytes: &[u8]) -> DateTime<Utc> {
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A mail server that refuses every message for good (5xx).
+pub struct RefusingSink;
+
+impl refundd::reply::MailSink for RefusingSink {
+    fn send<'a>(
+        &'a self,
+        _message: &'a refundd::reply::OutgoingMessage,
+        _to: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), refundd::reply::SendError>> {
+        Box::pin(async {
+            Err(refundd::reply::SendError::permanent(
+                "550 mailbox unavailable",
+                None,
+            ))
+        })
+    }
+}
+
+/// Minor units of `order` in cash refunds still pending, over `cases`.
+pub async fn pending_refunds(
+    store: &refundd::store::Store,
+    cases: &[refundd::store::CaseId],
+    order: &str,
+) -> i64 {
+    let mut total = 0;
+    for case in cases {
+        for action in store.actions_for_case(*case).await.unwrap() {
+            if let (
+                refundd::store::ActionStatus::Pending,
+                refundd::domain::Action::CashRefund {
+                    order_id, amount, ..
+                },
+            ) = (action.status, &action.action)
+                && order_id == order
+            {
+                total += amount;
+            }
+        }
+    }
+    total
+}
