@@ -190,6 +190,32 @@ impl Default for WebConfig {
 }
 
 impl Settings {
+    /// The fingerprint of everything that decides a message: the policy's
+    /// thresholds, the extract patterns and the intent rules' text, the
+    /// sender-auth settings (16 hex digits of a SHA-256). Two settings that
+    /// decide alike have the same fingerprint; shadow mode and everything
+    /// outside these sections do not change it.
+    pub fn decision_fingerprint(&self) -> Result<String, ConfigError> {
+        use sha2::{Digest, Sha256};
+        let rules =
+            crate::extract::rules_text(&self.extract).map_err(|e| ConfigError::Invalid {
+                key: "extract.rules_file",
+                reason: e.to_string(),
+            })?;
+        let mut policy = self.policy.clone();
+        policy.shadow = false;
+        let mut extract = self.extract.clone();
+        extract.rules_file = None;
+        let deciding = serde_json::json!({
+            "policy": policy,
+            "extract": extract,
+            "intent_rules": rules,
+            "sender_auth": self.sender_auth,
+        });
+        let digest = Sha256::digest(deciding.to_string().as_bytes());
+        Ok(hex::encode(&digest[..8]))
+    }
+
     /// The case lifecycle with the configured business calendar and reply
     /// promise (`[calendar]`, `[reply] review_business_days`): every path
     /// that moves a case builds its transitions with it.

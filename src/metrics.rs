@@ -16,6 +16,9 @@
 //!   in review)
 //! - `refundd_open_cases{status}` (gauge: `review`, `needs_info`)
 //! - `refundd_imap_connected` (gauge 0/1)
+//! - `refundd_shadow_verdicts{agree}` (gauge: reviewer decisions on shadow
+//!   cases, matching the engine's proposal or not) and
+//!   `refundd_shadow_agreement_ratio` (gauge, once any exists)
 //! - `refundd_database_up` (gauge 0/1: whether the scrape could read the store)
 //! - `process_start_time_seconds` (gauge, Unix time)
 //!
@@ -174,6 +177,28 @@ impl Metrics {
             let _ = writeln!(out, "refundd_outbox_depth {}", g.outbox_depth);
             family(
                 &mut out,
+                "refundd_shadow_verdicts",
+                "gauge",
+                "Reviewer decisions on cases the engine only proposed (shadow mode), by whether they matched the proposal.",
+            );
+            let disagree = g.shadow.decided - g.shadow.agree;
+            let _ = writeln!(
+                out,
+                "refundd_shadow_verdicts{{agree=\"true\"}} {}",
+                g.shadow.agree
+            );
+            let _ = writeln!(out, "refundd_shadow_verdicts{{agree=\"false\"}} {disagree}");
+            if let Some(rate) = g.shadow.rate() {
+                family(
+                    &mut out,
+                    "refundd_shadow_agreement_ratio",
+                    "gauge",
+                    "Share of shadow-mode cases a reviewer decided as the engine proposed (outcome, action, amount).",
+                );
+                let _ = writeln!(out, "refundd_shadow_agreement_ratio {rate:.4}");
+            }
+            family(
+                &mut out,
                 "refundd_open_cases",
                 "gauge",
                 "Open cases, by status.",
@@ -310,6 +335,10 @@ mod tests {
             oldest_open_deadline: Some(t("2026-06-01T10:00:00Z")),
             in_review: 1,
             needs_info: 0,
+            shadow: crate::store::ShadowAgreement {
+                decided: 4,
+                agree: 3,
+            },
         };
         let text = m.render(Some(&gauges), t("2026-06-01T12:00:00Z"));
         for line in [
@@ -322,6 +351,9 @@ mod tests {
             "refundd_outbox_depth 2",
             "refundd_oldest_open_deadline_seconds -7200",
             "refundd_database_up 1",
+            "refundd_shadow_verdicts{agree=\"true\"} 3",
+            "refundd_shadow_verdicts{agree=\"false\"} 1",
+            "refundd_shadow_agreement_ratio 0.7500",
             "process_start_time_seconds 1780272000",
         ] {
             assert!(

@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 
 use crate::domain::Outcome;
 use crate::store::CaseStatus;
-use crate::store::{ReportCase, ReviewerEvent, Store, StoreError};
+use crate::store::{ReportCase, ReviewerEvent, ShadowAgreement, Store, StoreError};
 
 /// Everything `refundd report` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,6 +53,9 @@ pub struct Report {
     pub credits_total: i64,
     /// One line per reviewer, by address.
     pub reviewers: Vec<ReviewerStats>,
+    /// Shadow mode: reviewer decisions on cases the engine only proposed,
+    /// and how many matched the proposal (outcome, action, amount).
+    pub shadow: ShadowAgreement,
 }
 
 /// Nearest-rank percentiles of a duration in seconds.
@@ -104,9 +107,9 @@ pub async fn build(
     let refunded = store.refunded_by_currency(since, until).await?;
     let credits = store.credits_by_reason(since, until).await?;
     let events = store.reviewer_events(since, until).await?;
-    Ok(summarize(
-        since, until, now, &cases, &refunded, &credits, &events,
-    ))
+    let mut report = summarize(since, until, now, &cases, &refunded, &credits, &events);
+    report.shadow = store.shadow_agreement(since, until).await?;
+    Ok(report)
 }
 
 /// The report from the rows (PURE).
@@ -210,6 +213,7 @@ pub fn summarize(
                 resolved,
             })
             .collect(),
+        shadow: ShadowAgreement::default(),
     }
 }
 
@@ -327,6 +331,24 @@ pub fn to_csv(report: &Report) -> String {
             r.resolved.to_string(),
         ));
     }
+    rows.push((
+        "shadow".into(),
+        "decided".into(),
+        report.shadow.decided.to_string(),
+    ));
+    rows.push((
+        "shadow".into(),
+        "agree".into(),
+        report.shadow.agree.to_string(),
+    ));
+    rows.push((
+        "shadow".into(),
+        "agreement_rate".into(),
+        report
+            .shadow
+            .rate()
+            .map_or(String::new(), |r| format!("{r:.4}")),
+    ));
     let mut out = String::from("section,key,value\r\n");
     for (section, key, value) in rows {
         let _ = write!(
@@ -415,6 +437,15 @@ pub fn to_text(report: &Report) -> String {
         );
     }
     let _ = writeln!(out, "Credits granted: {}", report.credits_total);
+    if report.shadow.decided > 0 {
+        let _ = writeln!(
+            out,
+            "Shadow mode: reviewers decided as the engine proposed in {} of {} cases ({})",
+            report.shadow.agree,
+            report.shadow.decided,
+            pct(report.shadow.rate())
+        );
+    }
     for (reason, n) in &report.credits_by_reason {
         let _ = writeln!(out, "  {reason:<20} {n}");
     }

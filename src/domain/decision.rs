@@ -30,6 +30,32 @@ pub enum Action {
     },
 }
 
+impl Decision {
+    /// Whether `other` decides the same: the same outcome and the same
+    /// actions (kind, order or wallet, amount or credits). What shadow
+    /// mode and replay count as a person agreeing with the engine.
+    pub fn agrees_with(&self, other: &Decision) -> bool {
+        self.outcome == other.outcome && self.actions == other.actions
+    }
+}
+
+impl Action {
+    /// One line for people: `cash refund of 900 EUR (minor units) on order
+    /// o-1`, `wallet credit of 2 credit(s) (courtesy)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::CashRefund {
+                order_id,
+                amount,
+                currency,
+            } => format!("cash refund of {amount} {currency} (minor units) on order {order_id}"),
+            Action::WalletCredit {
+                credits, reason, ..
+            } => format!("wallet credit of {credits} credit(s) ({})", reason.as_str()),
+        }
+    }
+}
+
 /// One step of the trace: a clause that applied, what it found and the
 /// facts it used, in words a reviewer understands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,7 +39,8 @@ use super::fold::fold_pattern;
 use crate::domain::{Category, Flag};
 
 /// The shipped rules.
-const BUILT_IN: &str = include_str!("intent_rules.toml");
+/// The shipped intent rules (`src/extract/intent_rules.toml`).
+pub const BUILT_IN: &str = include_str!("intent_rules.toml");
 
 /// How the shipped rules are named in errors.
 pub const BUILT_IN_ORIGIN: &str = "built-in src/extract/intent_rules.toml";

@@ -104,6 +104,15 @@ pub struct Extractor {
     trusted_authserv_ids: Vec<String>,
 }
 
+/// The text of the intent rules `config` names: the file's, or the shipped
+/// rules.
+pub fn rules_text(config: &ExtractConfig) -> Result<String, std::io::Error> {
+    match &config.rules_file {
+        Some(path) => std::fs::read_to_string(path),
+        None => Ok(intent::BUILT_IN.to_owned()),
+    }
+}
+
 impl Extractor {
     /// Compiles the configured patterns and loads the intent rules (the
     /// built-in file, or `config.rules_file`).

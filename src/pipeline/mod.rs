@@ -26,7 +26,9 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::domain::{Category, Clause, Decision, MessageFacts, Outcome, ReplyKind, TraceStep};
+use crate::domain::{
+    Action, Category, Clause, Decision, MessageFacts, Outcome, ReplyKind, TraceStep,
+};
 use crate::extract::{ExtractError, Extractor};
 use crate::ingest;
 use crate::parse::{self, ParsedEmail};
@@ -35,7 +37,9 @@ use crate::queue::lifecycle::{LifecycleError, Opening, review_step};
 use crate::queue::{CaseStatus, Lifecycle};
 use crate::reply::{ReplyError, ReplyRenderer};
 use crate::screen;
-use crate::store::{CaseId, CaseRow, NewReply, Store, StoreError, StoredMessage};
+use crate::store::{
+    CaseId, CaseRow, DecisionBasis, NewEngineDecision, NewReply, Store, StoreError, StoredMessage,
+};
 
 pub use answer::Addressee;
 pub use facts::{case_tag, merge_case_facts};
@@ -59,6 +63,8 @@ pub enum PipelineError {
     Rules(#[source] ExtractError),
     #[error("reply templates are invalid")]
     Templates(#[source] ReplyError),
+    #[error("the deciding configuration cannot be read")]
+    Config(#[source] crate::config::ConfigError),
     #[error("case {case} cannot take this decision")]
     Lifecycle {
         case: String,
@@ -96,6 +102,8 @@ pub struct Pipeline {
     renderer: ReplyRenderer,
     settings: Arc<Settings>,
     lifecycle: Lifecycle,
+    /// [`Settings::decision_fingerprint`], recorded with every decision.
+    fingerprint: String,
 }
 
 impl Pipeline {
@@ -104,11 +112,15 @@ impl Pipeline {
         let extractor = Extractor::new(&settings.extract, &settings.sender_auth)
             .map_err(PipelineError::Rules)?;
         let renderer = ReplyRenderer::new(None).map_err(PipelineError::Templates)?;
+        let fingerprint = settings
+            .decision_fingerprint()
+            .map_err(PipelineError::Config)?;
         Ok(Pipeline {
             store,
             extractor,
             renderer,
             lifecycle: settings.lifecycle(),
+            fingerprint,
             settings,
         })
     }
@@ -192,19 +204,25 @@ impl Pipeline {
             Some(_) => None,
             None => self.find_case(parsed, facts).await.map_err(store_err)?,
         };
-        let decision = match &case {
-            _ if is_truncated(parsed) => truncated_decision(facts),
-            Some(case) if case.status != CaseStatus::NeedsInfo => reopened_for_review(case, facts),
+        let (decision, basis) = match &case {
+            _ if is_truncated(parsed) => (truncated_decision(facts), DecisionBasis::Screen),
+            Some(case) if case.status != CaseStatus::NeedsInfo => {
+                (reopened_for_review(case, facts), DecisionBasis::Screen)
+            }
             Some(case) => {
                 let facts = self
                     .case_facts(case, facts.clone())
                     .await
                     .map_err(store_err)?;
-                self.decide(&facts, now).await.map_err(store_err)?
+                let decision = self.decide(&facts, now).await.map_err(store_err)?;
+                (decision, DecisionBasis::Case)
             }
-            None => self.decide(facts, now).await.map_err(store_err)?,
+            None => (
+                self.decide(facts, now).await.map_err(store_err)?,
+                DecisionBasis::Policy,
+            ),
         };
-        self.record(message, parsed, facts, case.as_ref(), decision, now)
+        self.record(message, parsed, facts, case.as_ref(), decision, basis, now)
             .await
     }
 
@@ -302,25 +320,38 @@ impl Pipeline {
             &facts,
             None,
             decision,
+            DecisionBasis::Screen,
             now,
         )
         .await
     }
 
-    /// Writes the case, its event, credits, payment actions and reply in one
-    /// transaction.
+    /// Writes the case, its event, credits, payment actions, the engine's
+    /// decision (with the configuration's fingerprint) and the reply in one
+    /// transaction. In shadow mode the engine's decision is recorded as a
+    /// proposal and the case waits for a reviewer.
+    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
         message: &StoredMessage,
         parsed: &ParsedEmail,
         facts: &MessageFacts,
         case: Option<&CaseRow>,
-        decision: Decision,
+        engine: Decision,
+        basis: DecisionBasis,
         now: DateTime<Utc>,
     ) -> Result<Processed, PipelineError> {
         let store_err = |source| PipelineError::Store {
             message: message.id,
             source,
+        };
+        let shadow = self.settings.policy.shadow
+            && basis != DecisionBasis::Screen
+            && engine.outcome != Outcome::Ignored;
+        let decision = if shadow {
+            shadow_proposal(&engine)
+        } else {
+            engine.clone()
         };
         let wants_reply = decision.outcome != Outcome::Ignored
             && decision.reply != ReplyKind::NoReply
@@ -358,6 +389,17 @@ impl Pipeline {
         tx.attach_message(message.id, case_id)
             .await
             .map_err(store_err)?;
+        tx.record_engine_decision(&NewEngineDecision {
+            message: message.id,
+            case_id,
+            basis,
+            decision: &engine,
+            fingerprint: &self.fingerprint,
+            shadow,
+            at: now,
+        })
+        .await
+        .map_err(store_err)?;
 
         let mut reply_message_id = None;
         if wants_reply && guard_ok {
@@ -401,7 +443,7 @@ impl Pipeline {
             }
         }
         tx.commit().await.map_err(store_err)?;
-        tracing::info!(case_id = %case_id, outcome = %decision.outcome, "case recorded");
+        tracing::info!(case_id = %case_id, outcome = %decision.outcome, shadow, "case recorded");
         Ok(Processed {
             message: message.id,
             case_id,
@@ -463,6 +505,35 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Shadow mode: the case waits for a reviewer with the engine's decision
+/// as its proposal; nothing is carried out and the customer hears that a
+/// person looks.
+fn shadow_proposal(engine: &Decision) -> Decision {
+    let mut held = engine.clone();
+    held.outcome = Outcome::Review;
+    held.actions.clear();
+    held.reply = ReplyKind::ReviewAcknowledged;
+    let actions = if engine.actions.is_empty() {
+        "no action".to_owned()
+    } else {
+        engine
+            .actions
+            .iter()
+            .map(Action::describe)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    held.trace.push(TraceStep {
+        clause: Clause::P5,
+        finding: format!(
+            "Shadow mode: the engine proposes {} ({actions}); a reviewer decides.",
+            engine.outcome
+        ),
+        facts: vec![("proposed_outcome".into(), engine.outcome.to_string())],
+    });
+    held
 }
 
 /// A follow-up to a case a person is on (or that was resolved) goes back to

@@ -423,6 +423,14 @@ impl ReviewDesk {
             .await
             .map_err(|e| conflict(case.id, e))?;
         answer::queue_or_hold(&mut tx, &reply, fallback.as_ref()).await?;
+        // Shadow mode: did the person decide what the engine proposed?
+        if let Some(proposal) = tx.latest_engine_decision(case.id).await?
+            && proposal.shadow
+        {
+            let agree = proposal.decision.agrees_with(&decision);
+            tx.record_shadow_verdict(case.id, proposal.id, &request.reviewer, agree, now)
+                .await?;
+        }
         tx.add_audit(
             &transition.actor.to_string(),
             request.choice.audit_action(),

@@ -22,6 +22,12 @@ pub struct PolicyConfig {
     pub abuse_refunded_orders: u32,
     /// …percent of their amount is a pattern.
     pub abuse_refunded_share_percent: u32,
+    /// Shadow mode: `refundd run` decides every message and records the
+    /// engine's proposal, but carries out nothing and answers nothing
+    /// itself — every case waits for a reviewer, whose decision is compared
+    /// with the proposal. Not part of the policy: [`decide`](super::decide)
+    /// never reads it.
+    pub shadow: bool,
 }
 
 impl Default for PolicyConfig {
@@ -34,6 +40,7 @@ impl Default for PolicyConfig {
             abuse_max_cash_refunds: 2,
             abuse_refunded_orders: 3,
             abuse_refunded_share_percent: 50,
+            shadow: false,
         }
     }
 }

@@ -25,6 +25,7 @@ mod actions;
 mod attempts;
 mod cases;
 mod deadlines;
+mod decisions;
 mod error;
 pub mod import;
 mod lease;
@@ -48,6 +49,7 @@ use std::time::Duration;
 
 pub use actions::case_credit_id;
 pub use deadlines::{AlertKind, DeadlineCase, DeadlineFlags, WaitingCase};
+pub use decisions::{DecisionBasis, EngineDecision, NewEngineDecision, ShadowAgreement};
 pub use error::StoreError;
 pub use import::{ImportReport, RejectedLine, import_jsonl};
 pub use lease::MailboxLease;
@@ -115,6 +117,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "generation refunded_at",
         include_str!("../../migrations/sqlite/0008_generation_refunded_at.sql"),
         include_str!("../../migrations/postgres/0008_generation_refunded_at.sql"),
+    ),
+    (
+        9,
+        "engine decisions",
+        include_str!("../../migrations/sqlite/0009_engine_decisions.sql"),
+        include_str!("../../migrations/postgres/0009_engine_decisions.sql"),
     ),
 ];
 

@@ -54,6 +54,9 @@ pub struct QueueGauges {
     pub in_review: i64,
     /// Cases waiting on the customer.
     pub needs_info: i64,
+    /// Shadow mode, all time: reviewer decisions on proposed cases, and
+    /// how many matched the proposal.
+    pub shadow: super::ShadowAgreement,
 }
 
 type ReportTuple = (
@@ -217,9 +220,11 @@ impl Store {
 
     /// Outbox depth, the earliest review deadline, and the open cases.
     pub async fn queue_gauges(&self) -> Result<QueueGauges> {
-        let (outbox_depth, oldest_open_deadline, in_review, needs_info): (
+        let (outbox_depth, oldest_open_deadline, in_review, needs_info, decided, agree): (
             i64,
             Option<DateTime<Utc>>,
+            i64,
+            i64,
             i64,
             i64,
         ) = on_pool!(self, pool => {
@@ -227,7 +232,9 @@ impl Store {
                 "SELECT (SELECT COUNT(*) FROM replies WHERE status = 'queued'),
                             (SELECT MIN(deadline) FROM cases WHERE status = 'review'),
                             (SELECT COUNT(*) FROM cases WHERE status = 'review'),
-                            (SELECT COUNT(*) FROM cases WHERE status = 'needs_info')",
+                            (SELECT COUNT(*) FROM cases WHERE status = 'needs_info'),
+                            (SELECT COUNT(*) FROM shadow_verdicts),
+                            (SELECT COUNT(*) FROM shadow_verdicts WHERE agree)",
             )
             .fetch_one(pool)
             .await
@@ -238,6 +245,7 @@ impl Store {
             oldest_open_deadline,
             in_review,
             needs_info,
+            shadow: super::ShadowAgreement { decided, agree },
         })
     }
 }
