@@ -325,6 +325,7 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
     let messages = store.case_messages(number).await?;
     let replies = store.replies_for_case(number).await?;
     let events = store.case_events(number).await?;
+    let engine = store.engine_decisions(number).await?;
     if json {
         let value = serde_json::json!({
             "case": {
@@ -341,6 +342,12 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
                 "attempts": r.attempts, "last_error": r.last_error, "created_at": r.created_at, "sent_at": r.sent_at,
             })).collect::<Vec<_>>(),
             "events": events,
+            "engine_decisions": engine.iter().map(|e| serde_json::json!({
+                "message": e.message, "basis": e.basis, "outcome": e.decision.outcome,
+                "category": e.decision.category, "actions": e.decision.actions,
+                "fingerprint": e.fingerprint, "version": e.version, "shadow": e.shadow,
+                "decided_at": e.decided_at,
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -368,6 +375,28 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
     println!("\nWhy:");
     for step in &d.trace {
         println!("  [{}] {}", step.clause, step.finding);
+    }
+    println!("\nEngine decisions:");
+    for e in &engine {
+        let actions: Vec<String> = e.decision.actions.iter().map(|a| a.describe()).collect();
+        println!(
+            "  message {} {}: {}{} [{}] (configuration {}, refundd {})",
+            e.message,
+            e.decided_at.to_rfc3339(),
+            e.decision.outcome,
+            if e.shadow {
+                ", proposed in shadow mode"
+            } else {
+                ""
+            },
+            if actions.is_empty() {
+                "no action".to_owned()
+            } else {
+                actions.join("; ")
+            },
+            e.fingerprint,
+            e.version
+        );
     }
     for m in &messages {
         println!(

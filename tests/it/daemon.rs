@@ -30,6 +30,16 @@ struct Daemon {
 impl Daemon {
     /// Writes a config for these servers and imports the sample ledger.
     fn configure(db: &TestDb, dovecot: &Dovecot, smtp: &SmtpSinkServer) -> Daemon {
+        Self::configure_with(db, dovecot, smtp, |_| {})
+    }
+
+    /// [`configure`](Self::configure), with `tune` applied to the settings.
+    fn configure_with(
+        db: &TestDb,
+        dovecot: &Dovecot,
+        smtp: &SmtpSinkServer,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::default();
         settings.database.url = db.url.clone();
@@ -45,6 +55,7 @@ impl Daemon {
         settings.smtp = Some(smtp.config());
         let web_port = crate::mailstack::free_port();
         settings.web.listen = format!("127.0.0.1:{web_port}");
+        tune(&mut settings);
         let config = dir.path().join("refundd.toml");
         std::fs::write(&config, toml::to_string(&settings).unwrap()).unwrap();
         let ledger = repo().join("examples/demo/ledger.jsonl");
@@ -536,4 +547,113 @@ async fn two_instances_share_one_postgres_and_the_standby_takes_over_the_mailbox
     assert_eq!(received.len(), 2, "each message answered once");
     assert_eq!(second.cases().len(), 2, "each message has one case");
     assert_ne!(received[0].rcpt_tos, received[1].rcpt_tos);
+}
+
+/// Shadow mode end to end: the daemon decides every message and records
+/// its proposal but pays nothing and holds every case for a person; the
+/// reviewers' decisions are compared with the proposals, and the agreement
+/// is on `/metrics` and in `refundd report`.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_shadow_mode_every_case_waits_for_a_reviewer_and_agreement_is_measured() {
+    let (dovecot, smtp) = servers(SinkOptions::default()).await;
+    let db = TestDb::sqlite();
+    let mut daemon = Daemon::configure_with(&db, &dovecot, &smtp, |s| s.policy.shadow = true);
+    daemon.start();
+    // Ann's unused pack: the engine would refund 9.00 EUR. Gus: the
+    // engine would deny (subjective).
+    for name in ["01-ann-unused-pack.eml", "08-gus-subjective-es.eml"] {
+        let mail = sample(name);
+        dovecot.append(FOLDER, &mail, date_of(&mail)).await.unwrap();
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "two acknowledgements",
+        &daemon,
+        || smtp.received().unwrap().len() == 2,
+    );
+    let cases = daemon.cases();
+    assert_eq!(cases.len(), 2);
+    for case in &cases {
+        assert_eq!(case["status"], "review", "{case}");
+        assert_eq!(
+            case["actions"],
+            serde_json::json!([]),
+            "nothing carried out"
+        );
+    }
+    for reply in smtp.received().unwrap() {
+        let text = parse(&reply.raw).body_text(0).unwrap().into_owned();
+        assert!(!text.contains("9.00"), "no refund is promised: {text}");
+    }
+    let ann = cases
+        .iter()
+        .find(|c| c["from"] == "ann@example.com")
+        .unwrap();
+    let gus = cases
+        .iter()
+        .find(|c| c["from"] != "ann@example.com")
+        .unwrap();
+    let ann_id = ann["id"].as_str().unwrap().to_owned();
+    let gus_id = gus["id"].as_str().unwrap().to_owned();
+    let proposal = &daemon.case(&ann_id)["engine_decisions"][0];
+    assert_eq!(proposal["shadow"], true);
+    assert_eq!(proposal["outcome"], "approved");
+    assert_eq!(proposal["actions"][0]["amount"], 900);
+    assert_eq!(
+        proposal["fingerprint"].as_str().unwrap().len(),
+        16,
+        "{proposal}"
+    );
+
+    // A reviewer agrees on Ann's refund and disagrees on Gus's denial.
+    let store = refundd::store::Store::connect(&db.url).await.unwrap();
+    store
+        .create_reviewer(
+            "rita@anumi.example",
+            "not-a-real-hash",
+            refundd::store::ReviewerRole::Reviewer,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    for (case, args) in [
+        (&ann_id, vec!["approve"]),
+        (&gus_id, vec!["ask", "--ask", "result"]),
+    ] {
+        let mut argv = vec!["decide", case.as_str()];
+        argv.extend(args);
+        argv.extend(["--as", "rita@anumi.example"]);
+        let out = crate::support::refundd(&daemon.config, &argv);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    refundd::act::polar::install_crypto_provider();
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", daemon.web_port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("refundd_shadow_agreement_ratio 0.5000"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("refundd_shadow_verdicts{agree=\"false\"} 1"),
+        "{metrics}"
+    );
+    let since = (Utc::now() - ChronoDuration::days(1)).to_rfc3339();
+    let out = crate::support::refundd(&daemon.config, &["report", "--since", &since, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["shadow"]["decided"], 2, "{report}");
+    assert_eq!(report["shadow"]["agree"], 1, "{report}");
 }
