@@ -449,6 +449,23 @@ pub async fn case(
     let (prev, next) = store.queue_neighbours(id, case.deadline).await?;
     let events = store.case_events(id).await?;
     let audit = store.audit_log(Some(id), 500).await?;
+    let engine: Vec<_> = store
+        .engine_decisions(id)
+        .await?
+        .iter()
+        .map(|e| {
+            let actions: Vec<String> = e.decision.actions.iter().map(|a| a.describe()).collect();
+            context! {
+                outcome => e.decision.outcome.as_str(),
+                actions => if actions.is_empty() { "no action".to_owned() } else { actions.join("; ") },
+                shadow => e.shadow,
+                decided_at => e.decided_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                fingerprint => &e.fingerprint,
+                version => &e.version,
+                basis => e.basis.as_str(),
+            }
+        })
+        .collect();
     let open = queue::is_open(case.status);
 
     let proposal = match (&limits.proposal, open) {
@@ -506,6 +523,7 @@ pub async fn case(
             case => to_value(case_header(&case, claim, &signed, now)),
             messages => to_value(&messages),
             trace => trace,
+            engine => engine,
             stopped => case.decision.trace.last().map(|s| s.finding.clone()).unwrap_or_default(),
             wallet => wallet_value,
             orders => orders,

@@ -1190,3 +1190,43 @@ async fn the_cli_adds_reviewers_lists_the_queue_and_decides() {
         "reviewer:rita@anumi.example"
     );
 }
+
+#[tokio::test]
+async fn a_case_shows_the_engine_proposal_with_its_configuration_fingerprint() {
+    let db = TestDb::sqlite();
+    let console = Console::start(&db).await;
+    let mut settings = Settings::default();
+    settings.policy.shadow = true;
+    settings.sender_auth.trusted_authserv_ids = vec!["mx.anumi.example".into()];
+    let fingerprint = settings.decision_fingerprint().unwrap();
+    let raw =
+        std::fs::read(crate::support::repo().join("examples/demo/mail/01-ann-unused-pack.eml"))
+            .unwrap();
+    refundd::ingest::store_message(
+        &console.store,
+        refundd::ingest::RawMessage {
+            source: "test".into(),
+            bytes: raw,
+            received_at: now(),
+            full_size: None,
+        },
+    )
+    .await
+    .unwrap();
+    let done = refundd::pipeline::Pipeline::new(console.store.clone(), Arc::new(settings))
+        .unwrap()
+        .process_pending(now())
+        .await
+        .unwrap();
+    let case = done[0].case_id;
+    let session = console.login("rita@anumi.example").await;
+    let page = console
+        .get(&session, &format!("/cases/{case}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Engine decisions"), "{page}");
+    assert!(page.contains("proposed in shadow mode"));
+    assert!(page.contains(&fingerprint));
+}
