@@ -14,7 +14,8 @@
 //!   an IMAP folder is opened with `EXAMINE` and read with `BODY.PEEK[]`, so
 //!   no flag changes (not `\Seen`, not `\Recent`), and no STORE, MOVE,
 //!   EXPUNGE or CREATE is sent ([`ImapMailbox::examine`] refuses them).
-//!   Never stores, decodes or redacts a message: ingest redacts Polar
+//!   Never stores or redacts a message, nor decodes its body (only an
+//!   mbox message's header is read, for its date): ingest redacts Polar
 //!   session tokens ([`crate::parse::redact_secrets`]) before storing, so a
 //!   replay that compares with stored messages must do the same.
 //! - Size: a message over the size limit is kept as ingest keeps it, its

@@ -8,6 +8,9 @@
 //! stored once. Fails only on infrastructure errors (database, file system);
 //! a message that is not even mail is still stored, for the pipeline to
 //! record as a case.
+//!
+//! [`archive`] reads archived mail (an mbox file, a Maildir, an IMAP
+//! folder) for `refundd replay`: read-only, it stores and changes nothing.
 
 pub mod archive;
 pub mod imap;
