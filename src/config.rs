@@ -157,7 +157,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            max_message_bytes: 25 * 1024 * 1024,
+            max_message_bytes: crate::ingest::DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }

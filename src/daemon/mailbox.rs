@@ -16,9 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Wakes, sleep_or_shutdown};
 use crate::config::Settings;
-use crate::ingest::imap::{
-    self, FetchedMessage, ImapConfig, ImapCursor, ImapError, ImapMailbox, Wake,
-};
+use crate::ingest::imap::{self, ImapConfig, ImapCursor, ImapError, ImapMailbox, Wake};
 use crate::ingest::maildir::Maildir;
 use crate::ingest::{self, IngestError, RawMessage};
 use crate::metrics::Metrics;
@@ -138,7 +136,7 @@ impl MailboxSync {
             .fetch_since_limit(cursor.last_uid, PASS_MESSAGES)
             .await?;
         for message in &fetched {
-            let raw = self.raw_from_imap(mailbox, config, message).await?;
+            let raw = mailbox.raw_message(message).await?;
             self.ingest(raw).await?;
         }
         let processed = self.decide_pending().await?;
@@ -156,38 +154,6 @@ impl MailboxSync {
         Ok(SyncReport {
             fetched: fetched.len(),
             processed,
-        })
-    }
-
-    /// A fetched message as ingest takes it; one over the size limit is
-    /// represented by its header only (ingest marks it truncated).
-    async fn raw_from_imap(
-        &self,
-        mailbox: &mut ImapMailbox,
-        config: &ImapConfig,
-        message: &FetchedMessage,
-    ) -> Result<RawMessage, ImapError> {
-        let source = format!(
-            "imap:{}:{}:{}",
-            config.folder,
-            mailbox.folder().uidvalidity,
-            message.uid
-        );
-        let (bytes, full_size) = match &message.bytes {
-            Some(bytes) => (bytes.clone(), None),
-            None => (
-                mailbox
-                    .fetch_headers(message.uid)
-                    .await?
-                    .unwrap_or_default(),
-                Some(message.size),
-            ),
-        };
-        Ok(RawMessage {
-            source,
-            bytes,
-            received_at: message.internal_date,
-            full_size,
         })
     }
 

@@ -4,6 +4,10 @@
 //! ([`ImapMailbox::fetch_since`]) with their INTERNALDATE (the receipt time
 //! the policy uses) and size, moves a handled message to the processed
 //! folder, and waits for new mail (IDLE, or NOOP polling without it).
+//! Opened with [`ImapMailbox::examine`] instead, the folder is read-only
+//! (EXAMINE): messages are listed and read by UID
+//! ([`ImapMailbox::uids`], [`ImapMailbox::list_messages`],
+//! [`ImapMailbox::fetch_messages`]) and every change is refused.
 //!
 //! Never stores anything, never parses a message, never retries on its own:
 //! after a transient error ([`ImapError::is_transient`]) the caller calls
@@ -28,6 +32,8 @@ use async_imap::types::{Capabilities, UnsolicitedResponse};
 use async_imap::{Authenticator, Client, Session};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+
+use super::RawMessage;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
@@ -107,6 +113,10 @@ pub enum ImapError {
     /// The server left out something RFC 3501 requires.
     #[error("server response lacks {what}")]
     Protocol { what: String },
+    /// A command that would change the folder, on a folder opened
+    /// read-only ([`ImapMailbox::examine`]); nothing was sent.
+    #[error("IMAP {command} refused: the folder is open read-only")]
+    ReadOnly { command: &'static str },
 }
 
 impl ImapError {
@@ -125,7 +135,8 @@ impl ImapError {
             ImapError::Config { .. }
             | ImapError::Secret { .. }
             | ImapError::Auth { .. }
-            | ImapError::Protocol { .. } => false,
+            | ImapError::Protocol { .. }
+            | ImapError::ReadOnly { .. } => false,
         }
     }
 
@@ -157,6 +168,27 @@ pub struct FolderState {
     pub uidnext: Option<u32>,
     /// How many messages the folder holds.
     pub exists: u32,
+}
+
+/// How the folder is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FolderAccess {
+    /// `SELECT`: handled messages can be moved out (the daemon).
+    ReadWrite,
+    /// `EXAMINE` (RFC 3501 §6.3.2): the server permits no change to the
+    /// folder, not even to `\Recent`, and this client refuses to send one.
+    ReadOnly,
+}
+
+/// A message's UID, INTERNALDATE and size, without its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// The message's UID in the selected folder.
+    pub uid: u32,
+    /// INTERNALDATE: when the server received the message.
+    pub internal_date: DateTime<Utc>,
+    /// RFC822.SIZE in bytes.
+    pub size: u64,
 }
 
 /// One message as listed by the server.
@@ -205,10 +237,12 @@ pub enum Wake {
     Cancelled,
 }
 
-/// A logged-in IMAP connection with the configured folder selected.
+/// A logged-in IMAP connection with the configured folder selected (or,
+/// read-only, examined).
 #[derive(Debug)]
 pub struct ImapMailbox {
     config: ImapConfig,
+    access: FolderAccess,
     session: Option<ImapSession>,
     advertised: Vec<ImapExtension>,
     disabled: Vec<ImapExtension>,
@@ -219,9 +253,22 @@ pub struct ImapMailbox {
 impl ImapMailbox {
     /// Connects, logs in and selects `config.folder`.
     pub async fn connect(config: &ImapConfig) -> Result<ImapMailbox, ImapError> {
+        Self::open(config, FolderAccess::ReadWrite).await
+    }
+
+    /// Connects, logs in and opens `config.folder` read-only (`EXAMINE`):
+    /// reading changes nothing on the server (no `\Seen`, no `\Recent`
+    /// lost), and [`Self::move_to_processed`] is refused with
+    /// [`ImapError::ReadOnly`]. Also after [`Self::reconnect`].
+    pub async fn examine(config: &ImapConfig) -> Result<ImapMailbox, ImapError> {
+        Self::open(config, FolderAccess::ReadOnly).await
+    }
+
+    async fn open(config: &ImapConfig, access: FolderAccess) -> Result<ImapMailbox, ImapError> {
         let (session, advertised) = open_session(config).await?;
         let mut mailbox = ImapMailbox {
             config: config.clone(),
+            access,
             session: Some(session),
             advertised,
             disabled: Vec::new(),
@@ -267,18 +314,38 @@ impl ImapMailbox {
         self.folder
     }
 
-    /// (Re)selects `config.folder`; returns its UIDVALIDITY, UIDNEXT and size.
+    /// How the folder is open.
+    pub fn access(&self) -> FolderAccess {
+        self.access
+    }
+
+    /// (Re)selects `config.folder` (`EXAMINE` when read-only); returns its
+    /// UIDVALIDITY, UIDNEXT and size.
     pub async fn select(&mut self) -> Result<FolderState, ImapError> {
         let deadline = self.config.command_deadline();
         let folder = self.config.folder.clone();
+        let access = self.access;
         let session = self.session()?;
-        let result = timed(deadline, "SELECT", async {
-            session
-                .select(&folder)
+        let result = match access {
+            FolderAccess::ReadWrite => {
+                timed(deadline, "SELECT", async {
+                    session
+                        .select(&folder)
+                        .await
+                        .map_err(ImapError::command("SELECT"))
+                })
                 .await
-                .map_err(ImapError::command("SELECT"))
-        })
-        .await;
+            }
+            FolderAccess::ReadOnly => {
+                timed(deadline, "EXAMINE", async {
+                    session
+                        .examine(&folder)
+                        .await
+                        .map_err(ImapError::command("EXAMINE"))
+                })
+                .await
+            }
+        };
         let mailbox = self.check(result)?;
         let uidvalidity = mailbox.uid_validity.ok_or_else(|| ImapError::Protocol {
             what: "UIDVALIDITY in the SELECT response".into(),
@@ -318,10 +385,50 @@ impl ImapMailbox {
         .await;
         self.check(result)?;
         self.take_new_mail_notice();
+        let listed = self.list(&format!("{from}:*"), |uid| uid >= from).await?;
+        let listed: Vec<MessageInfo> = listed.into_iter().take(max_messages).collect();
+        self.fetch_messages(&listed).await
+    }
+
+    /// Every UID in the folder, ascending (`UID SEARCH ALL`): a snapshot,
+    /// to read a large folder in batches with [`Self::list_messages`].
+    pub async fn uids(&mut self) -> Result<Vec<u32>, ImapError> {
+        let deadline = self.config.command_deadline();
+        let session = self.session()?;
+        let result = timed(deadline, "UID SEARCH", async {
+            session
+                .uid_search("ALL")
+                .await
+                .map_err(ImapError::command("UID SEARCH"))
+        })
+        .await;
+        let mut uids: Vec<u32> = self.check(result)?.into_iter().collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// UID, INTERNALDATE and size of the given messages, by ascending UID;
+    /// a UID no longer in the folder is left out.
+    pub async fn list_messages(&mut self, uids: &[u32]) -> Result<Vec<MessageInfo>, ImapError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.list(&uid_set(uids), |uid| uids.contains(&uid)).await
+    }
+
+    /// `UID FETCH set (UID RFC822.SIZE INTERNALDATE)`, keeping the UIDs
+    /// `wanted` accepts (a server also sends FETCH responses about other
+    /// messages, e.g. flag changes by another client).
+    async fn list(
+        &mut self,
+        set: &str,
+        wanted: impl Fn(u32) -> bool,
+    ) -> Result<Vec<MessageInfo>, ImapError> {
+        let deadline = self.config.command_deadline();
         let session = self.session()?;
         let result = timed(deadline, "UID FETCH", async {
             let stream = session
-                .uid_fetch(format!("{from}:*"), "(UID RFC822.SIZE INTERNALDATE)")
+                .uid_fetch(set, "(UID RFC822.SIZE INTERNALDATE)")
                 .await
                 .map_err(ImapError::command("UID FETCH"))?;
             stream
@@ -334,9 +441,9 @@ impl ImapMailbox {
 
         // RFC 3501 §6.4.8: "n:*" always includes the highest UID, even when
         // it is below n, so the listing is filtered and deduplicated here.
-        let mut listed: BTreeMap<u32, (DateTime<Utc>, u64)> = BTreeMap::new();
+        let mut listed: BTreeMap<u32, MessageInfo> = BTreeMap::new();
         for fetch in &fetches {
-            let Some(uid) = fetch.uid.filter(|uid| *uid >= from) else {
+            let Some(uid) = fetch.uid.filter(|uid| wanted(*uid)) else {
                 continue;
             };
             let (Some(date), Some(size)) = (fetch.internal_date(), fetch.size) else {
@@ -344,18 +451,31 @@ impl ImapMailbox {
                     what: format!("INTERNALDATE or RFC822.SIZE for UID {uid}"),
                 });
             };
-            listed.insert(uid, (date.with_timezone(&Utc), u64::from(size)));
+            listed.insert(
+                uid,
+                MessageInfo {
+                    uid,
+                    internal_date: date.with_timezone(&Utc),
+                    size: u64::from(size),
+                },
+            );
         }
-        let listed: Vec<(u32, DateTime<Utc>, u64)> = listed
-            .into_iter()
-            .take(max_messages)
-            .map(|(uid, (date, size))| (uid, date, size))
-            .collect();
+        Ok(listed.into_values().collect())
+    }
 
+    /// The listed messages with their content (`BODY.PEEK[]`, which never
+    /// sets `\Seen`), in the order given. One larger than
+    /// `max_message_bytes` comes without bytes; one expunged meanwhile by
+    /// another client is left out.
+    pub async fn fetch_messages(
+        &mut self,
+        listed: &[MessageInfo],
+    ) -> Result<Vec<FetchedMessage>, ImapError> {
+        let max = self.config.max_message_bytes;
         let wanted: Vec<(u32, u64)> = listed
             .iter()
-            .filter(|(_, _, size)| *size <= self.config.max_message_bytes)
-            .map(|(uid, _, size)| (*uid, *size))
+            .filter(|m| m.size <= max)
+            .map(|m| (m.uid, m.size))
             .collect();
         let mut bodies = BTreeMap::new();
         for batch in body_batches(&wanted) {
@@ -363,8 +483,13 @@ impl ImapMailbox {
         }
 
         let mut messages = Vec::with_capacity(listed.len());
-        for (uid, internal_date, size) in listed {
-            let bytes = if size <= self.config.max_message_bytes {
+        for &MessageInfo {
+            uid,
+            internal_date,
+            size,
+        } in listed
+        {
+            let bytes = if size <= max {
                 match bodies.remove(&uid) {
                     Some(bytes) => Some(bytes),
                     // Expunged by another client between the two FETCHes:
@@ -385,6 +510,30 @@ impl ImapMailbox {
             });
         }
         Ok(messages)
+    }
+
+    /// A fetched message as ingest takes it (source
+    /// `imap:FOLDER:UIDVALIDITY:UID`); one over the size limit is
+    /// represented by its header only (`BODY.PEEK[HEADER]`), which ingest
+    /// turns into a truncated stub.
+    pub async fn raw_message(&mut self, message: &FetchedMessage) -> Result<RawMessage, ImapError> {
+        let source = format!(
+            "imap:{}:{}:{}",
+            self.config.folder, self.folder.uidvalidity, message.uid
+        );
+        let (bytes, full_size) = match &message.bytes {
+            Some(bytes) => (bytes.clone(), None),
+            None => (
+                self.fetch_headers(message.uid).await?.unwrap_or_default(),
+                Some(message.size),
+            ),
+        };
+        Ok(RawMessage {
+            source,
+            bytes,
+            received_at: message.internal_date,
+            full_size,
+        })
     }
 
     async fn fetch_bodies(&mut self, uids: &[u32]) -> Result<BTreeMap<u32, Vec<u8>>, ImapError> {
@@ -443,6 +592,9 @@ impl ImapMailbox {
     /// being deleted anyway. A crash between COPY and EXPUNGE leaves a copy
     /// in both folders; the original is read again and dedupe drops it.
     pub async fn move_to_processed(&mut self, uid: u32) -> Result<(), ImapError> {
+        if self.access == FolderAccess::ReadOnly {
+            return Err(ImapError::ReadOnly { command: "MOVE" });
+        }
         self.ensure_processed_folder().await?;
         let deadline = self.config.command_deadline();
         let target = self.config.processed_folder.clone();
@@ -865,7 +1017,7 @@ fn uid_set(uids: &[u32]) -> String {
 
 /// Groups (uid, size) pairs into body-fetch batches of at most
 /// [`BODY_BATCH_MESSAGES`] messages and [`BODY_BATCH_BYTES`] bytes.
-fn body_batches(wanted: &[(u32, u64)]) -> Vec<Vec<u32>> {
+pub(super) fn body_batches(wanted: &[(u32, u64)]) -> Vec<Vec<u32>> {
     let mut batches = Vec::new();
     let mut batch = Vec::new();
     let mut bytes = 0u64;
@@ -997,6 +1149,11 @@ mod tests {
                     source: io(),
                 },
                 true,
+            ),
+            (
+                "a change on a read-only folder",
+                ImapError::ReadOnly { command: "MOVE" },
+                false,
             ),
             (
                 "bad config",

@@ -6,7 +6,8 @@
 //!
 //! Files are only moved after their case is committed, so a crash between
 //! storing and moving re-reads the file on the next pass, where dedupe
-//! recognises it.
+//! recognises it. A Maildir opened with [`Maildir::existing`] (an archive)
+//! is only ever listed and read: nothing is created, moved or renamed.
 
 use chrono::{DateTime, Utc};
 use std::io::Read;
@@ -40,6 +41,21 @@ impl Maildir {
         })
     }
 
+    /// An existing Maildir at `root`, opened without creating or changing
+    /// anything (for reading an archive). A missing `new/` or `cur/` reads
+    /// as empty; fails with `NotFound` when `root` has neither.
+    pub fn existing(root: &Path) -> std::io::Result<Maildir> {
+        if !root.join("new").is_dir() && !root.join("cur").is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} has neither new/ nor cur/", root.display()),
+            ));
+        }
+        Ok(Maildir {
+            root: root.to_owned(),
+        })
+    }
+
     /// The folder's root.
     pub fn root(&self) -> &Path {
         &self.root
@@ -50,7 +66,14 @@ impl Maildir {
     pub fn scan(&self) -> std::io::Result<Vec<MaildirEntry>> {
         let mut entries = Vec::new();
         for subdir in ["new", "cur"] {
-            for dirent in std::fs::read_dir(self.root.join(subdir))? {
+            let listing = match std::fs::read_dir(self.root.join(subdir)) {
+                Ok(listing) => listing,
+                // Only possible for an `existing` Maildir (an archive copy
+                // may lack an empty directory); `open` creates both.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
+            for dirent in listing {
                 let dirent = dirent?;
                 if dirent.file_name().to_string_lossy().starts_with('.')
                     || !dirent.file_type()?.is_file()

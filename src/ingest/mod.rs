@@ -8,7 +8,11 @@
 //! stored once. Fails only on infrastructure errors (database, file system);
 //! a message that is not even mail is still stored, for the pipeline to
 //! record as a case.
+//!
+//! [`archive`] reads archived mail (an mbox file, a Maildir, an IMAP
+//! folder) for `refundd replay`: read-only, it stores and changes nothing.
 
+pub mod archive;
 pub mod imap;
 pub mod maildir;
 
@@ -17,6 +21,11 @@ use sha2::{Digest, Sha256};
 
 use crate::parse;
 use crate::store::{Inserted, NewMessage, Store, StoreError};
+
+/// The default size limit (25 MiB) for `[ingest] max_message_bytes` and
+/// `[imap] max_message_bytes`: a larger message is not read whole, only its
+/// header is kept (see [`RawMessage::into_kept_bytes`]).
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
 
 /// Why a message could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -57,29 +66,39 @@ pub struct RawMessage {
     pub full_size: Option<u64>,
 }
 
+impl RawMessage {
+    /// What ingest keeps of the message: its bytes, or, when it was over the
+    /// size limit (`full_size` is set), a stub of its header marked with
+    /// [`TRUNCATED_HEADER`] that the pipeline sends to review.
+    pub fn into_kept_bytes(self) -> Vec<u8> {
+        match self.full_size {
+            Some(size) => truncated_stub(&self.bytes, size),
+            None => self.bytes,
+        }
+    }
+}
+
 /// Redacts, hashes and stores one message; a message seen before (same
 /// Message-ID or same bytes) is reported as a duplicate, not stored again.
 pub async fn store_message(store: &Store, raw: RawMessage) -> Result<Inserted, IngestError> {
-    let bytes = match raw.full_size {
-        Some(size) => truncated_stub(&raw.bytes, size),
-        None => raw.bytes,
-    };
-    let bytes = parse::redact_secrets(&bytes).into_owned();
+    let source = raw.source.clone();
+    let received_at = raw.received_at;
+    let bytes = parse::redact_secrets(&raw.into_kept_bytes()).into_owned();
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let message_id = message_id_of(&bytes);
     let new = NewMessage {
         message_id,
         sha256,
         raw: bytes,
-        received_at: raw.received_at,
-        source: raw.source.clone(),
+        received_at,
+        source: source.clone(),
     };
     store
         .insert_message(&new)
         .await
-        .map_err(|source| IngestError::Store {
-            source_name: raw.source,
-            source,
+        .map_err(|err| IngestError::Store {
+            source_name: source,
+            source: err,
         })
 }
 

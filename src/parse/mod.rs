@@ -271,6 +271,22 @@ fn first_mailbox(address: &Address<'_>) -> Option<Mailbox> {
     })
 }
 
+/// When the message's own header says our server received it, for mail
+/// whose mailbox recorded no receipt time (an mbox `From ` line without a
+/// date): the date of the topmost `Received:` field (every relay prepends
+/// one, RFC 5321 §4.4, so the topmost is the last hop, ours), else `Date:`
+/// (when the sender wrote it). Reads the header only; `None` when neither
+/// holds a valid date.
+pub fn header_receipt_time(raw: &[u8]) -> Option<DateTime<Utc>> {
+    let message = MessageParser::new().parse_headers(raw)?;
+    message
+        .received_all()
+        .next()
+        .and_then(|received| received.date.as_ref())
+        .and_then(to_utc)
+        .or_else(|| message.date().and_then(to_utc))
+}
+
 fn to_utc(date: &mail_parser::DateTime) -> Option<DateTime<Utc>> {
     if !date.is_valid() {
         return None;
@@ -374,6 +390,39 @@ mod tests {
             let err = parse(raw).unwrap_err();
             assert!(matches!(err, ParseError::NotMail { .. }), "{raw:?}");
             assert!(!err.is_transient());
+        }
+    }
+
+    #[test]
+    fn the_receipt_time_in_the_header_is_the_topmost_received_date_else_date() {
+        let utc = |h, m| Utc.with_ymd_and_hms(2026, 6, 4, h, m, 0).unwrap();
+        let cases: [(&str, &str, Option<DateTime<Utc>>); 5] = [
+            (
+                "the topmost Received wins over later ones and over Date",
+                "Received: from mx.example by mail.anumi.example; Thu, 4 Jun 2026 11:12:00 +0200\r\n\
+                 Received: from client by mx.example; Thu, 4 Jun 2026 09:00:00 +0000\r\n\
+                 Date: Thu, 4 Jun 2026 08:00:00 +0000\r\nSubject: x\r\n\r\nbody",
+                Some(utc(9, 12)),
+            ),
+            (
+                "a folded Received field still has its date after the semicolon",
+                "Received: from mx.example\r\n\tby mail.anumi.example with ESMTPS;\r\n\tThu, 4 Jun 2026 10:30:00 +0000\r\n\r\nbody",
+                Some(utc(10, 30)),
+            ),
+            (
+                "without Received the Date field is used",
+                "Date: Thu, 4 Jun 2026 07:45:00 -0100\r\nSubject: x\r\n\r\nbody",
+                Some(utc(8, 45)),
+            ),
+            (
+                "a Received field without a date falls back to Date",
+                "Received: from mx.example by mail.anumi.example\r\nDate: Thu, 4 Jun 2026 07:00:00 +0000\r\n\r\nbody",
+                Some(utc(7, 0)),
+            ),
+            ("no date anywhere", "Subject: x\r\n\r\nbody", None),
+        ];
+        for (name, raw, expected) in cases {
+            assert_eq!(header_receipt_time(raw.as_bytes()), expected, "{name}");
         }
     }
 

@@ -110,6 +110,17 @@ impl TestCert {
     }
 }
 
+/// A folder's state as STATUS reports it (RFC 3501 §6.3.10, RFC 7162 §3.1.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderStatus {
+    pub messages: u32,
+    pub recent: u32,
+    pub uidnext: Option<u32>,
+    pub uidvalidity: Option<u32>,
+    pub unseen: Option<u32>,
+    pub highest_modseq: Option<u64>,
+}
+
 /// A running Dovecot with one user, `refunds@example.test`.
 pub struct Dovecot {
     dir: tempfile::TempDir,
@@ -312,13 +323,77 @@ service anvil {{
         bytes: &[u8],
         internal_date: DateTime<Utc>,
     ) -> Result<()> {
+        self.append_all(folder, &[(bytes.to_vec(), internal_date, None)])
+            .await
+    }
+
+    /// Appends messages to `folder` in order over one connection of its
+    /// own, each with its INTERNALDATE and optional flags (`(\Seen)`).
+    /// Appending does not select the folder, so every message stays
+    /// `\Recent`.
+    pub async fn append_all(
+        &self,
+        folder: &str,
+        messages: &[(Vec<u8>, DateTime<Utc>, Option<&str>)],
+    ) -> Result<()> {
         let mut session = self.admin_session().await?;
-        let date = internal_date
-            .format("\"%d-%b-%Y %H:%M:%S +0000\"")
-            .to_string();
-        session.append(folder, None, Some(&date), bytes).await?;
+        for (bytes, internal_date, flags) in messages {
+            let date = internal_date
+                .format("\"%d-%b-%Y %H:%M:%S +0000\"")
+                .to_string();
+            session.append(folder, *flags, Some(&date), bytes).await?;
+        }
         session.logout().await?;
         Ok(())
+    }
+
+    /// `STATUS folder (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN
+    /// HIGHESTMODSEQ)`, asked without selecting the folder: what another
+    /// client sees of its state.
+    pub async fn status(&self, folder: &str) -> Result<FolderStatus> {
+        let mut session = self.admin_session().await?;
+        let mailbox = session
+            .status(
+                folder,
+                "(MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)",
+            )
+            .await?;
+        session.logout().await?;
+        Ok(FolderStatus {
+            messages: mailbox.exists,
+            recent: mailbox.recent,
+            uidnext: mailbox.uid_next,
+            uidvalidity: mailbox.uid_validity,
+            unseen: mailbox.unseen,
+            highest_modseq: mailbox.highest_modseq,
+        })
+    }
+
+    /// Every message's UID and flags in `folder` (read with EXAMINE, which
+    /// changes nothing), `\Recent` left out since it depends on who asks.
+    pub async fn flags(&self, folder: &str) -> Result<Vec<(u32, Vec<String>)>> {
+        let mut session = self.admin_session().await?;
+        session.examine(folder).await?;
+        let fetches: Vec<_> = session
+            .uid_fetch("1:*", "(UID FLAGS)")
+            .await?
+            .try_collect()
+            .await?;
+        let mut flags: Vec<(u32, Vec<String>)> = fetches
+            .iter()
+            .filter_map(|f| {
+                let mut names: Vec<String> = f
+                    .flags()
+                    .filter(|flag| !matches!(flag, async_imap::types::Flag::Recent))
+                    .map(|flag| format!("{flag:?}"))
+                    .collect();
+                names.sort();
+                Some((f.uid?, names))
+            })
+            .collect();
+        flags.sort();
+        session.logout().await?;
+        Ok(flags)
     }
 
     /// Runs raw IMAP commands (CREATE, DELETE, …) on a connection of its own.

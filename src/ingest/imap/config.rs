@@ -102,7 +102,7 @@ impl Default for ImapConfig {
             processed_folder: "Processed".into(),
             poll_interval: 60,
             idle: true,
-            max_message_bytes: 25 * 1024 * 1024,
+            max_message_bytes: crate::ingest::DEFAULT_MAX_MESSAGE_BYTES,
             command_timeout: 120,
         }
     }
