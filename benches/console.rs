@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use refundd::config::Settings;
 use refundd::domain::{Category, Clause, Decision, Flag, Language, Outcome, ReplyKind, TraceStep};
-use refundd::store::{CaseStatus, NewCase, NewMessage, ReviewerRole, Store};
+use refundd::store::{CaseStatus, NewCase, NewMessage, NewSession, ReviewerRole, Store};
 use refundd::web::{self, WebState, auth};
 
 const CASES: i64 = 10_000;
@@ -156,16 +156,19 @@ async fn run() {
     .await
     .expect("reviewer");
     let secret = auth::new_secret();
-    store
-        .create_session(
-            &auth::digest(&secret),
-            reviewer.id,
-            &auth::new_secret(),
-            now,
-            now + Duration::hours(8),
-        )
-        .await
-        .expect("session");
+    let mut tx = store.begin().await.expect("transaction");
+    tx.create_session(
+        &NewSession {
+            id_hash: &auth::digest(&secret),
+            reviewer_id: reviewer.id,
+            csrf_token: &auth::new_secret(),
+            expires_at: now + Duration::hours(8),
+        },
+        now,
+    )
+    .await
+    .expect("session");
+    tx.commit().await.expect("commit");
     let mut settings = Settings::default();
     settings.web.secure_cookies = false;
     let state = WebState::new(store.clone(), Arc::new(settings)).expect("state");

@@ -5,9 +5,9 @@
 //! busy timeout, foreign keys on; or `postgres://…`). Gives: messages
 //! (idempotent ingest), cases with their status history, actions, the reply
 //! outbox, the ledger mirror (wallet facts for the policy) and the IMAP
-//! checkpoint; the reviewers' console's accounts, sessions, tokens,
-//! claims, audit log and queue listing; a [`Tx`] so that a decision's
-//! writes land together; and the ledger import ([`import`]).
+//! checkpoint; the reviewers' console's accounts, sign-in attempts,
+//! sessions, tokens, claims, audit log and queue listing; a [`Tx`] so that
+//! a decision's writes land together; and the ledger import ([`import`]).
 //!
 //! Both backends run the SAME SQL text (`$1` placeholders, `ON CONFLICT`,
 //! `RETURNING`): the `on_pool!` / `on_tx!` macros dispatch one body to
@@ -21,6 +21,7 @@
 //! `is_transient()` says whether a retry can help; a duplicate message is
 //! not an error, a lost compare-and-set is [`StoreError::Conflict`].
 
+mod accounts;
 mod actions;
 mod attempts;
 mod cases;
@@ -45,6 +46,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, SqlSafeStr, Sqlite, SqlitePool, Tran
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use accounts::{AdmittedAttempt, LoginAttempt, LoginLimit, NewSession, Session};
 pub use actions::case_credit_id;
 pub use deadlines::{AlertKind, DeadlineCase, DeadlineFlags, WaitingCase};
 pub use error::StoreError;
@@ -61,8 +63,7 @@ pub use records::{
 };
 pub use reports::{QueueGauges, ReportCase, ReviewerEvent};
 pub use reviewers::{
-    AuditAction, AuditEntry, LoginAttempt, QueueFilter, QueueItem, QueuePage, Reviewer,
-    ReviewerRole, Session,
+    AuditAction, AuditEntry, QueueFilter, QueueItem, QueuePage, Reviewer, ReviewerRole,
 };
 
 use error::db;

@@ -2,8 +2,13 @@
 //! secret in an `HttpOnly; SameSite=Strict` cookie, stored as SHA-256 only,
 //! expiring after `[web] session_ttl_minutes`), the CSRF token every form
 //! echoes, bearer tokens for `/api` (stored as SHA-256 only), and sign-in
-//! rate limiting (`[web] max_failed_logins` per address or peer per 15
-//! minutes).
+//! rate limiting (`[web] max_failed_logins` per address, four times that
+//! per peer, per 15 minutes; counting and recording an attempt is one
+//! serialized step, and a refused attempt's password is never checked).
+//!
+//! Password hashing is slow on purpose; it runs on the blocking pool,
+//! a few at a time ([`PasswordChecker`]), never on the async workers that
+//! serve every other request.
 //!
 //! Gives the [`SignedIn`] and [`ApiUser`] extractors the handlers take and
 //! the sign-in / sign-out pages. Never stores or logs a password, a cookie
@@ -22,10 +27,13 @@ use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
+use tokio::sync::Semaphore;
 
 use super::{WebError, WebState};
-use crate::store::{AuditAction, LoginAttempt, Reviewer, ReviewerRole, Store, StoreError};
+use crate::store::{
+    AuditAction, LoginAttempt, LoginLimit, NewSession, Reviewer, ReviewerRole, Store, StoreError,
+};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "refundd_session";
@@ -74,6 +82,55 @@ pub fn new_secret() -> String {
 /// Lowercase hex SHA-256: what is stored of a secret.
 pub fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Checks passwords on the blocking pool, at most a few at a time: an
+/// argon2 check takes tens of milliseconds of CPU and 19 MiB of memory, and
+/// a burst of sign-ins must neither stall the async workers nor start a
+/// thread per attempt. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PasswordChecker {
+    permits: Arc<Semaphore>,
+}
+
+impl PasswordChecker {
+    /// Allows `concurrent` checks at once (at least one).
+    pub fn new(concurrent: usize) -> PasswordChecker {
+        PasswordChecker {
+            permits: Arc::new(Semaphore::new(concurrent.max(1))),
+        }
+    }
+
+    /// One check per core.
+    pub fn per_core() -> PasswordChecker {
+        PasswordChecker::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Whether `password` matches `hash`; with no hash (an unknown
+    /// address) a dummy hash is checked, so that an unknown address costs
+    /// the same time as a wrong password, and the answer is false.
+    pub async fn verify(&self, hash: Option<String>, password: String) -> Result<bool, WebError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            // The permit goes with the work: a caller that gives up does
+            // not free a slot while its hash still runs.
+            let _permit = permit;
+            match hash {
+                Some(hash) => verify_password(&hash, &password),
+                None => {
+                    verify_password(&DUMMY_HASH, &password);
+                    false
+                }
+            }
+        })
+        .await
+        .map_err(|e| WebError::Internal(format!("password check: {e}")))
+    }
 }
 
 /// Compares two tokens in time independent of where they differ.
@@ -290,8 +347,9 @@ pub struct LoginForm {
     csrf: Option<String>,
 }
 
-/// `POST /login`: checks the CSRF cookie, the rate limit and the password;
-/// opens a session and goes to the queue.
+/// `POST /login`: checks the CSRF cookie, then the rate limit (which
+/// records the attempt in the same step), then the password; opens a
+/// session and goes to the queue.
 pub async fn login(
     State(state): State<WebState>,
     Remote(remote): Remote,
@@ -307,32 +365,31 @@ pub async fn login(
     let now = state.now();
     let email = form.email.trim().to_lowercase();
     let store = state.store();
-    let (by_address, by_peer) = store
-        .failed_logins_since(&email, remote.as_deref(), now - RATE_WINDOW)
-        .await?;
     // One address is limited tightly; one peer (an office behind one NAT
     // address) more loosely, so a guesser cannot lock the whole team out.
-    let limit = state.settings().web.max_failed_logins;
-    if by_address >= limit || by_peer >= limit * PEER_FACTOR {
-        return Err(WebError::TooManyAttempts);
-    }
-    let reviewer = store.reviewer_by_email(&email).await?;
-    let verified = match &reviewer {
-        Some(r) => verify_password(&r.password_hash, &form.password) && !r.disabled,
-        None => {
-            verify_password(&DUMMY_HASH, &form.password);
-            false
-        }
+    let per_address = state.settings().web.max_failed_logins;
+    let limit = LoginLimit {
+        per_address,
+        per_peer: per_address * PEER_FACTOR,
+        since: now - RATE_WINDOW,
     };
-    store
-        .record_login_attempt(&LoginAttempt {
-            email: &email,
-            remote: remote.as_deref(),
-            success: verified,
-            at: now,
-        })
+    let attempt = LoginAttempt {
+        email: &email,
+        remote: remote.as_deref(),
+        at: now,
+    };
+    let Some(admitted) = store.admit_login_attempt(&attempt, &limit).await? else {
+        return Err(WebError::TooManyAttempts);
+    };
+    let reviewer = store.reviewer_by_email(&email).await?;
+    let verified = state
+        .passwords()
+        .verify(
+            reviewer.as_ref().map(|r| r.password_hash.clone()),
+            form.password,
+        )
         .await?;
-    let Some(reviewer) = reviewer.filter(|_| verified) else {
+    let Some(reviewer) = reviewer.filter(|r| verified && !r.disabled) else {
         store
             .add_audit(
                 &format!("reviewer:{email}"),
@@ -357,18 +414,27 @@ pub async fn login(
     };
     let secret = new_secret();
     let ttl = Duration::minutes(state.settings().web.session_ttl_minutes);
-    store
-        .create_session(&digest(&secret), reviewer.id, &new_secret(), now, now + ttl)
-        .await?;
-    store
-        .add_audit(
-            &format!("reviewer:{}", reviewer.email),
-            AuditAction::Login,
-            None,
-            &serde_json::json!({ "remote": remote }),
-            now,
-        )
-        .await?;
+    let mut tx = store.begin().await?;
+    tx.sign_in_succeeded(admitted).await?;
+    tx.create_session(
+        &NewSession {
+            id_hash: &digest(&secret),
+            reviewer_id: reviewer.id,
+            csrf_token: &new_secret(),
+            expires_at: now + ttl,
+        },
+        now,
+    )
+    .await?;
+    tx.add_audit(
+        &format!("reviewer:{}", reviewer.email),
+        AuditAction::Login,
+        None,
+        &serde_json::json!({ "remote": remote }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
     let mut response = Redirect::to("/").into_response();
     set_cookie(
         &mut response,

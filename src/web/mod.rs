@@ -57,6 +57,7 @@ struct Inner {
     desk: ReviewDesk,
     settings: Arc<Settings>,
     views: Views,
+    passwords: auth::PasswordChecker,
     clock: Clock,
 }
 
@@ -79,6 +80,7 @@ impl WebState {
                 desk,
                 settings,
                 views: Views::new()?,
+                passwords: auth::PasswordChecker::per_core(),
                 clock,
             }),
         })
@@ -101,6 +103,10 @@ impl WebState {
 
     fn views(&self) -> &Views {
         &self.inner.views
+    }
+
+    fn passwords(&self) -> &auth::PasswordChecker {
+        &self.inner.passwords
     }
 
     /// The current time, from the injected clock.
