@@ -10,7 +10,7 @@ use std::time::Instant;
 use refundd::config::Settings;
 use refundd::domain::{Category, Clause, Decision, Flag, Language, Outcome, ReplyKind, TraceStep};
 use refundd::store::{CaseStatus, NewCase, NewMessage, NewSession, ReviewerRole, Store};
-use refundd::web::{self, WebState, auth};
+use refundd::web::{self, WebState, accounts, auth};
 
 const CASES: i64 = 10_000;
 const SAMPLES: usize = 300;
@@ -146,7 +146,7 @@ async fn run() {
         seeding.elapsed().as_secs_f64()
     );
     let now = Utc::now();
-    let reviewer = auth::add_reviewer(
+    let reviewer = accounts::add_reviewer(
         &store,
         "bench@anumi.example",
         "bench password 123",

@@ -713,25 +713,154 @@ pub async fn add_reviewer(
         refundd::store::ReviewerRole::Reviewer
     };
     let reviewer =
-        refundd::web::auth::add_reviewer(&store, email, &password, role, Utc::now()).await?;
+        refundd::web::accounts::add_reviewer(&store, email, &password, role, Utc::now()).await?;
     println!("reviewer {} added ({})", reviewer.email, role.as_str());
     Ok(ExitCode::SUCCESS)
 }
 
-/// `refundd reviewer token EMAIL`: a new API token, printed once.
+/// The actor the audit log names for acts done at the command line.
+const CLI_ACTOR: &str = "cli";
+
+/// `refundd reviewer token EMAIL [--label L]`: a new API token, printed
+/// once on standard output; its expiry goes to standard error.
 pub async fn reviewer_token(
     settings: &Settings,
     email: &str,
     label: &str,
 ) -> anyhow::Result<ExitCode> {
     let store = connect(settings).await?;
-    let reviewer = store
-        .reviewer_by_email(email)
-        .await?
-        .with_context(|| format!("there is no reviewer {email}"))?;
-    let token = refundd::web::auth::create_api_token(&store, &reviewer, label, Utc::now()).await?;
-    println!("{token}");
+    let reviewer = refundd::web::accounts::reviewer(&store, email).await?;
+    let issued = refundd::web::accounts::create_api_token(
+        &store,
+        CLI_ACTOR,
+        &reviewer,
+        label,
+        settings.web.token_ttl(),
+        Utc::now(),
+    )
+    .await?;
+    println!("{}", issued.token);
+    eprintln!(
+        "token `{label}` for {} expires {}",
+        reviewer.email,
+        short_time(issued.expires_at)
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd reviewer token EMAIL --revoke (--label L | --all)`; exit code 1
+/// when no token matched.
+pub async fn revoke_tokens(
+    settings: &Settings,
+    email: &str,
+    label: Option<&str>,
+    all: bool,
+) -> anyhow::Result<ExitCode> {
+    use refundd::web::accounts::TokenSelection;
+    let which = match (label, all) {
+        (Some(label), _) => TokenSelection::Label(label),
+        (None, true) => TokenSelection::All,
+        (None, false) => bail!("say which tokens to revoke: --label LABEL or --all"),
+    };
+    let store = connect(settings).await?;
+    let revoked =
+        refundd::web::accounts::revoke_tokens(&store, CLI_ACTOR, email, which, Utc::now()).await?;
+    println!("{revoked} token(s) of {email} revoked");
+    Ok(if revoked == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `refundd reviewer disable EMAIL`.
+pub async fn disable_reviewer(settings: &Settings, email: &str) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    let ended =
+        refundd::web::accounts::disable_reviewer(&store, CLI_ACTOR, email, Utc::now()).await?;
+    println!(
+        "{email} disabled: {} session(s) ended, {} token(s) revoked",
+        ended.sessions_ended, ended.tokens_revoked
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd reviewer enable EMAIL`.
+pub async fn enable_reviewer(settings: &Settings, email: &str) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    if refundd::web::accounts::enable_reviewer(&store, CLI_ACTOR, email, Utc::now()).await? {
+        println!("{email} enabled");
+    } else {
+        println!("{email} was not disabled");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd reviewer list [--json]`.
+pub async fn list_reviewers(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    let reviewers = store.reviewers(Utc::now()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reviewers)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<32} {:<9} {:<9} {:<17} {:<17} {:<7} TOKEN LAST USED",
+        "EMAIL", "ROLE", "STATUS", "CREATED", "LAST SIGN-IN", "TOKENS"
+    );
+    for r in &reviewers {
+        println!(
+            "{:<32} {:<9} {:<9} {:<17} {:<17} {:<7} {}",
+            truncate(&r.reviewer.email, 32),
+            r.reviewer.role.as_str(),
+            if r.reviewer.disabled {
+                "disabled"
+            } else {
+                "active"
+            },
+            short_time(r.reviewer.created_at),
+            r.last_login_at.map_or("-".into(), short_time),
+            r.active_tokens,
+            r.token_last_used_at.map_or("-".into(), short_time),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd reviewer tokens EMAIL [--json]`.
+pub async fn list_tokens(settings: &Settings, email: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    let reviewer = refundd::web::accounts::reviewer(&store, email).await?;
+    let tokens = store.api_tokens(reviewer.id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tokens)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = Utc::now();
+    println!(
+        "{:<20} {:<17} {:<17} {:<17} STATE",
+        "LABEL", "ISSUED", "EXPIRES", "LAST USED"
+    );
+    for t in &tokens {
+        let state = match (t.revoked_at, t.is_active(now)) {
+            (Some(at), _) => format!("revoked {}", short_time(at)),
+            (None, true) => "active".into(),
+            (None, false) => "expired".into(),
+        };
+        println!(
+            "{:<20} {:<17} {:<17} {:<17} {state}",
+            truncate(&t.label, 20),
+            short_time(t.created_at),
+            t.expires_at.map_or("-".into(), short_time),
+            t.last_used_at.map_or("-".into(), short_time),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A time to the minute, UTC, for tables.
+fn short_time(at: chrono::DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M").to_string()
 }
 
 // ---------------------------------------------------------------------

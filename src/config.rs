@@ -176,6 +176,11 @@ pub struct WebConfig {
     /// Failed sign-ins allowed per address per 15 minutes (four times as
     /// many per peer address).
     pub max_failed_logins: i64,
+    /// How long an API token works after it is issued, in days (default 90).
+    pub token_ttl_days: i64,
+    /// Seconds a connection has to send its whole request header; slower
+    /// connections are closed (default 10).
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for WebConfig {
@@ -185,7 +190,21 @@ impl Default for WebConfig {
             session_ttl_minutes: 480,
             secure_cookies: true,
             max_failed_logins: 5,
+            token_ttl_days: 90,
+            header_read_timeout_secs: 10,
         }
+    }
+}
+
+impl WebConfig {
+    /// How long an API token works.
+    pub fn token_ttl(&self) -> chrono::Duration {
+        chrono::Duration::days(self.token_ttl_days)
+    }
+
+    /// How long a connection may take to send its request header.
+    pub fn header_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.header_read_timeout_secs)
     }
 }
 
@@ -262,10 +281,33 @@ impl Settings {
                 reason: format!("`{}` is not an address:port", self.web.listen),
             });
         }
-        if self.web.session_ttl_minutes <= 0 || self.web.max_failed_logins <= 0 {
+        for (key, value) in [
+            ("web.session_ttl_minutes", self.web.session_ttl_minutes),
+            ("web.max_failed_logins", self.web.max_failed_logins),
+        ] {
+            if value <= 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("must be positive, is {value}"),
+                });
+            }
+        }
+        if !(1..=3650).contains(&self.web.token_ttl_days) {
             return Err(ConfigError::Invalid {
-                key: "web.session_ttl_minutes",
-                reason: "session_ttl_minutes and max_failed_logins must be positive".into(),
+                key: "web.token_ttl_days",
+                reason: format!(
+                    "must be between 1 and 3650 days, is {}",
+                    self.web.token_ttl_days
+                ),
+            });
+        }
+        if !(1..=3600).contains(&self.web.header_read_timeout_secs) {
+            return Err(ConfigError::Invalid {
+                key: "web.header_read_timeout_secs",
+                reason: format!(
+                    "must be between 1 and 3600 seconds, is {}",
+                    self.web.header_read_timeout_secs
+                ),
             });
         }
         if let Some(imap) = &self.imap {

@@ -1,13 +1,17 @@
 //! Who may use the console, as records: sign-in attempts and the rate
-//! limit over them, browser sessions.
+//! limit over them, browser sessions, API tokens (expiring, revocable,
+//! remembering their last use), and reviewers disabled and enabled as
+//! people come and go.
 //!
 //! Takes digests, never secrets (the web layer hashes cookies and tokens),
 //! and times from the caller. The rate limit's count and the attempt it
 //! admits are one serialized step ([`Store::admit_login_attempt`]), so a
 //! burst of parallel guesses cannot all read "under the limit" before any
-//! of them is recorded. Fails with [`StoreError`].
+//! of them is recorded. Administrative changes are [`Tx`] methods, so that
+//! the change and its audit line land together. Fails with [`StoreError`].
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use super::error::db;
 use super::reviewers::{Reviewer, reviewer_from};
@@ -59,6 +63,52 @@ pub struct NewSession<'a> {
     pub reviewer_id: i64,
     pub csrf_token: &'a str,
     pub expires_at: DateTime<Utc>,
+}
+
+/// A reviewer as `refundd reviewer list` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewerSummary {
+    #[serde(flatten)]
+    pub reviewer: Reviewer,
+    /// When they last signed in to the console, if ever.
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// API tokens neither revoked nor expired.
+    pub active_tokens: i64,
+    /// The latest use of any of their API tokens (to the minute).
+    pub token_last_used_at: Option<DateTime<Utc>>,
+}
+
+/// One API token as listed. Its secret is never stored, so never shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiTokenInfo {
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    /// `None` only for a token stored without one, which counts as expired.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Its latest use, to the minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiTokenInfo {
+    /// Whether the token still works at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_some_and(|e| e > now)
+    }
+}
+
+/// The reviewer a live API token belongs to, and when it was last used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHolder {
+    pub reviewer: Reviewer,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What disabling a reviewer ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AccessEnded {
+    pub sessions_ended: u64,
+    pub tokens_revoked: u64,
 }
 
 impl Store {
@@ -167,6 +217,135 @@ impl Store {
         .transpose()
     }
 
+    /// The enabled reviewer a live API token hash belongs to: the token is
+    /// neither revoked nor expired at `now`.
+    pub async fn reviewer_by_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TokenHolder>> {
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            bool,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+        );
+        let row: Option<Row> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT r.id, r.email, r.password_hash, r.role, r.disabled, r.created_at,
+                        t.last_used_at
+                 FROM api_tokens t JOIN reviewers r ON r.id = t.reviewer_id
+                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2
+                   AND NOT r.disabled",
+            )
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+        })
+        .map_err(db("read an API token"))?;
+        row.map(|(id, email, hash, role, disabled, created, last_used_at)| {
+            Ok(TokenHolder {
+                reviewer: reviewer_from((id, email, hash, role, disabled, created))?,
+                last_used_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// Notes that an API token was used at `at`.
+    pub async fn touch_api_token(&self, token_hash: &str, at: DateTime<Utc>) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE token_hash = $1")
+                .bind(token_hash)
+                .bind(at)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(db("note an API token's use"))?;
+        Ok(())
+    }
+
+    /// A reviewer's API tokens, oldest first, live or not.
+    pub async fn api_tokens(&self, reviewer_id: i64) -> Result<Vec<ApiTokenInfo>> {
+        type Row = (
+            String,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT label, created_at, expires_at, last_used_at, revoked_at
+                 FROM api_tokens WHERE reviewer_id = $1 ORDER BY created_at, token_hash",
+            )
+            .bind(reviewer_id)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("list API tokens"))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(label, created_at, expires_at, last_used_at, revoked_at)| ApiTokenInfo {
+                    label,
+                    created_at,
+                    expires_at,
+                    last_used_at,
+                    revoked_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Every reviewer, by address, with their last sign-in and their
+    /// tokens live at `now`.
+    pub async fn reviewers(&self, now: DateTime<Utc>) -> Result<Vec<ReviewerSummary>> {
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            bool,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            i64,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT r.id, r.email, r.password_hash, r.role, r.disabled, r.created_at,
+                        r.last_login_at,
+                        (SELECT COUNT(*) FROM api_tokens t
+                          WHERE t.reviewer_id = r.id AND t.revoked_at IS NULL
+                            AND t.expires_at > $1),
+                        (SELECT MAX(t.last_used_at) FROM api_tokens t WHERE t.reviewer_id = r.id)
+                 FROM reviewers r ORDER BY r.email",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("list reviewers"))?;
+        rows.into_iter()
+            .map(
+                |(id, email, hash, role, disabled, created, last_login_at, active, used)| {
+                    Ok(ReviewerSummary {
+                        reviewer: reviewer_from((id, email, hash, role, disabled, created))?,
+                        last_login_at,
+                        active_tokens: active,
+                        token_last_used_at: used,
+                    })
+                },
+            )
+            .collect()
+    }
+
     /// Ends a session (signing out); expired sessions of anyone go too.
     pub async fn delete_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<()> {
         on_pool!(self, pool => {
@@ -184,8 +363,13 @@ impl Store {
 
 impl Tx {
     /// An admitted attempt's password was right: it stops counting as a
-    /// failure.
-    pub async fn sign_in_succeeded(&mut self, attempt: AdmittedAttempt) -> Result<()> {
+    /// failure, and the reviewer's last sign-in is now.
+    pub async fn sign_in_succeeded(
+        &mut self,
+        attempt: AdmittedAttempt,
+        reviewer_id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         let marked = on_tx!(self, conn => {
             sqlx::query("UPDATE login_attempts SET success = TRUE WHERE id = $1")
                 .bind(attempt.0)
@@ -200,6 +384,15 @@ impl Tx {
                 id: attempt.0.to_string(),
             });
         }
+        on_tx!(self, conn => {
+            sqlx::query("UPDATE reviewers SET last_login_at = $2 WHERE id = $1")
+                .bind(reviewer_id)
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(db("record a reviewer's sign-in"))?;
         Ok(())
     }
 
@@ -225,5 +418,97 @@ impl Tx {
         })
         .map_err(db("open a session"))?;
         Ok(())
+    }
+
+    /// Stores an API token's hash for a reviewer, valid until `expires_at`.
+    pub async fn create_api_token(
+        &mut self,
+        token_hash: &str,
+        reviewer_id: i64,
+        label: &str,
+        at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        on_tx!(self, conn => {
+            sqlx::query(
+                "INSERT INTO api_tokens (token_hash, reviewer_id, label, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(token_hash)
+            .bind(reviewer_id)
+            .bind(label)
+            .bind(at)
+            .bind(expires_at)
+            .execute(&mut *conn)
+            .await
+            .map(|done| done.rows_affected())
+        })
+        .map_err(db("store an API token"))?;
+        Ok(())
+    }
+
+    /// Revokes a reviewer's tokens not revoked yet: those labelled `label`,
+    /// or all of them. Returns how many.
+    pub async fn revoke_api_tokens(
+        &mut self,
+        reviewer_id: i64,
+        label: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        on_tx!(self, conn => {
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $3
+                 WHERE reviewer_id = $1 AND revoked_at IS NULL AND ($2 IS NULL OR label = $2)",
+            )
+            .bind(reviewer_id)
+            .bind(label)
+            .bind(at)
+            .execute(&mut *conn)
+            .await
+            .map(|done| done.rows_affected())
+        })
+        .map_err(db("revoke API tokens"))
+    }
+
+    /// Disables or enables a reviewer; `false` when they already were.
+    /// A disabled reviewer's sessions and tokens are refused by every
+    /// lookup; [`Tx::end_reviewer_access`] also ends them for good.
+    pub async fn set_reviewer_disabled(
+        &mut self,
+        reviewer_id: i64,
+        disabled: bool,
+    ) -> Result<bool> {
+        let changed = on_tx!(self, conn => {
+            sqlx::query("UPDATE reviewers SET disabled = $2 WHERE id = $1 AND disabled <> $2")
+                .bind(reviewer_id)
+                .bind(disabled)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(db("disable or enable a reviewer"))?;
+        Ok(changed == 1)
+    }
+
+    /// Ends every session of a reviewer and revokes every token, so that
+    /// enabling them again later does not bring either back.
+    pub async fn end_reviewer_access(
+        &mut self,
+        reviewer_id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<AccessEnded> {
+        let sessions_ended = on_tx!(self, conn => {
+            sqlx::query("DELETE FROM reviewer_sessions WHERE reviewer_id = $1")
+                .bind(reviewer_id)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(db("end a reviewer's sessions"))?;
+        let tokens_revoked = self.revoke_api_tokens(reviewer_id, None, at).await?;
+        Ok(AccessEnded {
+            sessions_ended,
+            tokens_revoked,
+        })
     }
 }

@@ -46,7 +46,10 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, SqlSafeStr, Sqlite, SqlitePool, Tran
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use accounts::{AdmittedAttempt, LoginAttempt, LoginLimit, NewSession, Session};
+pub use accounts::{
+    AccessEnded, AdmittedAttempt, ApiTokenInfo, LoginAttempt, LoginLimit, NewSession,
+    ReviewerSummary, Session, TokenHolder,
+};
 pub use actions::case_credit_id;
 pub use deadlines::{AlertKind, DeadlineCase, DeadlineFlags, WaitingCase};
 pub use error::StoreError;
@@ -102,6 +105,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "reply attempts",
         include_str!("../../migrations/sqlite/0005_reply_attempts.sql"),
         include_str!("../../migrations/postgres/0005_reply_attempts.sql"),
+    ),
+    (
+        6,
+        "lifecycle",
+        include_str!("../../migrations/sqlite/0006_lifecycle.sql"),
+        include_str!("../../migrations/postgres/0006_lifecycle.sql"),
+    ),
+    (
+        7,
+        "reviewer admin",
+        include_str!("../../migrations/sqlite/0007_reviewer_admin.sql"),
+        include_str!("../../migrations/postgres/0007_reviewer_admin.sql"),
     ),
 ];
 

@@ -1,7 +1,7 @@
-//! The reviewers' console's records: reviewer accounts, API tokens, case
-//! claims, the audit log, and the review queue listing with its filters and
-//! search. Sessions, sign-in attempts and account administration are in
-//! [`accounts`](super::accounts).
+//! The reviewers' console's records: reviewer accounts, case claims, the
+//! audit log, and the review queue listing with its filters and search.
+//! Sessions, API tokens, sign-in attempts and account administration are
+//! in [`accounts`](super::accounts).
 //!
 //! Takes hashes, never secrets: password hashes (argon2 PHC strings) and
 //! SHA-256 digests of session cookies and API tokens are computed by the
@@ -199,7 +199,7 @@ pub struct QueuePage {
     pub total: i64,
 }
 
-pub(super) type ReviewerTuple = (i64, String, String, String, bool, DateTime<Utc>);
+type ReviewerTuple = (i64, String, String, String, bool, DateTime<Utc>);
 
 pub(super) fn reviewer_from(t: ReviewerTuple) -> Result<Reviewer> {
     let (id, email, password_hash, role, disabled, created_at) = t;
@@ -381,47 +381,6 @@ impl Store {
             .await
         })
         .map_err(db("read a reviewer"))?;
-        row.map(reviewer_from).transpose()
-    }
-
-    /// Stores an API token's hash for a reviewer.
-    pub async fn create_api_token(
-        &self,
-        token_hash: &str,
-        reviewer_id: i64,
-        label: &str,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
-        on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO api_tokens (token_hash, reviewer_id, label, created_at)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(token_hash)
-            .bind(reviewer_id)
-            .bind(label)
-            .bind(at)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })
-        .map_err(db("store an API token"))?;
-        Ok(())
-    }
-
-    /// The (enabled) reviewer an API token hash belongs to.
-    pub async fn reviewer_by_token(&self, token_hash: &str) -> Result<Option<Reviewer>> {
-        let row: Option<ReviewerTuple> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT r.id, r.email, r.password_hash, r.role, r.disabled, r.created_at
-                 FROM api_tokens t JOIN reviewers r ON r.id = t.reviewer_id
-                 WHERE t.token_hash = $1 AND NOT r.disabled",
-            )
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await
-        })
-        .map_err(db("read an API token"))?;
         row.map(reviewer_from).transpose()
     }
 

@@ -1,7 +1,8 @@
 //! Who is asking: reviewer passwords (argon2id), browser sessions (a random
 //! secret in an `HttpOnly; SameSite=Strict` cookie, stored as SHA-256 only,
 //! expiring after `[web] session_ttl_minutes`), the CSRF token every form
-//! echoes, bearer tokens for `/api` (stored as SHA-256 only), and sign-in
+//! echoes, bearer tokens for `/api` (stored as SHA-256 only; they expire,
+//! can be revoked, and record their last use), and sign-in
 //! rate limiting (`[web] max_failed_logins` per address, four times that
 //! per peer, per 15 minutes; counting and recording an attempt is one
 //! serialized step, and a refused attempt's password is never checked).
@@ -22,7 +23,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -31,9 +32,7 @@ use std::sync::{Arc, LazyLock};
 use tokio::sync::Semaphore;
 
 use super::{WebError, WebState};
-use crate::store::{
-    AuditAction, LoginAttempt, LoginLimit, NewSession, Reviewer, ReviewerRole, Store, StoreError,
-};
+use crate::store::{AuditAction, LoginAttempt, LoginLimit, NewSession, Reviewer};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "refundd_session";
@@ -43,6 +42,8 @@ const LOGIN_CSRF_COOKIE: &str = "refundd_login_csrf";
 const RATE_WINDOW: Duration = Duration::minutes(15);
 /// How many more failures one peer may have than one address.
 const PEER_FACTOR: i64 = 4;
+/// How precisely an API token's last use is recorded.
+const TOKEN_USE_RESOLUTION: Duration = Duration::minutes(1);
 /// Shortest password `refundd reviewer add` accepts.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
@@ -142,69 +143,6 @@ pub fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Creates a reviewer account (`refundd reviewer add`), audited.
-pub async fn add_reviewer(
-    store: &Store,
-    email: &str,
-    password: &str,
-    role: ReviewerRole,
-    now: DateTime<Utc>,
-) -> Result<Reviewer, WebError> {
-    let email = email.trim().to_lowercase();
-    if !email.contains('@') || email.chars().any(char::is_whitespace) {
-        return Err(WebError::Invalid(format!(
-            "`{email}` is not an email address"
-        )));
-    }
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(WebError::Invalid(format!(
-            "the password must have at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    let hash = hash_password(password)?;
-    let reviewer = store
-        .create_reviewer(&email, &hash, role, now)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => WebError::Conflict(format!("reviewer {email} exists")),
-            other => WebError::Store(other),
-        })?;
-    store
-        .add_audit(
-            "cli",
-            AuditAction::ReviewerAdded,
-            None,
-            &serde_json::json!({ "email": reviewer.email, "role": role.as_str() }),
-            now,
-        )
-        .await?;
-    Ok(reviewer)
-}
-
-/// Issues an API token for a reviewer; returns the token (shown once,
-/// stored only as its digest).
-pub async fn create_api_token(
-    store: &Store,
-    reviewer: &Reviewer,
-    label: &str,
-    now: DateTime<Utc>,
-) -> Result<String, StoreError> {
-    let token = format!("rfd_{}", new_secret());
-    store
-        .create_api_token(&digest(&token), reviewer.id, label, now)
-        .await?;
-    store
-        .add_audit(
-            &format!("reviewer:{}", reviewer.email),
-            AuditAction::TokenCreated,
-            None,
-            &serde_json::json!({ "label": label }),
-            now,
-        )
-        .await?;
-    Ok(token)
-}
-
 /// A signed-in reviewer (browser session).
 #[derive(Debug, Clone)]
 pub struct SignedIn {
@@ -261,7 +199,8 @@ impl FromRequestParts<WebState> for SignedIn {
     }
 }
 
-/// A reviewer calling `/api` with `Authorization: Bearer TOKEN`.
+/// A reviewer calling `/api` with `Authorization: Bearer TOKEN`: a token
+/// neither revoked nor expired, of a reviewer who is not disabled.
 #[derive(Debug, Clone)]
 pub struct ApiUser {
     pub reviewer: Reviewer,
@@ -281,12 +220,27 @@ impl FromRequestParts<WebState> for ApiUser {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(WebError::Unauthorized)?;
-        let reviewer = state
+        let token_hash = digest(token);
+        let now = state.now();
+        let holder = state
             .store()
-            .reviewer_by_token(&digest(token))
+            .reviewer_by_token(&token_hash, now)
             .await
             .map_err(WebError::from)?
             .ok_or(WebError::Unauthorized)?;
+        // "Last used" is kept to the minute: a busy script does not turn
+        // every API read into a database write.
+        if holder
+            .last_used_at
+            .is_none_or(|last| now - last >= TOKEN_USE_RESOLUTION)
+        {
+            state
+                .store()
+                .touch_api_token(&token_hash, now)
+                .await
+                .map_err(WebError::from)?;
+        }
+        let reviewer = holder.reviewer;
         Ok(ApiUser { reviewer })
     }
 }
@@ -415,7 +369,7 @@ pub async fn login(
     let secret = new_secret();
     let ttl = Duration::minutes(state.settings().web.session_ttl_minutes);
     let mut tx = store.begin().await?;
-    tx.sign_in_succeeded(admitted).await?;
+    tx.sign_in_succeeded(admitted, reviewer.id, now).await?;
     tx.create_session(
         &NewSession {
             id_hash: &digest(&secret),

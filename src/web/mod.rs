@@ -21,6 +21,7 @@
 //! text. Fails per request with [`WebError`], whose variants document
 //! their HTTP status; the server stops on the `shutdown` token.
 
+pub mod accounts;
 mod api;
 pub mod auth;
 mod error;

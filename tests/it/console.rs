@@ -15,7 +15,7 @@ use refundd::domain::{Category, Clause, Decision, Flag, Language, Outcome, Reply
 use refundd::store::{
     ActionStatus, CaseId, CaseStatus, NewCase, NewMessage, ReplyStatus, ReviewerRole, Store,
 };
-use refundd::web::{self, WebState, auth};
+use refundd::web::{self, WebState, accounts, auth};
 
 use crate::support::TestDb;
 
@@ -152,7 +152,7 @@ impl Console {
             ("sam@anumi.example", ReviewerRole::Reviewer),
             ("ada@anumi.example", ReviewerRole::Admin),
         ] {
-            auth::add_reviewer(&store, email, PASSWORD, role, now())
+            accounts::add_reviewer(&store, email, PASSWORD, role, now())
                 .await
                 .unwrap();
         }
@@ -246,9 +246,17 @@ impl Console {
 
     pub async fn token(&self, email: &str) -> String {
         let reviewer = self.store.reviewer_by_email(email).await.unwrap().unwrap();
-        auth::create_api_token(&self.store, &reviewer, "test", now())
-            .await
-            .unwrap()
+        accounts::create_api_token(
+            &self.store,
+            "test",
+            &reviewer,
+            "test",
+            chrono::Duration::days(90),
+            now(),
+        )
+        .await
+        .unwrap()
+        .token
     }
 
     pub async fn api(
@@ -310,7 +318,7 @@ fn csrf_of(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_owned()
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub fn location(response: &reqwest::Response) -> String {
     response
         .headers()
         .get(LOCATION)
@@ -1076,7 +1084,7 @@ async fn two_reviewers_cannot_both_decide_one_case_on_postgres() {
 }
 
 /// Runs the refundd binary with `stdin` piped in.
-fn refundd_with_stdin(
+pub fn refundd_with_stdin(
     config: &std::path::Path,
     args: &[&str],
     stdin: &str,

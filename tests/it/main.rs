@@ -2,6 +2,7 @@
 //! PostgreSQL, the Polar test server), real databases, the real binary.
 //! One module per area.
 
+mod accounts;
 mod browser;
 mod cli_pipeline;
 mod console;
