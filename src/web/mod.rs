@@ -145,6 +145,7 @@ pub fn router(state: WebState) -> Router {
             post(api::claim).delete(api::release),
         )
         .route("/api/bulk/approve", post(api::bulk_approve))
+        .layer(middleware::from_fn(error::api_envelope))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }

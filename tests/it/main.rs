@@ -15,3 +15,4 @@ mod metrics;
 mod payments;
 mod smtp;
 mod support;
+mod web;
