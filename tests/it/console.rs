@@ -141,6 +141,11 @@ pub struct Console {
 
 impl Console {
     pub async fn start(db: &TestDb) -> Console {
+        Console::start_with(db, |_| {}).await
+    }
+
+    /// A console whose settings `configure` changed from the test defaults.
+    pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut Settings)) -> Console {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = Store::connect(&db.url).await.unwrap();
         let report = refundd::store::import_jsonl(&store, LEDGER.as_bytes(), |_| {})
@@ -158,6 +163,7 @@ impl Console {
         }
         let mut settings = Settings::default();
         settings.web.secure_cookies = false;
+        configure(&mut settings);
         let minutes_ahead = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let ahead = minutes_ahead.clone();
         let clock = Arc::new(move || {

@@ -6,6 +6,9 @@
 
 use reqwest::header::{ALLOW, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::console::Console;
 use crate::support::TestDb;
@@ -119,5 +122,132 @@ async fn errors_the_framework_produces_come_back_in_the_api_error_envelope() {
         page.headers()
             .get(CONTENT_TYPE)
             .is_none_or(|v| v != "application/json")
+    );
+}
+
+/// Reads until the server closes the connection (end of stream or a
+/// reset); `false` if it is still open after `within`.
+async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_connection_that_does_not_finish_its_request_header_in_time_is_closed() {
+    let db = TestDb::sqlite();
+    let console = Console::start_with(&db, |s| s.web.header_read_timeout_secs = 1).await;
+    let addr = console.base.trim_start_matches("http://").to_owned();
+
+    // Half a request line, then nothing: a slowloris client; and one that
+    // connects and sends nothing at all.
+    let connected = Instant::now();
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /login HT").await.unwrap();
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    for (name, stream) in [("half a request line", &mut slow), ("nothing", &mut silent)] {
+        assert!(
+            closed_by_server(stream, Duration::from_secs(5)).await,
+            "sent {name}: still open after 5 s"
+        );
+        let after = connected.elapsed();
+        assert!(
+            after >= Duration::from_millis(900),
+            "sent {name}: closed after {after:?}, before the 1 s timeout"
+        );
+    }
+
+    // A client that sends its header in time is served as always, and a
+    // request that arrives over several writes within the timeout too.
+    let page = console
+        .http
+        .get(format!("{}/login", console.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let mut chatty = TcpStream::connect(&addr).await.unwrap();
+    for part in [
+        "GET /login HTTP/1.1\r\n",
+        "Host: x\r\n",
+        "Connection: close\r\n\r\n",
+    ] {
+        chatty.write_all(part.as_bytes()).await.unwrap();
+    }
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), chatty.read_to_string(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn on_shutdown_the_request_in_flight_is_answered_before_the_server_returns() {
+    use std::sync::Arc;
+    let (entered, release) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let app = {
+        let (entered, release) = (entered.clone(), release.clone());
+        axum::Router::new().route(
+            "/slow",
+            axum::routing::get(
+                move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+                    std::net::SocketAddr,
+                >| async move {
+                    entered.notify_one();
+                    release.notified().await;
+                    peer.ip().to_string()
+                },
+            ),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(refundd::web::serve_router(
+        listener,
+        app,
+        Duration::from_secs(5),
+        shutdown.clone(),
+    ));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let in_flight = tokio::spawn(reqwest::get(format!("{base}/slow")));
+    tokio::time::timeout(Duration::from_secs(5), entered.notified())
+        .await
+        .expect("the request reaches its handler");
+    shutdown.cancel();
+    release.notify_one();
+    let answer = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("the request in flight is answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        answer.text().await.unwrap(),
+        "127.0.0.1",
+        "the peer address"
+    );
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server returns once the request is answered")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .is_err(),
+        "the listener is closed"
     );
 }
