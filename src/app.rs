@@ -17,18 +17,57 @@ use refundd::reply::FileSink;
 use refundd::store::{CaseFilter, CaseId, CaseStatus, CaseSummary, Inserted, Store, import};
 
 /// Text logs by default, JSON lines when asked; `RUST_LOG` filters
-/// (default `info`). Logs go to standard error so that standard output
+/// (default `warn,refundd=info`), within [`SECRET_SAFE_LEVELS`], which no
+/// `RUST_LOG` can lift. Logs go to standard error so that standard output
 /// stays parseable (`refundd cases --json`).
 pub fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let requested = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,refundd=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    tracing_subscriber::registry()
+        .with(log_layer(json, std::io::stderr, requested))
+        .init();
+}
+
+/// The most verbose level some crates may log at, whatever `RUST_LOG`
+/// asks: below it they print protocol traffic, credentials included.
+/// async-imap logs every command it writes at `trace` (`LOGIN user
+/// password`, `AUTHENTICATE XOAUTH2 token`) and every response (customer
+/// mail); lettre, when built with its `tracing` feature, logs every SMTP
+/// line at `debug` (`AUTH PLAIN` with the credentials, base64).
+const SECRET_SAFE_LEVELS: [(&str, tracing::level_filters::LevelFilter); 3] = [
+    ("async_imap", tracing::level_filters::LevelFilter::DEBUG),
+    ("imap_proto", tracing::level_filters::LevelFilter::DEBUG),
+    ("lettre", tracing::level_filters::LevelFilter::INFO),
+];
+
+/// The log output: `requested` (from `RUST_LOG`) AND the caps of
+/// [`SECRET_SAFE_LEVELS`], as two filters that must both pass, so that a
+/// more specific `RUST_LOG` directive (`async_imap::imap_stream=trace`)
+/// cannot override a cap the way it would override a directive added to
+/// the same `EnvFilter`. Records of the `log` crate (async-imap's) are
+/// filtered by their target like any event.
+fn log_layer<S, W>(
+    json: bool,
+    writer: W,
+    requested: tracing_subscriber::EnvFilter,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{FilterExt, Targets};
+    let caps = Targets::new()
+        .with_default(tracing::level_filters::LevelFilter::TRACE)
+        .with_targets(SECRET_SAFE_LEVELS);
+    let filter = requested.and(caps);
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     if json {
-        builder.json().init();
+        layer.json().with_filter(filter).boxed()
     } else {
-        builder.init();
+        layer.with_filter(filter).boxed()
     }
 }
 
@@ -916,6 +955,58 @@ fn report_instant(text: &str, zone: chrono_tz::Tz) -> anyhow::Result<chrono::Dat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// A log writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'w self) -> Captured {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn no_rust_log_lifts_the_caps_on_crates_that_log_credentials() {
+        use tracing_subscriber::layer::SubscriberExt;
+        for json in [false, true] {
+            for requested in [
+                "trace",
+                "async_imap::imap_stream=trace,lettre=trace,refundd=trace",
+            ] {
+                let out = Captured::default();
+                let subscriber = tracing_subscriber::registry().with(log_layer(
+                    json,
+                    out.clone(),
+                    tracing_subscriber::EnvFilter::new(requested),
+                ));
+                tracing::subscriber::with_default(subscriber, || {
+                    tracing::trace!(target: "async_imap::imap_stream", "encode: LOGIN u pw-imap");
+                    tracing::debug!(target: "lettre::transport::smtp", "Wrote: AUTH PLAIN pw-smtp");
+                    tracing::info!(target: "lettre::transport::smtp", "connected");
+                    tracing::trace!(target: "refundd::ingest", "still traced");
+                });
+                let logged = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+                let case = format!("json {json}, RUST_LOG={requested}");
+                assert!(!logged.contains("pw-imap"), "{case}: {logged}");
+                assert!(!logged.contains("pw-smtp"), "{case}: {logged}");
+                assert!(logged.contains("connected"), "{case}: {logged}");
+                assert!(logged.contains("still traced"), "{case}: {logged}");
+            }
+        }
+    }
 
     #[test]
     fn database_passwords_never_reach_messages() {

@@ -10,6 +10,7 @@ mod corpus;
 mod daemon;
 mod deadlines;
 mod imap;
+mod logs;
 mod mailstack;
 mod metrics;
 mod payments;
