@@ -337,3 +337,31 @@ impl Settings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_keys_out_of_range_are_refused_by_name() {
+        let cases: [(fn(&mut WebConfig), &str); 5] = [
+            (|w| w.max_failed_logins = 0, "web.max_failed_logins"),
+            (|w| w.session_ttl_minutes = -1, "web.session_ttl_minutes"),
+            (|w| w.token_ttl_days = 0, "web.token_ttl_days"),
+            (|w| w.token_ttl_days = 100_000, "web.token_ttl_days"),
+            (
+                |w| w.header_read_timeout_secs = 0,
+                "web.header_read_timeout_secs",
+            ),
+        ];
+        for (break_it, named) in cases {
+            let mut settings = Settings::default();
+            break_it(&mut settings.web);
+            match settings.validate() {
+                Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, named),
+                other => panic!("{named}: {other:?}"),
+            }
+        }
+        assert!(Settings::default().validate().is_ok());
+    }
+}
