@@ -35,7 +35,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use chrono::{DateTime, Utc};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -152,6 +152,9 @@ pub fn router(state: WebState) -> Router {
             post(api::claim).delete(api::release),
         )
         .route("/api/bulk/approve", post(api::bulk_approve))
+        // An unknown /api path is the API's 404 even when this router is
+        // merged with others (the daemon adds /metrics and webhooks).
+        .route("/api/{*unknown}", any(api::not_found))
         .layer(middleware::from_fn(error::api_envelope))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)

@@ -100,6 +100,29 @@ async fn errors_the_framework_produces_come_back_in_the_api_error_envelope() {
 
     let unknown = api(Method::GET, "/api/nothing-here").send().await.unwrap();
     envelope(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    // Also with the console merged into a bigger router, as `refundd run`
+    // serves it (with /metrics and the webhooks).
+    let state = refundd::web::WebState::new(
+        console.store.clone(),
+        std::sync::Arc::new(refundd::config::Settings::default()),
+    )
+    .unwrap();
+    let merged = refundd::web::router(state)
+        .merge(axum::Router::new().route("/metrics", axum::routing::get(|| async { "metrics" })));
+    let answer = tower::ServiceExt::oneshot(
+        merged,
+        axum::http::Request::get("/api/nothing/here")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "not_found");
 
     let wrong_method = api(Method::DELETE, "/api/queue").send().await.unwrap();
     assert_eq!(wrong_method.headers()[ALLOW], "GET,HEAD");
