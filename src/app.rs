@@ -21,13 +21,10 @@ use refundd::store::{CaseFilter, CaseId, CaseStatus, CaseSummary, Inserted, Stor
 /// `RUST_LOG` can lift. Logs go to standard error so that standard output
 /// stays parseable (`refundd cases --json`).
 pub fn init_tracing(json: bool) {
-    use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let requested = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,refundd=info"));
-    tracing_subscriber::registry()
-        .with(log_layer(json, std::io::stderr, requested))
-        .init();
+    log_subscriber(json, std::io::stderr, requested).init();
 }
 
 /// The most verbose level some crates may log at, whatever `RUST_LOG`
@@ -42,33 +39,37 @@ const SECRET_SAFE_LEVELS: [(&str, tracing::level_filters::LevelFilter); 3] = [
     ("lettre", tracing::level_filters::LevelFilter::INFO),
 ];
 
-/// The log output: `requested` (from `RUST_LOG`) AND the caps of
-/// [`SECRET_SAFE_LEVELS`], as two filters that must both pass, so that a
-/// more specific `RUST_LOG` directive (`async_imap::imap_stream=trace`)
-/// cannot override a cap the way it would override a directive added to
-/// the same `EnvFilter`. Records of the `log` crate (async-imap's) are
-/// filtered by their target like any event.
-fn log_layer<S, W>(
+/// The log subscriber: `requested` (from `RUST_LOG`) and the caps of
+/// [`SECRET_SAFE_LEVELS`] are two filter layers, and an event is written
+/// only when both let it through, so that a more specific `RUST_LOG`
+/// directive (`async_imap::imap_stream=trace`) cannot lift a cap the way
+/// it would override a directive added to the same `EnvFilter`. Records of
+/// the `log` crate (async-imap's) are filtered by their target like any
+/// event.
+fn log_subscriber<W>(
     json: bool,
     writer: W,
     requested: tracing_subscriber::EnvFilter,
-) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+) -> impl tracing::Subscriber + Send + Sync
 where
-    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     use tracing_subscriber::Layer;
-    use tracing_subscriber::filter::{FilterExt, Targets};
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
     let caps = Targets::new()
         .with_default(tracing::level_filters::LevelFilter::TRACE)
         .with_targets(SECRET_SAFE_LEVELS);
-    let filter = requested.and(caps);
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
-    if json {
-        layer.json().with_filter(filter).boxed()
+    let output = tracing_subscriber::fmt::layer().with_writer(writer);
+    let output = if json {
+        output.json().boxed()
     } else {
-        layer.with_filter(filter).boxed()
-    }
+        output.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(requested)
+        .with(caps)
+        .with(output)
 }
 
 /// Reads and validates the settings.
@@ -980,18 +981,17 @@ mod tests {
 
     #[test]
     fn no_rust_log_lifts_the_caps_on_crates_that_log_credentials() {
-        use tracing_subscriber::layer::SubscriberExt;
         for json in [false, true] {
             for requested in [
                 "trace",
                 "async_imap::imap_stream=trace,lettre=trace,refundd=trace",
             ] {
                 let out = Captured::default();
-                let subscriber = tracing_subscriber::registry().with(log_layer(
+                let subscriber = log_subscriber(
                     json,
                     out.clone(),
                     tracing_subscriber::EnvFilter::new(requested),
-                ));
+                );
                 tracing::subscriber::with_default(subscriber, || {
                     tracing::trace!(target: "async_imap::imap_stream", "encode: LOGIN u pw-imap");
                     tracing::debug!(target: "lettre::transport::smtp", "Wrote: AUTH PLAIN pw-smtp");
