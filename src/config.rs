@@ -344,7 +344,8 @@ mod tests {
 
     #[test]
     fn web_keys_out_of_range_are_refused_by_name() {
-        let cases: [(fn(&mut WebConfig), &str); 5] = [
+        type Break = fn(&mut WebConfig);
+        let cases: [(Break, &str); 5] = [
             (|w| w.max_failed_logins = 0, "web.max_failed_logins"),
             (|w| w.session_ttl_minutes = -1, "web.session_ttl_minutes"),
             (|w| w.token_ttl_days = 0, "web.token_ttl_days"),
