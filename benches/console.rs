@@ -10,8 +10,8 @@ use std::time::Instant;
 use refundd::config::Settings;
 use refundd::domain::{Category, Clause, Decision, Flag, Language, Outcome, ReplyKind, TraceStep};
 use refundd::queue::lifecycle::{Opening, Transition};
-use refundd::store::{NewMessage, ReviewerRole, Store};
-use refundd::web::{self, WebState, auth};
+use refundd::store::{NewMessage, NewSession, ReviewerRole, Store};
+use refundd::web::{self, WebState, accounts, auth};
 
 const CASES: i64 = 10_000;
 const SAMPLES: usize = 300;
@@ -145,7 +145,7 @@ async fn run() {
         seeding.elapsed().as_secs_f64()
     );
     let now = Utc::now();
-    let reviewer = auth::add_reviewer(
+    let reviewer = accounts::add_reviewer(
         &store,
         "bench@anumi.example",
         "bench password 123",
@@ -155,16 +155,19 @@ async fn run() {
     .await
     .expect("reviewer");
     let secret = auth::new_secret();
-    store
-        .create_session(
-            &auth::digest(&secret),
-            reviewer.id,
-            &auth::new_secret(),
-            now,
-            now + Duration::hours(8),
-        )
-        .await
-        .expect("session");
+    let mut tx = store.begin().await.expect("transaction");
+    tx.create_session(
+        &NewSession {
+            id_hash: &auth::digest(&secret),
+            reviewer_id: reviewer.id,
+            csrf_token: &auth::new_secret(),
+            expires_at: now + Duration::hours(8),
+        },
+        now,
+    )
+    .await
+    .expect("session");
+    tx.commit().await.expect("commit");
     let mut settings = Settings::default();
     settings.web.secure_cookies = false;
     let state = WebState::new(store.clone(), Arc::new(settings)).expect("state");

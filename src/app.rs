@@ -17,19 +17,59 @@ use refundd::reply::FileSink;
 use refundd::store::{CaseFilter, CaseId, CaseStatus, CaseSummary, Inserted, Store, import};
 
 /// Text logs by default, JSON lines when asked; `RUST_LOG` filters
-/// (default `info`). Logs go to standard error so that standard output
+/// (default `warn,refundd=info`), within [`SECRET_SAFE_LEVELS`], which no
+/// `RUST_LOG` can lift. Logs go to standard error so that standard output
 /// stays parseable (`refundd cases --json`).
 pub fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use tracing_subscriber::util::SubscriberInitExt;
+    let requested = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,refundd=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+    log_subscriber(json, std::io::stderr, requested).init();
+}
+
+/// The most verbose level some crates may log at, whatever `RUST_LOG`
+/// asks: below it they print protocol traffic, credentials included.
+/// async-imap logs every command it writes at `trace` (`LOGIN user
+/// password`, `AUTHENTICATE XOAUTH2 token`) and every response (customer
+/// mail); lettre, when built with its `tracing` feature, logs every SMTP
+/// line at `debug` (`AUTH PLAIN` with the credentials, base64).
+const SECRET_SAFE_LEVELS: [(&str, tracing::level_filters::LevelFilter); 3] = [
+    ("async_imap", tracing::level_filters::LevelFilter::DEBUG),
+    ("imap_proto", tracing::level_filters::LevelFilter::DEBUG),
+    ("lettre", tracing::level_filters::LevelFilter::INFO),
+];
+
+/// The log subscriber: `requested` (from `RUST_LOG`) and the caps of
+/// [`SECRET_SAFE_LEVELS`] are two filter layers, and an event is written
+/// only when both let it through, so that a more specific `RUST_LOG`
+/// directive (`async_imap::imap_stream=trace`) cannot lift a cap the way
+/// it would override a directive added to the same `EnvFilter`. Records of
+/// the `log` crate (async-imap's) are filtered by their target like any
+/// event.
+fn log_subscriber<W>(
+    json: bool,
+    writer: W,
+    requested: tracing_subscriber::EnvFilter,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    let caps = Targets::new()
+        .with_default(tracing::level_filters::LevelFilter::TRACE)
+        .with_targets(SECRET_SAFE_LEVELS);
+    let output = tracing_subscriber::fmt::layer().with_writer(writer);
+    let output = if json {
+        output.json().boxed()
     } else {
-        builder.init();
-    }
+        output.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(requested)
+        .with(caps)
+        .with(output)
 }
 
 /// Reads and validates the settings.
@@ -737,25 +777,154 @@ pub async fn add_reviewer(
         refundd::store::ReviewerRole::Reviewer
     };
     let reviewer =
-        refundd::web::auth::add_reviewer(&store, email, &password, role, Utc::now()).await?;
+        refundd::web::accounts::add_reviewer(&store, email, &password, role, Utc::now()).await?;
     println!("reviewer {} added ({})", reviewer.email, role.as_str());
     Ok(ExitCode::SUCCESS)
 }
 
-/// `refundd reviewer token EMAIL`: a new API token, printed once.
+/// The actor the audit log names for acts done at the command line.
+const CLI_ACTOR: &str = "cli";
+
+/// `refundd reviewer token EMAIL [--label L]`: a new API token, printed
+/// once on standard output; its expiry goes to standard error.
 pub async fn reviewer_token(
     settings: &Settings,
     email: &str,
     label: &str,
 ) -> anyhow::Result<ExitCode> {
     let store = connect(settings).await?;
-    let reviewer = store
-        .reviewer_by_email(email)
-        .await?
-        .with_context(|| format!("there is no reviewer {email}"))?;
-    let token = refundd::web::auth::create_api_token(&store, &reviewer, label, Utc::now()).await?;
-    println!("{token}");
+    let reviewer = refundd::web::accounts::reviewer(&store, email).await?;
+    let issued = refundd::web::accounts::create_api_token(
+        &store,
+        CLI_ACTOR,
+        &reviewer,
+        label,
+        settings.web.token_ttl(),
+        Utc::now(),
+    )
+    .await?;
+    println!("{}", issued.token);
+    eprintln!(
+        "token `{label}` for {} expires {}",
+        reviewer.email,
+        short_time(issued.expires_at)
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd reviewer token EMAIL --revoke (--label L | --all)`; exit code 1
+/// when no token matched.
+pub async fn revoke_tokens(
+    settings: &Settings,
+    email: &str,
+    label: Option<&str>,
+    all: bool,
+) -> anyhow::Result<ExitCode> {
+    use refundd::web::accounts::TokenSelection;
+    let which = match (label, all) {
+        (Some(label), _) => TokenSelection::Label(label),
+        (None, true) => TokenSelection::All,
+        (None, false) => bail!("say which tokens to revoke: --label LABEL or --all"),
+    };
+    let store = connect(settings).await?;
+    let revoked =
+        refundd::web::accounts::revoke_tokens(&store, CLI_ACTOR, email, which, Utc::now()).await?;
+    println!("{revoked} token(s) of {email} revoked");
+    Ok(if revoked == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `refundd reviewer disable EMAIL`.
+pub async fn disable_reviewer(settings: &Settings, email: &str) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    let ended =
+        refundd::web::accounts::disable_reviewer(&store, CLI_ACTOR, email, Utc::now()).await?;
+    println!(
+        "{email} disabled: {} session(s) ended, {} token(s) revoked",
+        ended.sessions_ended, ended.tokens_revoked
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd reviewer enable EMAIL`.
+pub async fn enable_reviewer(settings: &Settings, email: &str) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    if refundd::web::accounts::enable_reviewer(&store, CLI_ACTOR, email, Utc::now()).await? {
+        println!("{email} enabled");
+    } else {
+        println!("{email} was not disabled");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd reviewer list [--json]`.
+pub async fn list_reviewers(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    let reviewers = store.reviewers(Utc::now()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reviewers)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<32} {:<9} {:<9} {:<17} {:<17} {:<7} TOKEN LAST USED",
+        "EMAIL", "ROLE", "STATUS", "CREATED", "LAST SIGN-IN", "TOKENS"
+    );
+    for r in &reviewers {
+        println!(
+            "{:<32} {:<9} {:<9} {:<17} {:<17} {:<7} {}",
+            truncate(&r.reviewer.email, 32),
+            r.reviewer.role.as_str(),
+            if r.reviewer.disabled {
+                "disabled"
+            } else {
+                "active"
+            },
+            short_time(r.reviewer.created_at),
+            r.last_login_at.map_or("-".into(), short_time),
+            r.active_tokens,
+            r.token_last_used_at.map_or("-".into(), short_time),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `refundd reviewer tokens EMAIL [--json]`.
+pub async fn list_tokens(settings: &Settings, email: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    let reviewer = refundd::web::accounts::reviewer(&store, email).await?;
+    let tokens = store.api_tokens(reviewer.id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tokens)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = Utc::now();
+    println!(
+        "{:<20} {:<17} {:<17} {:<17} STATE",
+        "LABEL", "ISSUED", "EXPIRES", "LAST USED"
+    );
+    for t in &tokens {
+        let state = match (t.revoked_at, t.is_active(now)) {
+            (Some(at), _) => format!("revoked {}", short_time(at)),
+            (None, true) => "active".into(),
+            (None, false) => "expired".into(),
+        };
+        println!(
+            "{:<20} {:<17} {:<17} {:<17} {state}",
+            truncate(&t.label, 20),
+            short_time(t.created_at),
+            t.expires_at.map_or("-".into(), short_time),
+            t.last_used_at.map_or("-".into(), short_time),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A time to the minute, UTC, for tables.
+fn short_time(at: chrono::DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M").to_string()
 }
 
 // ---------------------------------------------------------------------
@@ -811,6 +980,57 @@ fn report_instant(text: &str, zone: chrono_tz::Tz) -> anyhow::Result<chrono::Dat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// A log writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'w self) -> Captured {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn no_rust_log_lifts_the_caps_on_crates_that_log_credentials() {
+        for json in [false, true] {
+            for requested in [
+                "trace",
+                "async_imap::imap_stream=trace,lettre=trace,refundd=trace",
+            ] {
+                let out = Captured::default();
+                let subscriber = log_subscriber(
+                    json,
+                    out.clone(),
+                    tracing_subscriber::EnvFilter::new(requested),
+                );
+                tracing::subscriber::with_default(subscriber, || {
+                    tracing::trace!(target: "async_imap::imap_stream", "encode: LOGIN u pw-imap");
+                    tracing::debug!(target: "lettre::transport::smtp", "Wrote: AUTH PLAIN pw-smtp");
+                    tracing::info!(target: "lettre::transport::smtp", "connected");
+                    tracing::trace!(target: "refundd::ingest", "still traced");
+                });
+                let logged = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+                let case = format!("json {json}, RUST_LOG={requested}");
+                assert!(!logged.contains("pw-imap"), "{case}: {logged}");
+                assert!(!logged.contains("pw-smtp"), "{case}: {logged}");
+                assert!(logged.contains("connected"), "{case}: {logged}");
+                assert!(logged.contains("still traced"), "{case}: {logged}");
+            }
+        }
+    }
 
     #[test]
     fn database_passwords_never_reach_messages() {

@@ -176,6 +176,11 @@ pub struct WebConfig {
     /// Failed sign-ins allowed per address per 15 minutes (four times as
     /// many per peer address).
     pub max_failed_logins: i64,
+    /// How long an API token works after it is issued, in days (default 90).
+    pub token_ttl_days: i64,
+    /// Seconds a connection has to send its whole request header; slower
+    /// connections are closed (default 10).
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for WebConfig {
@@ -185,7 +190,21 @@ impl Default for WebConfig {
             session_ttl_minutes: 480,
             secure_cookies: true,
             max_failed_logins: 5,
+            token_ttl_days: 90,
+            header_read_timeout_secs: 10,
         }
+    }
+}
+
+impl WebConfig {
+    /// How long an API token works.
+    pub fn token_ttl(&self) -> chrono::Duration {
+        chrono::Duration::days(self.token_ttl_days)
+    }
+
+    /// How long a connection may take to send its request header.
+    pub fn header_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.header_read_timeout_secs)
     }
 }
 
@@ -295,10 +314,33 @@ impl Settings {
                 reason: format!("`{}` is not an address:port", self.web.listen),
             });
         }
-        if self.web.session_ttl_minutes <= 0 || self.web.max_failed_logins <= 0 {
+        for (key, value) in [
+            ("web.session_ttl_minutes", self.web.session_ttl_minutes),
+            ("web.max_failed_logins", self.web.max_failed_logins),
+        ] {
+            if value <= 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("must be positive, is {value}"),
+                });
+            }
+        }
+        if !(1..=3650).contains(&self.web.token_ttl_days) {
             return Err(ConfigError::Invalid {
-                key: "web.session_ttl_minutes",
-                reason: "session_ttl_minutes and max_failed_logins must be positive".into(),
+                key: "web.token_ttl_days",
+                reason: format!(
+                    "must be between 1 and 3650 days, is {}",
+                    self.web.token_ttl_days
+                ),
+            });
+        }
+        if !(1..=3600).contains(&self.web.header_read_timeout_secs) {
+            return Err(ConfigError::Invalid {
+                key: "web.header_read_timeout_secs",
+                reason: format!(
+                    "must be between 1 and 3600 seconds, is {}",
+                    self.web.header_read_timeout_secs
+                ),
             });
         }
         if let Some(imap) = &self.imap {
@@ -326,5 +368,34 @@ impl Settings {
         self.calendar.validate()?;
         self.escalation.validate()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_keys_out_of_range_are_refused_by_name() {
+        type Break = fn(&mut WebConfig);
+        let cases: [(Break, &str); 5] = [
+            (|w| w.max_failed_logins = 0, "web.max_failed_logins"),
+            (|w| w.session_ttl_minutes = -1, "web.session_ttl_minutes"),
+            (|w| w.token_ttl_days = 0, "web.token_ttl_days"),
+            (|w| w.token_ttl_days = 100_000, "web.token_ttl_days"),
+            (
+                |w| w.header_read_timeout_secs = 0,
+                "web.header_read_timeout_secs",
+            ),
+        ];
+        for (break_it, named) in cases {
+            let mut settings = Settings::default();
+            break_it(&mut settings.web);
+            match settings.validate() {
+                Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, named),
+                other => panic!("{named}: {other:?}"),
+            }
+        }
+        assert!(Settings::default().validate().is_ok());
     }
 }

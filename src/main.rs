@@ -164,11 +164,38 @@ enum ReviewerCommand {
         #[arg(long)]
         admin: bool,
     },
-    /// Issue an API token for a reviewer (printed once).
+    /// List reviewers: address, role, disabled or not, created, last sign-in, live API tokens
+    /// and their last use.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a reviewer: they cannot sign in any more, and their sessions and API tokens end
+    /// at once (their next request is refused).
+    Disable { email: String },
+    /// Enable a disabled reviewer again; they sign in anew and need new API tokens.
+    Enable { email: String },
+    /// Issue an API token for a reviewer (printed once; expires after [web] token_ttl_days),
+    /// or with --revoke, revoke tokens: those issued with --label, or --all of them.
     Token {
         email: String,
-        #[arg(long, default_value = "cli")]
-        label: String,
+        /// The token's label (default `cli` when issuing); with --revoke, which tokens.
+        #[arg(long)]
+        label: Option<String>,
+        /// Revoke instead of issuing: needs --label or --all.
+        #[arg(long)]
+        revoke: bool,
+        /// With --revoke: every token of the reviewer.
+        #[arg(long, requires = "revoke", conflicts_with = "label")]
+        all: bool,
+    },
+    /// List a reviewer's API tokens: label, issued, expires, last used, revoked.
+    Tokens {
+        email: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -289,8 +316,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ReviewerCommand::Add { email, admin },
         } => app::add_reviewer(&settings, &email, admin).await,
         Command::Reviewer {
-            command: ReviewerCommand::Token { email, label },
-        } => app::reviewer_token(&settings, &email, &label).await,
+            command: ReviewerCommand::List { json },
+        } => app::list_reviewers(&settings, json).await,
+        Command::Reviewer {
+            command: ReviewerCommand::Disable { email },
+        } => app::disable_reviewer(&settings, &email).await,
+        Command::Reviewer {
+            command: ReviewerCommand::Enable { email },
+        } => app::enable_reviewer(&settings, &email).await,
+        Command::Reviewer {
+            command:
+                ReviewerCommand::Token {
+                    email,
+                    label,
+                    revoke: false,
+                    ..
+                },
+        } => app::reviewer_token(&settings, &email, label.as_deref().unwrap_or("cli")).await,
+        Command::Reviewer {
+            command:
+                ReviewerCommand::Token {
+                    email,
+                    label,
+                    revoke: true,
+                    all,
+                },
+        } => app::revoke_tokens(&settings, &email, label.as_deref(), all).await,
+        Command::Reviewer {
+            command: ReviewerCommand::Tokens { email, json },
+        } => app::list_tokens(&settings, &email, json).await,
         Command::Report {
             since,
             until,

@@ -105,8 +105,11 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
         })?;
     {
         let shutdown = shutdown.clone();
+        let header_read_timeout = settings.web.header_read_timeout();
         tracker.spawn(async move {
-            if let Err(err) = crate::web::serve_router(listener, app, shutdown).await {
+            if let Err(err) =
+                crate::web::serve_router(listener, app, header_read_timeout, shutdown).await
+            {
                 tracing::error!(error = %err, "the HTTP listener failed");
             }
         });

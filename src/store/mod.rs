@@ -5,9 +5,9 @@
 //! busy timeout, foreign keys on; or `postgres://…`). Gives: messages
 //! (idempotent ingest), cases with their status history, actions, the reply
 //! outbox, the ledger mirror (wallet facts for the policy) and the IMAP
-//! checkpoint; the reviewers' console's accounts, sessions, tokens,
-//! claims, audit log and queue listing; a [`Tx`] so that a decision's
-//! writes land together; and the ledger import ([`import`]).
+//! checkpoint; the reviewers' console's accounts, sign-in attempts,
+//! sessions, tokens, claims, audit log and queue listing; a [`Tx`] so that
+//! a decision's writes land together; and the ledger import ([`import`]).
 //!
 //! Both backends run the SAME SQL text (`$1` placeholders, `ON CONFLICT`,
 //! `RETURNING`): the `on_pool!` / `on_tx!` macros dispatch one body to
@@ -21,6 +21,7 @@
 //! `is_transient()` says whether a retry can help; a duplicate message is
 //! not an error, a lost compare-and-set is [`StoreError::Conflict`].
 
+mod accounts;
 mod actions;
 mod attempts;
 mod cases;
@@ -47,6 +48,10 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, SqlSafeStr, Sqlite, SqlitePool, Tran
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use accounts::{
+    AccessEnded, AdmittedAttempt, ApiTokenInfo, LoginAttempt, LoginLimit, NewSession,
+    ReviewerSummary, Session, TokenHolder,
+};
 pub use actions::case_credit_id;
 pub use deadlines::{AlertKind, DeadlineCase, DeadlineFlags, WaitingCase};
 pub use decisions::{DecisionBasis, EngineDecision, NewEngineDecision, ShadowAgreement};
@@ -65,8 +70,7 @@ pub use records::{
 };
 pub use reports::{QueueGauges, ReportCase, ReviewerEvent};
 pub use reviewers::{
-    AuditAction, AuditEntry, LoginAttempt, QueueFilter, QueueItem, QueuePage, Reviewer,
-    ReviewerRole, Session,
+    AuditAction, AuditEntry, QueueFilter, QueueItem, QueuePage, Reviewer, ReviewerRole,
 };
 
 use error::db;
@@ -111,6 +115,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "lifecycle",
         include_str!("../../migrations/sqlite/0006_lifecycle.sql"),
         include_str!("../../migrations/postgres/0006_lifecycle.sql"),
+    ),
+    (
+        7,
+        "reviewer admin",
+        include_str!("../../migrations/sqlite/0007_reviewer_admin.sql"),
+        include_str!("../../migrations/postgres/0007_reviewer_admin.sql"),
     ),
     (
         8,

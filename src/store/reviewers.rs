@@ -1,6 +1,7 @@
-//! The reviewers' console's records: reviewer accounts, browser sessions,
-//! API tokens, sign-in attempts (for rate limiting), case claims, the audit
-//! log, and the review queue listing with its filters and search.
+//! The reviewers' console's records: reviewer accounts, case claims, the
+//! audit log, and the review queue listing with its filters and search.
+//! Sessions, API tokens, sign-in attempts and account administration are
+//! in [`accounts`](super::accounts).
 //!
 //! Takes hashes, never secrets: password hashes (argon2 PHC strings) and
 //! SHA-256 digests of session cookies and API tokens are computed by the
@@ -64,26 +65,6 @@ pub struct Reviewer {
     /// A disabled reviewer cannot sign in or use a token.
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
-}
-
-/// A signed-in browser session, found by the hash of its cookie.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    pub reviewer: Reviewer,
-    /// The token every form of this session must echo.
-    pub csrf_token: String,
-    pub expires_at: DateTime<Utc>,
-}
-
-/// One sign-in attempt, to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginAttempt<'a> {
-    /// The address typed (lowercased), whether or not it exists.
-    pub email: &'a str,
-    /// The peer address, when known.
-    pub remote: Option<&'a str>,
-    pub success: bool,
-    pub at: DateTime<Utc>,
 }
 
 /// What a human did, as the audit log names it.
@@ -220,7 +201,7 @@ pub struct QueuePage {
 
 type ReviewerTuple = (i64, String, String, String, bool, DateTime<Utc>);
 
-fn reviewer_from(t: ReviewerTuple) -> Result<Reviewer> {
+pub(super) fn reviewer_from(t: ReviewerTuple) -> Result<Reviewer> {
     let (id, email, password_hash, role, disabled, created_at) = t;
     Ok(Reviewer {
         id,
@@ -400,169 +381,6 @@ impl Store {
             .await
         })
         .map_err(db("read a reviewer"))?;
-        row.map(reviewer_from).transpose()
-    }
-
-    /// Records a sign-in attempt.
-    pub async fn record_login_attempt(&self, attempt: &LoginAttempt<'_>) -> Result<()> {
-        on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO login_attempts (email, remote, success, at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(attempt.email)
-            .bind(attempt.remote)
-            .bind(attempt.success)
-            .bind(attempt.at)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })
-        .map_err(db("record a sign-in attempt"))?;
-        Ok(())
-    }
-
-    /// Failed sign-in attempts since `since`: for this address, and from
-    /// this peer (0 when the peer is unknown). What the rate limit counts.
-    pub async fn failed_logins_since(
-        &self,
-        email: &str,
-        remote: Option<&str>,
-        since: DateTime<Utc>,
-    ) -> Result<(i64, i64)> {
-        on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT COALESCE(SUM(CASE WHEN email = $1 THEN 1 ELSE 0 END), 0),
-                        COALESCE(SUM(CASE WHEN remote = $2 THEN 1 ELSE 0 END), 0)
-                 FROM login_attempts
-                 WHERE NOT success AND at >= $3 AND (email = $1 OR remote = $2)",
-            )
-            .bind(email)
-            .bind(remote)
-            .bind(since)
-            .fetch_one(pool)
-            .await
-        })
-        .map_err(db("count failed sign-ins"))
-    }
-
-    /// Opens a session for a reviewer: `id_hash` is the SHA-256 (hex) of
-    /// the cookie's secret.
-    pub async fn create_session(
-        &self,
-        id_hash: &str,
-        reviewer_id: i64,
-        csrf_token: &str,
-        at: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<()> {
-        on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO reviewer_sessions (id_hash, reviewer_id, csrf_token, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id_hash)
-            .bind(reviewer_id)
-            .bind(csrf_token)
-            .bind(at)
-            .bind(expires_at)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })
-        .map_err(db("open a session"))?;
-        Ok(())
-    }
-
-    /// The live session with this cookie hash: not expired at `now`, of a
-    /// reviewer who is not disabled.
-    pub async fn session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<Option<Session>> {
-        type Row = (
-            i64,
-            String,
-            String,
-            String,
-            bool,
-            DateTime<Utc>,
-            String,
-            DateTime<Utc>,
-        );
-        let row: Option<Row> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT r.id, r.email, r.password_hash, r.role, r.disabled, r.created_at,
-                        s.csrf_token, s.expires_at
-                 FROM reviewer_sessions s JOIN reviewers r ON r.id = s.reviewer_id
-                 WHERE s.id_hash = $1 AND s.expires_at > $2 AND NOT r.disabled",
-            )
-            .bind(id_hash)
-            .bind(now)
-            .fetch_optional(pool)
-            .await
-        })
-        .map_err(db("read a session"))?;
-        row.map(
-            |(id, email, hash, role, disabled, created, csrf, expires)| {
-                Ok(Session {
-                    reviewer: reviewer_from((id, email, hash, role, disabled, created))?,
-                    csrf_token: csrf,
-                    expires_at: expires,
-                })
-            },
-        )
-        .transpose()
-    }
-
-    /// Ends a session (signing out); expired sessions of anyone go too.
-    pub async fn delete_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<()> {
-        on_pool!(self, pool => {
-            sqlx::query("DELETE FROM reviewer_sessions WHERE id_hash = $1 OR expires_at <= $2")
-                .bind(id_hash)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
-        })
-        .map_err(db("end a session"))?;
-        Ok(())
-    }
-
-    /// Stores an API token's hash for a reviewer.
-    pub async fn create_api_token(
-        &self,
-        token_hash: &str,
-        reviewer_id: i64,
-        label: &str,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
-        on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO api_tokens (token_hash, reviewer_id, label, created_at)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(token_hash)
-            .bind(reviewer_id)
-            .bind(label)
-            .bind(at)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })
-        .map_err(db("store an API token"))?;
-        Ok(())
-    }
-
-    /// The (enabled) reviewer an API token hash belongs to.
-    pub async fn reviewer_by_token(&self, token_hash: &str) -> Result<Option<Reviewer>> {
-        let row: Option<ReviewerTuple> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT r.id, r.email, r.password_hash, r.role, r.disabled, r.created_at
-                 FROM api_tokens t JOIN reviewers r ON r.id = t.reviewer_id
-                 WHERE t.token_hash = $1 AND NOT r.disabled",
-            )
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await
-        })
-        .map_err(db("read an API token"))?;
         row.map(reviewer_from).transpose()
     }
 

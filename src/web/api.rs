@@ -29,6 +29,11 @@ pub async fn openapi() -> Response {
     response
 }
 
+/// Any other path under `/api/`: 404 in the API's envelope.
+pub async fn not_found() -> ApiError {
+    ApiError(WebError::NotFound)
+}
+
 /// `GET /api/queue`: open cases, earliest deadline first.
 pub async fn queue(
     State(state): State<WebState>,

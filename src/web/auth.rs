@@ -1,9 +1,15 @@
 //! Who is asking: reviewer passwords (argon2id), browser sessions (a random
 //! secret in an `HttpOnly; SameSite=Strict` cookie, stored as SHA-256 only,
 //! expiring after `[web] session_ttl_minutes`), the CSRF token every form
-//! echoes, bearer tokens for `/api` (stored as SHA-256 only), and sign-in
-//! rate limiting (`[web] max_failed_logins` per address or peer per 15
-//! minutes).
+//! echoes, bearer tokens for `/api` (stored as SHA-256 only; they expire,
+//! can be revoked, and record their last use), and sign-in
+//! rate limiting (`[web] max_failed_logins` per address, four times that
+//! per peer, per 15 minutes; counting and recording an attempt is one
+//! serialized step, and a refused attempt's password is never checked).
+//!
+//! Password hashing is slow on purpose; it runs on the blocking pool,
+//! a few at a time ([`PasswordChecker`]), never on the async workers that
+//! serve every other request.
 //!
 //! Gives the [`SignedIn`] and [`ApiUser`] extractors the handlers take and
 //! the sign-in / sign-out pages. Never stores or logs a password, a cookie
@@ -17,15 +23,16 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
+use tokio::sync::Semaphore;
 
 use super::{WebError, WebState};
-use crate::store::{AuditAction, LoginAttempt, Reviewer, ReviewerRole, Store, StoreError};
+use crate::store::{AuditAction, LoginAttempt, LoginLimit, NewSession, Reviewer};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "refundd_session";
@@ -35,6 +42,8 @@ const LOGIN_CSRF_COOKIE: &str = "refundd_login_csrf";
 const RATE_WINDOW: Duration = Duration::minutes(15);
 /// How many more failures one peer may have than one address.
 const PEER_FACTOR: i64 = 4;
+/// How precisely an API token's last use is recorded.
+const TOKEN_USE_RESOLUTION: Duration = Duration::minutes(1);
 /// Shortest password `refundd reviewer add` accepts.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
@@ -76,6 +85,55 @@ pub fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// Checks passwords on the blocking pool, at most a few at a time: an
+/// argon2 check takes tens of milliseconds of CPU and 19 MiB of memory, and
+/// a burst of sign-ins must neither stall the async workers nor start a
+/// thread per attempt. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PasswordChecker {
+    permits: Arc<Semaphore>,
+}
+
+impl PasswordChecker {
+    /// Allows `concurrent` checks at once (at least one).
+    pub fn new(concurrent: usize) -> PasswordChecker {
+        PasswordChecker {
+            permits: Arc::new(Semaphore::new(concurrent.max(1))),
+        }
+    }
+
+    /// One check per core.
+    pub fn per_core() -> PasswordChecker {
+        PasswordChecker::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Whether `password` matches `hash`; with no hash (an unknown
+    /// address) a dummy hash is checked, so that an unknown address costs
+    /// the same time as a wrong password, and the answer is false.
+    pub async fn verify(&self, hash: Option<String>, password: String) -> Result<bool, WebError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            // The permit goes with the work: a caller that gives up does
+            // not free a slot while its hash still runs.
+            let _permit = permit;
+            match hash {
+                Some(hash) => verify_password(&hash, &password),
+                None => {
+                    verify_password(&DUMMY_HASH, &password);
+                    false
+                }
+            }
+        })
+        .await
+        .map_err(|e| WebError::Internal(format!("password check: {e}")))
+    }
+}
+
 /// Compares two tokens in time independent of where they differ.
 pub fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -83,69 +141,6 @@ pub fn same_token(a: &str, b: &str) -> bool {
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
-}
-
-/// Creates a reviewer account (`refundd reviewer add`), audited.
-pub async fn add_reviewer(
-    store: &Store,
-    email: &str,
-    password: &str,
-    role: ReviewerRole,
-    now: DateTime<Utc>,
-) -> Result<Reviewer, WebError> {
-    let email = email.trim().to_lowercase();
-    if !email.contains('@') || email.chars().any(char::is_whitespace) {
-        return Err(WebError::Invalid(format!(
-            "`{email}` is not an email address"
-        )));
-    }
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(WebError::Invalid(format!(
-            "the password must have at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    let hash = hash_password(password)?;
-    let reviewer = store
-        .create_reviewer(&email, &hash, role, now)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => WebError::Conflict(format!("reviewer {email} exists")),
-            other => WebError::Store(other),
-        })?;
-    store
-        .add_audit(
-            "cli",
-            AuditAction::ReviewerAdded,
-            None,
-            &serde_json::json!({ "email": reviewer.email, "role": role.as_str() }),
-            now,
-        )
-        .await?;
-    Ok(reviewer)
-}
-
-/// Issues an API token for a reviewer; returns the token (shown once,
-/// stored only as its digest).
-pub async fn create_api_token(
-    store: &Store,
-    reviewer: &Reviewer,
-    label: &str,
-    now: DateTime<Utc>,
-) -> Result<String, StoreError> {
-    let token = format!("rfd_{}", new_secret());
-    store
-        .create_api_token(&digest(&token), reviewer.id, label, now)
-        .await?;
-    store
-        .add_audit(
-            &format!("reviewer:{}", reviewer.email),
-            AuditAction::TokenCreated,
-            None,
-            &serde_json::json!({ "label": label }),
-            now,
-        )
-        .await?;
-    Ok(token)
 }
 
 /// A signed-in reviewer (browser session).
@@ -204,7 +199,8 @@ impl FromRequestParts<WebState> for SignedIn {
     }
 }
 
-/// A reviewer calling `/api` with `Authorization: Bearer TOKEN`.
+/// A reviewer calling `/api` with `Authorization: Bearer TOKEN`: a token
+/// neither revoked nor expired, of a reviewer who is not disabled.
 #[derive(Debug, Clone)]
 pub struct ApiUser {
     pub reviewer: Reviewer,
@@ -224,12 +220,27 @@ impl FromRequestParts<WebState> for ApiUser {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(WebError::Unauthorized)?;
-        let reviewer = state
+        let token_hash = digest(token);
+        let now = state.now();
+        let holder = state
             .store()
-            .reviewer_by_token(&digest(token))
+            .reviewer_by_token(&token_hash, now)
             .await
             .map_err(WebError::from)?
             .ok_or(WebError::Unauthorized)?;
+        // "Last used" is kept to the minute: a busy script does not turn
+        // every API read into a database write.
+        if holder
+            .last_used_at
+            .is_none_or(|last| now - last >= TOKEN_USE_RESOLUTION)
+        {
+            state
+                .store()
+                .touch_api_token(&token_hash, now)
+                .await
+                .map_err(WebError::from)?;
+        }
+        let reviewer = holder.reviewer;
         Ok(ApiUser { reviewer })
     }
 }
@@ -290,8 +301,9 @@ pub struct LoginForm {
     csrf: Option<String>,
 }
 
-/// `POST /login`: checks the CSRF cookie, the rate limit and the password;
-/// opens a session and goes to the queue.
+/// `POST /login`: checks the CSRF cookie, then the rate limit (which
+/// records the attempt in the same step), then the password; opens a
+/// session and goes to the queue.
 pub async fn login(
     State(state): State<WebState>,
     Remote(remote): Remote,
@@ -307,32 +319,31 @@ pub async fn login(
     let now = state.now();
     let email = form.email.trim().to_lowercase();
     let store = state.store();
-    let (by_address, by_peer) = store
-        .failed_logins_since(&email, remote.as_deref(), now - RATE_WINDOW)
-        .await?;
     // One address is limited tightly; one peer (an office behind one NAT
     // address) more loosely, so a guesser cannot lock the whole team out.
-    let limit = state.settings().web.max_failed_logins;
-    if by_address >= limit || by_peer >= limit * PEER_FACTOR {
-        return Err(WebError::TooManyAttempts);
-    }
-    let reviewer = store.reviewer_by_email(&email).await?;
-    let verified = match &reviewer {
-        Some(r) => verify_password(&r.password_hash, &form.password) && !r.disabled,
-        None => {
-            verify_password(&DUMMY_HASH, &form.password);
-            false
-        }
+    let per_address = state.settings().web.max_failed_logins;
+    let limit = LoginLimit {
+        per_address,
+        per_peer: per_address * PEER_FACTOR,
+        since: now - RATE_WINDOW,
     };
-    store
-        .record_login_attempt(&LoginAttempt {
-            email: &email,
-            remote: remote.as_deref(),
-            success: verified,
-            at: now,
-        })
+    let attempt = LoginAttempt {
+        email: &email,
+        remote: remote.as_deref(),
+        at: now,
+    };
+    let Some(admitted) = store.admit_login_attempt(&attempt, &limit).await? else {
+        return Err(WebError::TooManyAttempts);
+    };
+    let reviewer = store.reviewer_by_email(&email).await?;
+    let verified = state
+        .passwords()
+        .verify(
+            reviewer.as_ref().map(|r| r.password_hash.clone()),
+            form.password,
+        )
         .await?;
-    let Some(reviewer) = reviewer.filter(|_| verified) else {
+    let Some(reviewer) = reviewer.filter(|r| verified && !r.disabled) else {
         store
             .add_audit(
                 &format!("reviewer:{email}"),
@@ -357,18 +368,27 @@ pub async fn login(
     };
     let secret = new_secret();
     let ttl = Duration::minutes(state.settings().web.session_ttl_minutes);
-    store
-        .create_session(&digest(&secret), reviewer.id, &new_secret(), now, now + ttl)
-        .await?;
-    store
-        .add_audit(
-            &format!("reviewer:{}", reviewer.email),
-            AuditAction::Login,
-            None,
-            &serde_json::json!({ "remote": remote }),
-            now,
-        )
-        .await?;
+    let mut tx = store.begin().await?;
+    tx.sign_in_succeeded(admitted, reviewer.id, now).await?;
+    tx.create_session(
+        &NewSession {
+            id_hash: &digest(&secret),
+            reviewer_id: reviewer.id,
+            csrf_token: &new_secret(),
+            expires_at: now + ttl,
+        },
+        now,
+    )
+    .await?;
+    tx.add_audit(
+        &format!("reviewer:{}", reviewer.email),
+        AuditAction::Login,
+        None,
+        &serde_json::json!({ "remote": remote }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
     let mut response = Redirect::to("/").into_response();
     set_cookie(
         &mut response,

@@ -1,9 +1,14 @@
 //! `WebError`: every way a console or API request can fail, each variant
 //! documenting the HTTP status it answers with. Pages answer with a short
 //! HTML page (or a redirect to sign in); the API answers with
-//! `{"error": code, "message": text}` through [`ApiError`].
+//! `{"error": code, "message": text}` through [`ApiError`], also for the
+//! errors the web framework produces before a handler runs (a body that is
+//! not JSON, a query string that does not parse, an unknown route, …):
+//! [`api_envelope`] turns those into the envelope.
 
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::pipeline::review::ReviewError;
@@ -20,14 +25,29 @@ pub enum WebError {
     /// reviewer's role does not allow.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
-    /// 404: no such case, message or attachment.
+    /// 400: the request cannot be read: a body that is not JSON, a query
+    /// string or a path that does not parse (the framework's rejections).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: no such case, message, attachment or route.
     #[error("not found")]
     NotFound,
+    /// 405: the route exists, but not with this method.
+    #[error("this route does not take this method")]
+    MethodNotAllowed,
     /// 409: someone else changed the case first (or holds its claim).
     #[error("{0}")]
     Conflict(String),
+    /// 413: the body is larger than the console reads (2 MiB).
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// 415: a body without the content type the route reads (JSON for
+    /// `/api`).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 422: the request is well-formed but cannot be done as asked (an
-    /// amount beyond what the order allows, an unknown reason).
+    /// amount beyond what the order allows, an unknown reason, a JSON body
+    /// of the wrong shape).
     #[error("{0}")]
     Invalid(String),
     /// 429: too many failed sign-ins; wait and try again.
@@ -46,9 +66,13 @@ impl WebError {
     pub fn status(&self) -> StatusCode {
         match self {
             WebError::Unauthorized => StatusCode::UNAUTHORIZED,
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             WebError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             WebError::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
@@ -60,9 +84,13 @@ impl WebError {
     pub fn code(&self) -> &'static str {
         match self {
             WebError::Unauthorized => "unauthorized",
+            WebError::BadRequest(_) => "bad_request",
             WebError::Forbidden(_) => "forbidden",
             WebError::NotFound => "not_found",
+            WebError::MethodNotAllowed => "method_not_allowed",
             WebError::Conflict(_) => "conflict",
+            WebError::PayloadTooLarge => "payload_too_large",
+            WebError::UnsupportedMediaType(_) => "unsupported_media_type",
             WebError::Invalid(_) => "invalid",
             WebError::TooManyAttempts => "too_many_attempts",
             WebError::Store(_) | WebError::Internal(_) => "internal",
@@ -144,6 +172,58 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The most of a framework error's text that is read to quote it.
+const REJECTION_TEXT_LIMIT: usize = 16 * 1024;
+
+/// Middleware: under `/api`, an error response that is not JSON (one the
+/// web framework produced itself: a rejected body, query string or path,
+/// an unknown route or method, a body too large) is answered again as the
+/// envelope, with the same status and the framework's explanation as the
+/// message. Responses the API's handlers made are left alone.
+pub(super) async fn api_envelope(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path != "/api" && !path.starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let framework_error: fn(String) -> WebError = match status {
+        _ if is_json => return response,
+        StatusCode::BAD_REQUEST => WebError::BadRequest,
+        StatusCode::NOT_FOUND => |_| WebError::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => |_| WebError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => |_| WebError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => WebError::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => WebError::Invalid,
+        _ if status.is_server_error() => WebError::Internal,
+        _ => return response,
+    };
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REJECTION_TEXT_LIMIT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let text = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request rejected")
+            .to_owned()
+    } else {
+        text
+    };
+    let mut answer = ApiError(framework_error(text)).into_response();
+    // 405 says which methods the route takes.
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        answer.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    answer
+}
+
 /// Minimal HTML escaping for the fixed error page (templates auto-escape).
 pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -167,10 +247,18 @@ mod tests {
     #[test]
     fn each_error_answers_with_its_documented_status() {
         for (error, status, code) in [
+            (WebError::BadRequest("x".into()), 400, "bad_request"),
             (WebError::Unauthorized, 401, "unauthorized"),
             (WebError::Forbidden("csrf"), 403, "forbidden"),
             (WebError::NotFound, 404, "not_found"),
+            (WebError::MethodNotAllowed, 405, "method_not_allowed"),
             (WebError::Conflict("x".into()), 409, "conflict"),
+            (WebError::PayloadTooLarge, 413, "payload_too_large"),
+            (
+                WebError::UnsupportedMediaType("x".into()),
+                415,
+                "unsupported_media_type",
+            ),
             (WebError::Invalid("x".into()), 422, "invalid"),
             (WebError::TooManyAttempts, 429, "too_many_attempts"),
             (WebError::Internal("x".into()), 500, "internal"),

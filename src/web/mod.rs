@@ -19,8 +19,11 @@
 //! Never: sends mail or moves money itself (the outbox and payment stages
 //! do), reads the clock outside the injected [`Clock`], or logs customer
 //! text. Fails per request with [`WebError`], whose variants document
-//! their HTTP status; the server stops on the `shutdown` token.
+//! their HTTP status; the server stops on the `shutdown` token, and closes
+//! connections that do not send their request header within
+//! `[web] header_read_timeout_secs`.
 
+pub mod accounts;
 mod api;
 pub mod auth;
 mod error;
@@ -28,14 +31,19 @@ mod pages;
 pub mod view;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use chrono::{DateTime, Utc};
-use std::net::SocketAddr;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 pub use error::{ApiError, WebError};
 
@@ -57,6 +65,7 @@ struct Inner {
     desk: ReviewDesk,
     settings: Arc<Settings>,
     views: Views,
+    passwords: auth::PasswordChecker,
     clock: Clock,
 }
 
@@ -79,6 +88,7 @@ impl WebState {
                 desk,
                 settings,
                 views: Views::new()?,
+                passwords: auth::PasswordChecker::per_core(),
                 clock,
             }),
         })
@@ -101,6 +111,10 @@ impl WebState {
 
     fn views(&self) -> &Views {
         &self.inner.views
+    }
+
+    fn passwords(&self) -> &auth::PasswordChecker {
+        &self.inner.passwords
     }
 
     /// The current time, from the injected clock.
@@ -138,6 +152,10 @@ pub fn router(state: WebState) -> Router {
             post(api::claim).delete(api::release),
         )
         .route("/api/bulk/approve", post(api::bulk_approve))
+        // An unknown /api path is the API's 404 even when this router is
+        // merged with others (the daemon adds /metrics and webhooks).
+        .route("/api/{*unknown}", any(api::not_found))
+        .layer(middleware::from_fn(error::api_envelope))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -164,30 +182,93 @@ async fn security_headers(request: axum::extract::Request, next: Next) -> Respon
 }
 
 /// Serves the console on `listener` until `shutdown` is cancelled; open
-/// requests finish first.
+/// requests finish first. Connections that do not send their request
+/// header within `[web] header_read_timeout_secs` are closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: WebState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_router(listener, router(state), shutdown).await
+    let header_read_timeout = state.settings().web.header_read_timeout();
+    serve_router(listener, router(state), header_read_timeout, shutdown).await
 }
 
 /// Serves any router built on the console's (e.g. with `/metrics` and the
-/// Polar webhooks merged in, as `refundd run` does) with the peer address
-/// the sign-in rate limit needs.
+/// Polar webhooks merged in, as `refundd run` does) over HTTP/1.1, with
+/// the peer address the sign-in rate limit needs (`ConnectInfo`).
+///
+/// A connection has `header_read_timeout` to send each request header
+/// (the first one, and the next one on a kept-alive connection); a client
+/// that dribbles its header, or sends nothing, is closed then instead of
+/// holding a connection and its task forever. `axum::serve` has no such
+/// setting, hence hyper's connection here. On `shutdown` the listener
+/// closes, every connection finishes the request it is serving and closes,
+/// and this returns when the last one has.
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     app: Router,
+    header_read_timeout: Duration,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, stage = "web", "console listening");
     }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    wait_after_accept_error(err).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = served {
+                // A timed-out header, a reset, a malformed request: the
+                // client's doing, not ours; hyper has answered or closed.
+                tracing::debug!(stage = "web", error = %err, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// After a failed `accept`: a connection the peer gave up on is nothing;
+/// anything else (out of file descriptors) is logged and waited out for a
+/// second, as hyper's and axum's servers do, instead of spinning.
+async fn wait_after_accept_error(err: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(stage = "web", error = %err, "cannot accept connections");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }

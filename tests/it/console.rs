@@ -7,6 +7,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use refundd::config::Settings;
@@ -15,7 +16,7 @@ use refundd::queue::lifecycle::{Opening, Transition};
 use refundd::store::{
     ActionStatus, CaseId, CaseStatus, NewMessage, ReplyStatus, ReviewerRole, Store,
 };
-use refundd::web::{self, WebState, auth};
+use refundd::web::{self, WebState, accounts, auth};
 
 use crate::support::TestDb;
 
@@ -143,6 +144,11 @@ pub struct Console {
 
 impl Console {
     pub async fn start(db: &TestDb) -> Console {
+        Console::start_with(db, |_| {}).await
+    }
+
+    /// A console whose settings `configure` changed from the test defaults.
+    pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut Settings)) -> Console {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = Store::connect(&db.url).await.unwrap();
         let report = refundd::store::import_jsonl(&store, LEDGER.as_bytes(), |_| {})
@@ -154,12 +160,13 @@ impl Console {
             ("sam@anumi.example", ReviewerRole::Reviewer),
             ("ada@anumi.example", ReviewerRole::Admin),
         ] {
-            auth::add_reviewer(&store, email, PASSWORD, role, now())
+            accounts::add_reviewer(&store, email, PASSWORD, role, now())
                 .await
                 .unwrap();
         }
         let mut settings = Settings::default();
         settings.web.secure_cookies = false;
+        configure(&mut settings);
         let minutes_ahead = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let ahead = minutes_ahead.clone();
         let clock = Arc::new(move || {
@@ -248,9 +255,17 @@ impl Console {
 
     pub async fn token(&self, email: &str) -> String {
         let reviewer = self.store.reviewer_by_email(email).await.unwrap().unwrap();
-        auth::create_api_token(&self.store, &reviewer, "test", now())
-            .await
-            .unwrap()
+        accounts::create_api_token(
+            &self.store,
+            "test",
+            &reviewer,
+            "test",
+            chrono::Duration::days(90),
+            now(),
+        )
+        .await
+        .unwrap()
+        .token
     }
 
     pub async fn api(
@@ -312,7 +327,7 @@ fn csrf_of(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_owned()
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub fn location(response: &reqwest::Response) -> String {
     response
         .headers()
         .get(LOCATION)
@@ -363,6 +378,95 @@ async fn sign_in_is_required_and_rate_limited_after_five_failures() {
             .count(),
         5
     );
+}
+
+/// Sends one sign-in POST per address at once (all with one sign-in form's
+/// CSRF cookie, all with a wrong password) and counts the answers by status.
+async fn sign_in_burst(console: &Console, emails: Vec<String>) -> BTreeMap<u16, usize> {
+    let page = console
+        .http
+        .get(format!("{}/login", console.base))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = cookie_of(&page);
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let posts = emails.iter().map(|email| {
+        console
+            .http
+            .post(format!("{}/login", console.base))
+            .header(COOKIE, &login_cookie)
+            .form(&[
+                ("email", email.as_str()),
+                ("password", "wrong password!!"),
+                ("csrf", &csrf),
+            ])
+            .send()
+    });
+    let mut statuses = BTreeMap::new();
+    for response in futures::future::join_all(posts).await {
+        *statuses
+            .entry(response.unwrap().status().as_u16())
+            .or_default() += 1;
+    }
+    statuses
+}
+
+fn failed_sign_ins_audited(audit: &[refundd::store::AuditEntry]) -> usize {
+    audit
+        .iter()
+        .filter(|a| a.action == refundd::store::AuditAction::LoginFailed)
+        .count()
+}
+
+/// 40 wrong passwords for one address at once: counting and recording an
+/// attempt is one step, so exactly `max_failed_logins` (5) passwords are
+/// checked (401) and the rest are refused unchecked (429).
+async fn a_burst_for_one_address(db: TestDb) {
+    let console = Console::start(&db).await;
+    let statuses = sign_in_burst(&console, vec!["rita@anumi.example".into(); 40]).await;
+    assert_eq!(statuses, BTreeMap::from([(401, 5), (429, 35)]));
+    let audit = console.store.audit_log(None, 1000).await.unwrap();
+    assert_eq!(failed_sign_ins_audited(&audit), 5);
+    assert_eq!(
+        console
+            .try_login("rita@anumi.example", PASSWORD)
+            .await
+            .err(),
+        Some(StatusCode::TOO_MANY_REQUESTS),
+        "the right password is refused too while the address is limited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_wrong_passwords_for_one_address_checks_only_the_limit_on_sqlite() {
+    a_burst_for_one_address(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_wrong_passwords_for_one_address_checks_only_the_limit_on_postgres() {
+    a_burst_for_one_address(TestDb::postgres().await).await;
+}
+
+/// 60 addresses at once from one peer: exactly four times the limit (20)
+/// are checked, the rest refused unchecked.
+async fn a_burst_from_one_peer(db: TestDb) {
+    let console = Console::start(&db).await;
+    let emails = (0..60).map(|i| format!("guess{i}@anumi.example")).collect();
+    let statuses = sign_in_burst(&console, emails).await;
+    assert_eq!(statuses, BTreeMap::from([(401, 20), (429, 40)]));
+    let audit = console.store.audit_log(None, 1000).await.unwrap();
+    assert_eq!(failed_sign_ins_audited(&audit), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_addresses_from_one_peer_checks_only_four_times_the_limit_on_sqlite() {
+    a_burst_from_one_peer(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_addresses_from_one_peer_checks_only_four_times_the_limit_on_postgres() {
+    a_burst_from_one_peer(TestDb::postgres().await).await;
 }
 
 #[tokio::test]
@@ -1072,7 +1176,7 @@ async fn two_reviewers_cannot_both_decide_one_case_on_postgres() {
 }
 
 /// Runs the refundd binary with `stdin` piped in.
-fn refundd_with_stdin(
+pub fn refundd_with_stdin(
     config: &std::path::Path,
     args: &[&str],
     stdin: &str,

@@ -20,8 +20,8 @@ use refundd::reply::smtp::{SmtpConfig, SmtpTls};
 
 /// The one user every Dovecot instance knows.
 pub const USER: &str = "refunds@example.test";
-/// Its password.
-pub const PASSWORD: &str = "secret";
+/// Its password (distinctive, so that a test can search logs for it).
+pub const PASSWORD: &str = "imap-pw-Q7x3Vb9Lk2";
 
 const READY_WITHIN: Duration = Duration::from_secs(10);
 const POLL_EVERY: Duration = Duration::from_millis(20);

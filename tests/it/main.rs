@@ -2,6 +2,7 @@
 //! PostgreSQL, the Polar test server), real databases, the real binary.
 //! One module per area.
 
+mod accounts;
 mod archive;
 mod browser;
 mod cli_pipeline;
@@ -12,9 +13,11 @@ mod deadlines;
 mod imap;
 mod lifecycle;
 mod lifecycle_props;
+mod logs;
 mod mailstack;
 mod metrics;
 mod payments;
 mod replies;
 mod smtp;
 mod support;
+mod web;
