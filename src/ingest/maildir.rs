@@ -40,6 +40,27 @@ impl Maildir {
         })
     }
 
+    /// A Maildir at `root` that must exist already, opened to be read
+    /// only: nothing is created (replay reads archives it never changes).
+    pub fn existing(root: &Path) -> std::io::Result<Maildir> {
+        for sub in ["new", "cur"] {
+            let dir = root.join(sub);
+            if !dir.is_dir() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "{} is not a Maildir: {} is missing",
+                        root.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        Ok(Maildir {
+            root: root.to_owned(),
+        })
+    }
+
     /// The folder's root.
     pub fn root(&self) -> &Path {
         &self.root
