@@ -49,6 +49,9 @@ struct Shown {
     started: Instant,
     last: Option<Instant>,
     done: u64,
+    /// What the last line written said (`done`), so that the closing line
+    /// is not a repeat.
+    written: Option<u64>,
     total: Option<u64>,
 }
 
@@ -68,6 +71,7 @@ impl StderrProgress {
                 started: Instant::now(),
                 last: None,
                 done: 0,
+                written: None,
                 total: None,
             }),
         }
@@ -84,6 +88,7 @@ impl Progress for StderrProgress {
             started: Instant::now(),
             last: None,
             done: 0,
+            written: None,
             total,
         };
     }
@@ -102,6 +107,7 @@ impl Progress for StderrProgress {
             return;
         }
         shown.last = Some(now);
+        shown.written = Some(done);
         let text = line(
             &shown.what,
             &self.unit,
@@ -120,9 +126,13 @@ impl Progress for StderrProgress {
     }
 
     fn finish(&self) {
-        let Ok(shown) = self.state.lock() else {
+        let Ok(mut shown) = self.state.lock() else {
             return;
         };
+        if !self.terminal && shown.written == Some(shown.done) {
+            return;
+        }
+        shown.written = Some(shown.done);
         let text = line(
             &shown.what,
             &self.unit,

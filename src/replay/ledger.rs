@@ -484,7 +484,7 @@ mod tests {
             ),
             // approved before, failed before the decision
             (
-                refund_action(OTHER, ActionStatus::Failed, t(9, 0), t(9, 30), None),
+                refund_action(OTHER, ActionStatus::Failed, t(9, 0), t(10, 12), None),
                 false,
             ),
             // done after the decision, its refund in the ledger: counted there

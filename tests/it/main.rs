@@ -14,6 +14,7 @@ mod lifecycle_props;
 mod mailstack;
 mod metrics;
 mod payments;
+mod replay;
 mod replies;
 mod smtp;
 mod support;
