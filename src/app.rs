@@ -13,6 +13,7 @@ use refundd::config::Settings;
 use refundd::domain::Outcome;
 use refundd::ingest::{self, maildir::Maildir};
 use refundd::pipeline::{Pipeline, Processed, outbox};
+use refundd::progress::{Progress, StderrProgress};
 use refundd::reply::FileSink;
 use refundd::store::{CaseFilter, CaseId, CaseStatus, CaseSummary, Inserted, Store, import};
 
@@ -113,14 +114,23 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
 /// rejected.
 pub async fn import_ledger(settings: &Settings, file: &Path) -> anyhow::Result<ExitCode> {
     let store = connect(settings).await?;
-    let reader: Box<dyn BufRead> = if file == Path::new("-") {
-        Box::new(std::io::stdin().lock())
+    let (reader, total): (Box<dyn BufRead>, Option<u64>) = if file == Path::new("-") {
+        (Box::new(std::io::stdin().lock()), None)
     } else {
-        let f =
-            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-        Box::new(std::io::BufReader::new(f))
+        let open =
+            || std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()));
+        // Counting the lines first gives the rate a time left; a second
+        // read of the file is fast next to the import itself.
+        let total = count_lines(std::io::BufReader::new(open()?))
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        (Box::new(std::io::BufReader::new(open()?)), Some(total))
     };
-    let report = import_with_progress(&store, reader).await?;
+    let progress = StderrProgress::new("lines");
+    progress.begin("ledger import", total);
+    let report = import::import_jsonl(&store, reader, |lines| progress.update(lines))
+        .await
+        .context("ledger import failed")?;
+    progress.finish();
     for rejected in &report.rejected {
         eprintln!("line {}: {}", rejected.line_no, rejected.reason);
     }
@@ -136,23 +146,19 @@ pub async fn import_ledger(settings: &Settings, file: &Path) -> anyhow::Result<E
     })
 }
 
-async fn import_with_progress(
-    store: &Store,
-    reader: impl BufRead,
-) -> anyhow::Result<import::ImportReport> {
-    let show = std::io::stderr().is_terminal();
-    let report = import::import_jsonl(store, reader, |lines| {
-        if show && lines % 10_000 == 0 {
-            eprint!("\r{lines} lines…");
-            let _ = std::io::stderr().flush();
+/// Lines in a file (a last line without a newline counts).
+fn count_lines(mut reader: impl BufRead) -> std::io::Result<u64> {
+    let (mut lines, mut last) = (0u64, b'\n');
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(lines + u64::from(last != b'\n'));
         }
-    })
-    .await
-    .context("ledger import failed")?;
-    if show {
-        eprint!("\r");
+        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        last = buf[buf.len() - 1];
+        let n = buf.len();
+        reader.consume(n);
     }
-    Ok(report)
 }
 
 /// One pass over a Maildir: store every message, decide every stored
@@ -960,6 +966,104 @@ pub async fn report(
     };
     std::io::stdout().write_all(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------
+// `refundd replay`.
+// ---------------------------------------------------------------------
+
+/// What `refundd replay` was asked.
+#[derive(Debug)]
+pub struct ReplayArgs {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub case: Option<String>,
+    pub candidate: Option<std::path::PathBuf>,
+    pub maildir: Option<std::path::PathBuf>,
+    pub ledger: Option<std::path::PathBuf>,
+    pub json: bool,
+    pub csv: bool,
+    pub html: Option<std::path::PathBuf>,
+}
+
+/// `refundd replay`: decides again, prints the table (or JSON, CSV),
+/// writes the HTML page when asked. Exit code 1 when drift was found or
+/// a ledger line was rejected.
+pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    use refundd::replay::{self, Source};
+    use refundd::store::ReplayScope;
+
+    let candidate = match &args.candidate {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the candidate {}", path.display()))?;
+            Some(
+                replay::validate_candidate(&text)
+                    .with_context(|| format!("candidate {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let (store, source) = match (&args.maildir, &args.ledger) {
+        (Some(dir), Some(ledger)) => {
+            let messages = replay::maildir_messages(dir)
+                .with_context(|| format!("cannot read the Maildir {}", dir.display()))?;
+            // The configured store is never opened for an archive.
+            let scratch = Store::open("sqlite::memory:").await?;
+            (scratch, replay::archive_source(messages, ledger.clone()))
+        }
+        _ => {
+            let zone = settings.calendar.time_zone;
+            let instant = |flag: &str, text: &Option<String>| {
+                text.as_deref()
+                    .map(|t| report_instant(t, zone).with_context(|| format!("{flag} {t:?}")))
+                    .transpose()
+            };
+            let scope = ReplayScope {
+                since: instant("--since", &args.since)?,
+                until: instant("--until", &args.until)?,
+                case: args
+                    .case
+                    .as_deref()
+                    .map(|c| {
+                        c.parse()
+                            .with_context(|| format!("`{c}` is not a case number (e.g. R-12)"))
+                    })
+                    .transpose()?,
+            };
+            let store = Store::open_read_only(&settings.database.url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the database {}",
+                        redact_url(&settings.database.url)
+                    )
+                })?;
+            (store, Source::Stored(scope))
+        }
+    };
+    let progress = StderrProgress::new("messages");
+    let report = replay::replay(&store, settings, candidate.as_ref(), source, &progress).await?;
+    store.close().await;
+    if let Some(path) = &args.html {
+        std::fs::write(path, replay::to_html(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let out = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else if args.csv {
+        replay::to_csv(&report)
+    } else {
+        replay::to_text(&report)
+    };
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(
+        if report.drift.is_empty() && report.ledger_rejected.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// `YYYY-MM-DD` as midnight in the calendar's zone, or an RFC 3339 instant.

@@ -24,7 +24,7 @@ use refundd::act::payments;
 use refundd::config::{PolarSettings, Settings};
 use refundd::domain::Outcome;
 use refundd::pipeline::outbox;
-use refundd::polar_sim::{PolarSim, Seed, SeedCustomer, SeedOrder, SimConfig};
+use refundd::polar_sim::{PolarSim, Seed, SimConfig};
 use refundd::reply::FileSink;
 use refundd::store::{CaseFilter, Store, import};
 
@@ -71,7 +71,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(maildir.join("new"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let sim = PolarSim::start(SimConfig {
-        seed: sim_seed(LEDGER)?,
+        seed: Seed::from_ledger_jsonl(LEDGER)?,
         ..SimConfig::default()
     })
     .await?;
@@ -155,55 +155,6 @@ fn demo_settings(dir: &Path, sim: &PolarSim) -> Settings {
         ..PolarSettings::default()
     });
     settings
-}
-
-/// The Polar test server's customers and orders, from the sample ledger
-/// (Polar knows the customer by email and the order by its UUID).
-fn sim_seed(ledger: &str) -> anyhow::Result<Seed> {
-    let mut seed = Seed::default();
-    let mut emails = std::collections::HashMap::new();
-    for line in ledger.lines().filter(|l| !l.trim().is_empty()) {
-        let record: serde_json::Value = serde_json::from_str(line)?;
-        let text = |key: &str| record[key].as_str().map(str::to_owned);
-        match record["type"].as_str() {
-            Some("wallet") => {
-                emails.insert(
-                    text("id").unwrap_or_default(),
-                    text("email").unwrap_or_default(),
-                );
-            }
-            Some("order") => {
-                let wallet = text("wallet").unwrap_or_default();
-                let customer_id = format!("cus-{wallet}");
-                if !seed
-                    .customers
-                    .iter()
-                    .any(|c| c.id.as_deref() == Some(customer_id.as_str()))
-                {
-                    seed.customers.push(SeedCustomer {
-                        id: Some(customer_id.clone()),
-                        email: emails.get(&wallet).cloned().unwrap_or_default(),
-                        ..SeedCustomer::default()
-                    });
-                }
-                seed.orders.push(SeedOrder {
-                    id: text("id"),
-                    customer_id,
-                    net_amount: record["amount"].as_i64().unwrap_or_default(),
-                    tax_amount: record["tax_amount"].as_i64().unwrap_or_default(),
-                    currency: text("currency").unwrap_or_default().to_lowercase(),
-                    status: "paid".into(),
-                    invoice_number: text("invoice_number"),
-                    receipt_number: text("receipt_number"),
-                    product_name: text("product").unwrap_or_default(),
-                    created_at: record["created_at"].as_str().and_then(|t| t.parse().ok()),
-                    has_payment: true,
-                });
-            }
-            _ => {}
-        }
-    }
-    Ok(seed)
 }
 
 /// Writes a mail file whose modification time is its `Date:` header.

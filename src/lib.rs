@@ -17,6 +17,9 @@
 //! [`pipeline`] wires the stages for one message and runs the workers around
 //! it (outbox, reviewer decisions, the deadline sweep); [`report`] gives the
 //! desk's numbers; [`config`] is the typed settings tree.
+//! [`replay`] decides stored or archived mail again (in force or with a
+//! candidate configuration) without side effects; [`progress`] shows how
+//! far long commands are.
 
 pub mod act;
 pub mod config;
@@ -29,7 +32,9 @@ pub mod parse;
 pub mod pipeline;
 pub mod polar_sim;
 pub mod policy;
+pub mod progress;
 pub mod queue;
+pub mod replay;
 pub mod reply;
 pub mod report;
 pub mod retry;

@@ -147,6 +147,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Decide mail again with the configuration in force or a candidate, and say what
+    /// would change: stored mail (drift, candidate changes, agreement with reviewers),
+    /// or an archive never processed with a ledger file. Writes nothing.
+    Replay {
+        /// Stored mail received from this time: `YYYY-MM-DD` (midnight in [calendar] time_zone) or RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+        /// Stored mail received before this time (exclusive); same formats.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this case's stored mail (`R-12`).
+        #[arg(long)]
+        case: Option<String>,
+        /// A candidate configuration file; its [policy], [extract] (with the intent rules
+        /// file) and [sender_auth] decide, everything else stays as in force.
+        #[arg(long, value_name = "FILE")]
+        candidate: Option<PathBuf>,
+        /// An archive never processed: a Maildir, only read (files are not moved);
+        /// needs --ledger.
+        #[arg(long, value_name = "DIR", requires = "ledger", conflicts_with_all = ["since", "until", "case"])]
+        maildir: Option<PathBuf>,
+        /// The ledger for an archive (JSON Lines, as `ledger import` reads it).
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
+        /// Print the JSON report instead of the table.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print one CSV row per message decided instead of the table.
+        #[arg(long)]
+        csv: bool,
+        /// Also write the report as a self-contained HTML page to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
     /// Run the whole pipeline on sample data in a demo folder; needs nothing but this binary.
     Demo {
         /// Where to create the demo (replaced if it exists).
@@ -351,6 +385,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             csv,
             json,
         } => app::report(&settings, &since, until.as_deref(), csv, json).await,
+        Command::Replay {
+            since,
+            until,
+            case,
+            candidate,
+            maildir,
+            ledger,
+            json,
+            csv,
+            html,
+        } => {
+            let args = app::ReplayArgs {
+                since,
+                until,
+                case,
+                candidate,
+                maildir,
+                ledger,
+                json,
+                csv,
+                html,
+            };
+            app::replay(&settings, args).await
+        }
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::domain::Outcome;
+use crate::reply::escape_html;
 use crate::store::CaseStatus;
 use crate::store::{ReportCase, ReviewerEvent, ShadowAgreement, Store, StoreError};
 
@@ -364,7 +365,7 @@ pub fn to_csv(report: &Report) -> String {
 
 /// RFC 4180 quoting, and a leading `'` for cells a spreadsheet would run
 /// as a formula (a reviewer address is not trusted text).
-fn csv_field(value: &str) -> String {
+pub(crate) fn csv_field(value: &str) -> String {
     let value = if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
         format!("'{value}")
     } else {
@@ -460,7 +461,8 @@ pub fn to_text(report: &Report) -> String {
 }
 
 /// A horizontal bar chart as a standalone SVG: one bar per `(label,
-/// value)`, scaled to the largest value; labels are XML-escaped. Negative
+/// value)`, scaled to the largest value; labels are escaped (the crate's
+/// one HTML escaper, which is also right for SVG text). Negative
 /// values draw as empty bars.
 pub fn svg_bar_chart(bars: &[(&str, f64)]) -> String {
     const ROW: usize = 24;
@@ -479,7 +481,7 @@ pub fn svg_bar_chart(bars: &[(&str, f64)]) -> String {
         } else {
             0.0
         };
-        let label = xml_escape(label);
+        let label = escape_html(label);
         let shown = if value.fract() == 0.0 {
             format!("{value:.0}")
         } else {
@@ -497,14 +499,6 @@ pub fn svg_bar_chart(bars: &[(&str, f64)]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 #[cfg(test)]

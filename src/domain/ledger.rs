@@ -244,3 +244,41 @@ pub struct LedgerFacts {
     pub sender_wallet: Option<WalletFacts>,
     pub cited_orders: Vec<OrderLookup>,
 }
+
+impl LedgerFacts {
+    /// The ledger's side of a decision from the sender's wallet and, for
+    /// each cited reference, the `(order_id, wallet_id)` it names, if any:
+    /// the sender's own order, another wallet's (nothing more is said
+    /// about it), or unknown. `resolved` is in the order of `refs`.
+    pub fn from_resolved(
+        sender_wallet: Option<WalletFacts>,
+        refs: &[super::OrderRef],
+        resolved: impl IntoIterator<Item = Option<(String, String)>>,
+    ) -> LedgerFacts {
+        let cited_orders = refs
+            .iter()
+            .zip(resolved)
+            .map(|(reference, found)| {
+                let text = reference.value().to_owned();
+                match found {
+                    None => OrderLookup::Unknown { reference: text },
+                    Some((order_id, wallet_id))
+                        if sender_wallet
+                            .as_ref()
+                            .is_some_and(|w| w.wallet.id == wallet_id) =>
+                    {
+                        OrderLookup::Own {
+                            reference: text,
+                            order_id,
+                        }
+                    }
+                    Some(_) => OrderLookup::OtherWallet { reference: text },
+                }
+            })
+            .collect();
+        LedgerFacts {
+            sender_wallet,
+            cited_orders,
+        }
+    }
+}

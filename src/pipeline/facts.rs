@@ -1,9 +1,21 @@
-//! What a case knows across its messages, and the case tag in subjects.
+//! What a stored message says and what a case knows across its messages,
+//! and the case tag in subjects.
+//!
+//! [`FactsReader`] is the one way from stored bytes to the facts the policy
+//! reads — of one message (parse, extract, screen) and of a case up to a
+//! message (its earlier messages merged in). The pipeline decides with it
+//! and replay decides again with it, so a message reads the same both
+//! times. Never does I/O: the caller brings the bytes.
 
+use chrono::{DateTime, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
 
+use crate::config::Settings;
 use crate::domain::{Category, MessageFacts};
+use crate::extract::{ExtractError, Extractor};
+use crate::parse::{self, ParseError, ParsedEmail};
+use crate::screen;
 
 static CASE_TAG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[#R-(\d{1,18})\]").expect("valid regex"));
@@ -16,6 +28,58 @@ pub fn case_tag(subject: &str) -> Option<i64> {
         .captures_iter(subject)
         .last()
         .and_then(|c| c[1].parse().ok())
+}
+
+/// Reads the facts of stored messages with one deciding configuration
+/// (`[extract]`, `[sender_auth]`, and `[reply] from` for mail loops).
+/// Built once; cheap to clone and to share between threads.
+#[derive(Debug, Clone)]
+pub struct FactsReader {
+    extractor: Extractor,
+    own_addresses: Vec<String>,
+}
+
+impl FactsReader {
+    /// Compiles the extraction rules of `settings`.
+    pub fn new(settings: &Settings) -> Result<FactsReader, ExtractError> {
+        Ok(FactsReader {
+            extractor: Extractor::new(&settings.extract, &settings.sender_auth)?,
+            own_addresses: vec![settings.reply.from.to_lowercase()],
+        })
+    }
+
+    /// The facts of one stored message: parsed, extracted, and screened
+    /// for automatic mail. Fails only when the bytes are not mail.
+    pub fn message(
+        &self,
+        raw: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<(ParsedEmail, MessageFacts), ParseError> {
+        let parsed = parse::parse(raw)?;
+        let mut facts = self.extractor.extract(&parsed, received_at);
+        facts.auto = screen::screen(&parsed, &self.own_addresses);
+        Ok((parsed, facts))
+    }
+
+    /// The facts of a case up to a message: `latest` (that message's
+    /// facts) completed by the case's `earlier` messages, as stored
+    /// (bytes and receipt time, oldest first); see [`merge_case_facts`].
+    /// An earlier message that is not mail adds nothing.
+    pub fn case<'a>(
+        &self,
+        earlier: impl IntoIterator<Item = (&'a [u8], DateTime<Utc>)>,
+        latest: MessageFacts,
+    ) -> MessageFacts {
+        let earlier: Vec<MessageFacts> = earlier
+            .into_iter()
+            .filter_map(|(raw, received_at)| {
+                parse::parse(raw)
+                    .ok()
+                    .map(|p| self.extractor.extract(&p, received_at))
+            })
+            .collect();
+        merge_case_facts(&earlier, latest)
+    }
 }
 
 /// Facts of a case: the latest message's, completed by earlier ones.

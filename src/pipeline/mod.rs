@@ -29,20 +29,20 @@ use crate::config::Settings;
 use crate::domain::{
     Action, Category, Clause, Decision, MessageFacts, Outcome, ReplyKind, TraceStep,
 };
-use crate::extract::{ExtractError, Extractor};
+use crate::extract::ExtractError;
 use crate::ingest;
-use crate::parse::{self, ParsedEmail};
+use crate::parse::ParsedEmail;
 use crate::policy;
+use crate::progress::{NoProgress, Progress};
 use crate::queue::lifecycle::{LifecycleError, Opening, review_step};
 use crate::queue::{CaseStatus, Lifecycle};
 use crate::reply::{ReplyError, ReplyRenderer};
-use crate::screen;
 use crate::store::{
     CaseId, CaseRow, DecisionBasis, NewEngineDecision, NewReply, Store, StoreError, StoredMessage,
 };
 
 pub use answer::Addressee;
-pub use facts::{case_tag, merge_case_facts};
+pub use facts::{FactsReader, case_tag, merge_case_facts};
 
 /// Why a message could not be processed.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,7 @@ pub struct Processed {
 /// The decision-making stages, built once and shared.
 pub struct Pipeline {
     store: Store,
-    extractor: Extractor,
+    facts: FactsReader,
     renderer: ReplyRenderer,
     settings: Arc<Settings>,
     lifecycle: Lifecycle,
@@ -109,15 +109,14 @@ pub struct Pipeline {
 impl Pipeline {
     /// Compiles the rules and templates; fails at start, not at 3 a.m.
     pub fn new(store: Store, settings: Arc<Settings>) -> Result<Pipeline, PipelineError> {
-        let extractor = Extractor::new(&settings.extract, &settings.sender_auth)
-            .map_err(PipelineError::Rules)?;
+        let facts = FactsReader::new(&settings).map_err(PipelineError::Rules)?;
         let renderer = ReplyRenderer::new(None).map_err(PipelineError::Templates)?;
         let fingerprint = settings
             .decision_fingerprint()
             .map_err(PipelineError::Config)?;
         Ok(Pipeline {
             store,
-            extractor,
+            facts,
             renderer,
             lifecycle: settings.lifecycle(),
             fingerprint,
@@ -130,7 +129,19 @@ impl Pipeline {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<Processed>, PipelineError> {
+        self.process_pending_at(|_| now, &NoProgress).await
+    }
+
+    /// [`Pipeline::process_pending`], each message decided at the time
+    /// `now_of` gives for it (replay decides an archive at each message's
+    /// receipt, as the desk would have), counting on `progress`.
+    pub async fn process_pending_at(
+        &self,
+        now_of: impl Fn(&StoredMessage) -> DateTime<Utc>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Processed>, PipelineError> {
         let mut done = Vec::new();
+        let mut handled = 0u64;
         loop {
             let batch = self
                 .store
@@ -141,7 +152,9 @@ impl Pipeline {
                 return Ok(done);
             }
             for message in batch {
-                match self.process_message(&message, now).await {
+                handled += 1;
+                progress.update(handled);
+                match self.process_message(&message, now_of(&message)).await {
                     Ok(processed) => done.push(processed),
                     Err(err) if err.is_transient() => return Err(err),
                     // A bug-shaped failure on one message must not stop the
@@ -170,12 +183,10 @@ impl Pipeline {
         message: &StoredMessage,
         now: DateTime<Utc>,
     ) -> Result<Processed, PipelineError> {
-        let parsed = match parse::parse(&message.raw) {
-            Ok(parsed) => parsed,
+        let (parsed, facts) = match self.facts.message(&message.raw, message.received_at) {
+            Ok(read) => read,
             Err(err) => return self.record_unreadable(message, &err.to_string(), now).await,
         };
-        let mut facts = self.extractor.extract(&parsed, message.received_at);
-        facts.auto = screen::screen(&parsed, &self.own_addresses());
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -226,10 +237,6 @@ impl Pipeline {
             .await
     }
 
-    fn own_addresses(&self) -> Vec<String> {
-        vec![self.settings.reply.from.to_lowercase()]
-    }
-
     async fn find_case(
         &self,
         parsed: &ParsedEmail,
@@ -263,15 +270,10 @@ impl Pipeline {
         latest: MessageFacts,
     ) -> Result<MessageFacts, StoreError> {
         let earlier = self.store.case_messages(case.id).await?;
-        let earlier: Vec<MessageFacts> = earlier
-            .iter()
-            .filter_map(|m| {
-                parse::parse(&m.raw)
-                    .ok()
-                    .map(|p| self.extractor.extract(&p, m.received_at))
-            })
-            .collect();
-        Ok(merge_case_facts(&earlier, latest))
+        Ok(self.facts.case(
+            earlier.iter().map(|m| (m.raw.as_slice(), m.received_at)),
+            latest,
+        ))
     }
 
     async fn decide(

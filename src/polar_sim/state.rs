@@ -87,6 +87,59 @@ pub struct Seed {
     pub disputes: Vec<SeedDispute>,
 }
 
+impl Seed {
+    /// The customers and orders of a ledger export (the `ledger import`
+    /// JSON Lines contract), as Polar knows them: the customer by the
+    /// wallet's email (id `cus-{wallet}`), the order by its UUID, paid.
+    /// Other records are skipped. The demo and the tests seed with it.
+    pub fn from_ledger_jsonl(ledger: &str) -> Result<Seed, serde_json::Error> {
+        let mut seed = Seed::default();
+        let mut emails = std::collections::HashMap::new();
+        for line in ledger.lines().filter(|l| !l.trim().is_empty()) {
+            let record: serde_json::Value = serde_json::from_str(line)?;
+            let text = |key: &str| record[key].as_str().map(str::to_owned);
+            match record["type"].as_str() {
+                Some("wallet") => {
+                    emails.insert(
+                        text("id").unwrap_or_default(),
+                        text("email").unwrap_or_default(),
+                    );
+                }
+                Some("order") => {
+                    let wallet = text("wallet").unwrap_or_default();
+                    let customer_id = format!("cus-{wallet}");
+                    if !seed
+                        .customers
+                        .iter()
+                        .any(|c| c.id.as_deref() == Some(customer_id.as_str()))
+                    {
+                        seed.customers.push(SeedCustomer {
+                            id: Some(customer_id.clone()),
+                            email: emails.get(&wallet).cloned().unwrap_or_default(),
+                            ..SeedCustomer::default()
+                        });
+                    }
+                    seed.orders.push(SeedOrder {
+                        id: text("id"),
+                        customer_id,
+                        net_amount: record["amount"].as_i64().unwrap_or_default(),
+                        tax_amount: record["tax_amount"].as_i64().unwrap_or_default(),
+                        currency: text("currency").unwrap_or_default().to_lowercase(),
+                        status: "paid".into(),
+                        invoice_number: text("invoice_number"),
+                        receipt_number: text("receipt_number"),
+                        product_name: text("product").unwrap_or_default(),
+                        created_at: record["created_at"].as_str().and_then(|t| t.parse().ok()),
+                        has_payment: true,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(seed)
+    }
+}
+
 /// A seeded customer; a missing id is generated.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeedCustomer {

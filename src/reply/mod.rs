@@ -33,6 +33,7 @@ pub mod smtp;
 mod templates;
 
 pub use compose::{OutgoingMessage, ReplyEnvelope, compose, new_message_id};
+pub(crate) use format::escape_html;
 pub use format::{format_date, format_money};
 pub use render::{RenderedReply, ReplyContext, ReplyRenderer, reply_subject};
 pub use sink::{FileSink, MailSink, SendError};

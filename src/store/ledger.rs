@@ -13,8 +13,8 @@ use super::actions::credit_reason;
 use super::error::{corrupt, db};
 use super::{Result, Store, Tx, on_pool, on_tx};
 use crate::domain::{
-    Chargeback, ChargebackStatus, Generation, GenerationStatus, LedgerFacts, Order, OrderLookup,
-    OrderRef, PendingRefund, Refund, UnknownName, Wallet, WalletCredit, WalletFacts, WalletStatus,
+    Chargeback, ChargebackStatus, Generation, GenerationStatus, LedgerFacts, Order, OrderRef,
+    PendingRefund, Refund, UnknownName, Wallet, WalletCredit, WalletFacts, WalletStatus,
 };
 
 /// Declares the stored names of a ledger state enum (the names of the
@@ -48,8 +48,8 @@ ledger_names!(chargeback_status_name, parse_chargeback_status, ChargebackStatus,
     Open => "open", Won => "won", Lost => "lost",
 });
 
-type WalletTuple = (String, String, String, DateTime<Utc>);
-type OrderTuple = (
+pub(super) type WalletTuple = (String, String, String, DateTime<Utc>);
+pub(super) type OrderTuple = (
     String,
     String,
     String,
@@ -61,7 +61,7 @@ type OrderTuple = (
     Option<String>,
     DateTime<Utc>,
 );
-type GenerationTuple = (
+pub(super) type GenerationTuple = (
     String,
     String,
     Option<String>,
@@ -72,11 +72,11 @@ type GenerationTuple = (
     Option<DateTime<Utc>>,
     DateTime<Utc>,
 );
-type CreditTuple = (String, String, i64, String, Option<String>, DateTime<Utc>);
-type RefundTuple = (String, String, i64, DateTime<Utc>);
-type ChargebackTuple = (String, String, String, DateTime<Utc>);
+pub(super) type CreditTuple = (String, String, i64, String, Option<String>, DateTime<Utc>);
+pub(super) type RefundTuple = (String, String, i64, DateTime<Utc>);
+pub(super) type ChargebackTuple = (String, String, String, DateTime<Utc>);
 
-fn wallet_from((id, email, status, created_at): WalletTuple) -> Result<Wallet> {
+pub(super) fn wallet_from((id, email, status, created_at): WalletTuple) -> Result<Wallet> {
     Ok(Wallet {
         id,
         email,
@@ -85,7 +85,7 @@ fn wallet_from((id, email, status, created_at): WalletTuple) -> Result<Wallet> {
     })
 }
 
-fn order_from(t: OrderTuple) -> Order {
+pub(super) fn order_from(t: OrderTuple) -> Order {
     let (id, wallet_id, product, credits, amount, tax, currency, invoice, receipt, created_at) = t;
     Order {
         id,
@@ -101,7 +101,7 @@ fn order_from(t: OrderTuple) -> Order {
     }
 }
 
-fn generation_from(t: GenerationTuple) -> Result<Generation> {
+pub(super) fn generation_from(t: GenerationTuple) -> Result<Generation> {
     let (id, wallet_id, order_id, credits, status, style, refunded, refunded_at, created_at) = t;
     Ok(Generation {
         id,
@@ -116,7 +116,7 @@ fn generation_from(t: GenerationTuple) -> Result<Generation> {
     })
 }
 
-fn credit_from(t: CreditTuple) -> Result<WalletCredit> {
+pub(super) fn credit_from(t: CreditTuple) -> Result<WalletCredit> {
     let (id, wallet_id, credits, reason, generation_id, created_at) = t;
     Ok(WalletCredit {
         id,
@@ -128,7 +128,9 @@ fn credit_from(t: CreditTuple) -> Result<WalletCredit> {
     })
 }
 
-fn chargeback_from((id, order_id, status, created_at): ChargebackTuple) -> Result<Chargeback> {
+pub(super) fn chargeback_from(
+    (id, order_id, status, created_at): ChargebackTuple,
+) -> Result<Chargeback> {
     Ok(Chargeback {
         id,
         order_id,
@@ -284,29 +286,11 @@ impl Store {
     /// another wallet's (nothing more is said about it), or unknown.
     pub async fn ledger_facts(&self, sender: &str, refs: &[OrderRef]) -> Result<LedgerFacts> {
         let sender_wallet = self.wallet_facts_by_email(sender).await?;
-        let mut cited_orders = Vec::with_capacity(refs.len());
+        let mut resolved = Vec::with_capacity(refs.len());
         for reference in refs {
-            let text = reference.value().to_owned();
-            let lookup = match self.resolve_order_ref(reference).await? {
-                None => OrderLookup::Unknown { reference: text },
-                Some((order_id, wallet_id))
-                    if sender_wallet
-                        .as_ref()
-                        .is_some_and(|w| w.wallet.id == wallet_id) =>
-                {
-                    OrderLookup::Own {
-                        reference: text,
-                        order_id,
-                    }
-                }
-                Some(_) => OrderLookup::OtherWallet { reference: text },
-            };
-            cited_orders.push(lookup);
+            resolved.push(self.resolve_order_ref(reference).await?);
         }
-        Ok(LedgerFacts {
-            sender_wallet,
-            cited_orders,
-        })
+        Ok(LedgerFacts::from_resolved(sender_wallet, refs, resolved))
     }
 
     /// Upserts one wallet by id (its own transaction).

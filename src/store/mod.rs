@@ -7,7 +7,8 @@
 //! outbox, the ledger mirror (wallet facts for the policy) and the IMAP
 //! checkpoint; the reviewers' console's accounts, sign-in attempts,
 //! sessions, tokens, claims, audit log and queue listing; a [`Tx`] so that
-//! a decision's writes land together; and the ledger import ([`import`]).
+//! a decision's writes land together; the ledger import ([`import`]); and
+//! replay's read-only batch reads (`replay.rs`).
 //!
 //! Both backends run the SAME SQL text (`$1` placeholders, `ON CONFLICT`,
 //! `RETURNING`): the `on_pool!` / `on_tx!` macros dispatch one body to
@@ -36,6 +37,7 @@ mod messages;
 mod outbox;
 mod payments;
 mod records;
+mod replay;
 mod reports;
 mod reviewers;
 #[cfg(test)]
@@ -67,6 +69,10 @@ pub use records::{
     ActionStatus, Actor, Backend, CaseEvent, CaseFilter, CaseId, CaseOrder, CaseRow, CaseStatus,
     CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply,
     ReplyStatus, StoredAction, StoredMessage, StoredReply,
+};
+pub use replay::{
+    CashRefundRecord, DecidedMessage, OrderMatch, PeopleDecision, ReplayScope, ThreadMessage,
+    WalletHistory, address_key,
 };
 pub use reports::{QueueGauges, ReportCase, ReviewerEvent};
 pub use reviewers::{
@@ -233,6 +239,44 @@ impl Store {
             let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
             let pool = PgPoolOptions::new()
                 .max_connections(10)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(connect_error)?;
+            Db::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl { url: redact(url) });
+        };
+        Ok(Store { db })
+    }
+
+    /// Opens the database at `url` to read only, migrating nothing: a
+    /// SQLite file is opened read-only (and must exist); PostgreSQL
+    /// sessions run with `default_transaction_read_only`. Any write is
+    /// refused by the database itself (`refundd replay`).
+    pub async fn open_read_only(url: &str) -> Result<Store> {
+        let connect_error = |source| StoreError::Connect {
+            url: redact(url),
+            source,
+        };
+        let db = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(connect_error)?
+                .read_only(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(connect_error)?;
+            Db::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(connect_error)?
+                .options([("default_transaction_read_only", "on")]);
+            let pool = PgPoolOptions::new()
+                .max_connections(4)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await

@@ -17,6 +17,7 @@ mod logs;
 mod mailstack;
 mod metrics;
 mod payments;
+mod replay;
 mod replies;
 mod smtp;
 mod support;
