@@ -498,7 +498,7 @@ impl Pipeline {
 const DECIDE_ATTEMPTS: u32 = 3;
 
 /// An error and its causes on one line, for a trace a reviewer reads.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

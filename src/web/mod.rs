@@ -24,6 +24,7 @@
 //! `[web] header_read_timeout_secs`.
 
 pub mod accounts;
+mod admin;
 mod api;
 pub mod auth;
 mod error;
@@ -67,6 +68,8 @@ struct Inner {
     views: Views,
     passwords: auth::PasswordChecker,
     clock: Clock,
+    /// The latest replay an admin ran from the console (this process only).
+    latest_replay: std::sync::Mutex<Option<admin::LatestReplay>>,
 }
 
 impl WebState {
@@ -90,6 +93,7 @@ impl WebState {
                 views: Views::new()?,
                 passwords: auth::PasswordChecker::per_core(),
                 clock,
+                latest_replay: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -121,6 +125,22 @@ impl WebState {
     pub fn now(&self) -> DateTime<Utc> {
         (self.inner.clock)()
     }
+
+    fn latest_replay(&self) -> Option<admin::LatestReplay> {
+        self.inner
+            .latest_replay
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn keep_replay(&self, latest: admin::LatestReplay) {
+        *self
+            .inner
+            .latest_replay
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(latest);
+    }
 }
 
 /// Every route of the console and the API.
@@ -130,6 +150,7 @@ pub fn router(state: WebState) -> Router {
         .route("/logout", post(auth::logout))
         .route("/", get(pages::queue))
         .route("/audit", get(pages::audit))
+        .route("/admin/replay", get(admin::page).post(admin::run))
         .route("/cases/bulk", post(pages::bulk))
         .route("/cases/{id}", get(pages::case))
         .route("/cases/{id}/confirm", get(pages::confirm))

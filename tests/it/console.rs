@@ -1334,3 +1334,89 @@ async fn a_case_shows_the_engine_proposal_with_its_configuration_fingerprint() {
     assert!(page.contains("proposed in shadow mode"));
     assert!(page.contains(&fingerprint));
 }
+
+#[tokio::test]
+async fn an_admin_replays_stored_mail_against_a_candidate_from_the_console() {
+    let db = TestDb::sqlite();
+    let console = Console::start(&db).await;
+    let raw = mail(
+        "ann@example.com",
+        "Ann",
+        "Refund please",
+        "Please refund my order ANUMI-AAAAAAAA-0001, I want my money back.",
+        None,
+        None,
+    );
+    refundd::ingest::store_message(
+        &console.store,
+        refundd::ingest::RawMessage {
+            source: "test".into(),
+            bytes: raw,
+            received_at: now(),
+            full_size: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut in_force = Settings::default();
+    in_force.web.secure_cookies = false;
+    let done = refundd::pipeline::Pipeline::new(console.store.clone(), Arc::new(in_force))
+        .unwrap()
+        .process_pending(now())
+        .await
+        .unwrap();
+    let case = done[0].case_id;
+    let version = console.version(case).await;
+
+    // Reviewers who are not admins do not see the page.
+    let rita = console.login("rita@anumi.example").await;
+    let page = console.get(&rita, "/admin/replay").await;
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+
+    let ada = console.login("ada@anumi.example").await;
+    let page = console.get(&ada, "/admin/replay").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Shadow agreement"));
+
+    // A candidate that is not a configuration is refused and runs nothing.
+    let bad = console
+        .post(
+            &ada,
+            "/admin/replay",
+            &[("candidate", "[policy]\nrefund_window_days = \"soon\"\n")],
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = bad.text().await.unwrap();
+    assert!(bad.contains("refund_window_days"), "{bad}");
+
+    // A one-day window denies what the fourteen-day window sent to review.
+    let page = console
+        .post(
+            &ada,
+            "/admin/replay",
+            &[("candidate", "[policy]\nrefund_window_days = 1\n")],
+        )
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    let changed = page
+        .split("id=\"changed\"")
+        .nth(1)
+        .expect("the changed table");
+    assert!(changed.contains(&format!("/cases/{case}")), "{changed}");
+    assert!(changed.contains("denied"), "{changed}");
+    // The latest report stays on the page; the replay changed nothing.
+    let again = console
+        .get(&ada, "/admin/replay")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(again.contains("Latest replay"));
+    assert_eq!(console.version(case).await, version);
+    assert_eq!(
+        console.store.case(case).await.unwrap().unwrap().status,
+        CaseStatus::Review
+    );
+}
