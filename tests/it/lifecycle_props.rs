@@ -23,7 +23,7 @@ use std::sync::Arc;
 use refundd::config::Settings;
 use refundd::domain::{Action, Outcome};
 use refundd::ingest::{RawMessage, store_message};
-use refundd::pipeline::review::{AskFor, DenyReason, ReviewChoice, ReviewDesk, ReviewRequest};
+use refundd::pipeline::review::{AskFor, ReviewChoice, ReviewDesk, ReviewRequest};
 use refundd::pipeline::{Pipeline, outbox, sweep};
 use refundd::store::{AuditAction, CaseFilter, CaseId, Store, import_jsonl};
 
@@ -252,7 +252,7 @@ impl World {
                 amount: Some(ANN_AMOUNT),
             },
             3 => ReviewChoice::Deny {
-                reason: DenyReason::Subjective,
+                reason: "subjective".into(),
             },
             _ => ReviewChoice::Ask {
                 ask: AskFor::OrderId,
