@@ -13,7 +13,7 @@ pub use crate::act::config::PolarSettings;
 pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
 pub use crate::ingest::imap::ImapConfig;
 // [review]: the deny reasons, defined next to the review desk.
-pub use crate::pipeline::deny::ReviewConfig;
+pub use crate::pipeline::deny::{DenyReasonConfig, ReviewConfig};
 pub use crate::policy::PolicyConfig;
 // [calendar] and [escalation]: defined next to the deadline code.
 pub use crate::queue::config::{CalendarConfig, EscalationConfig};

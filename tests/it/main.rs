@@ -13,6 +13,7 @@ mod lifecycle;
 mod lifecycle_props;
 mod mailstack;
 mod metrics;
+mod operator_words;
 mod payments;
 mod replies;
 mod smtp;
