@@ -148,6 +148,7 @@ pub fn router(state: WebState) -> Router {
         )
         .route("/api/openapi.yaml", get(api::openapi))
         .route("/api/queue", get(api::queue))
+        .route("/api/deny-reasons", get(api::deny_reasons))
         .route("/api/cases/{id}", get(api::case))
         .route("/api/cases/{id}/preview", post(api::preview))
         .route("/api/cases/{id}/decision", post(api::decide))

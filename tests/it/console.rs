@@ -1373,9 +1373,33 @@ async fn a_configured_fifth_reason_denies_through_the_form_and_the_api_with_its_
     assert!(raw.contains("DUPLICATE-EN"), "{raw}");
     assert!(raw.contains("ANUMI-AAAAAAAA-0001"), "{raw}");
 
-    // The JSON API takes the id like any shipped one; an unknown id is a
-    // clear 422 naming the configured reasons, and changes nothing.
+    // The JSON API lists the reasons and takes the id like any shipped
+    // one; an unknown id is a clear 422 naming the configured reasons, and
+    // changes nothing.
     let token = console.token("sam@anumi.example").await;
+    let (status, reasons) = console
+        .api(&token, reqwest::Method::GET, "/api/deny-reasons", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = reasons
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "all_credits_used",
+            "window_expired",
+            "subjective",
+            "terminated",
+            "duplicate_order"
+        ]
+    );
+    assert_eq!(reasons[4]["reply"], "reason_denied");
+    assert_eq!(reasons[4]["template"], "deny_duplicate_order");
+    assert_eq!(reasons[4]["clause"], "P4");
     let version = console.version(by_api).await;
     let (status, body) = console
         .api(

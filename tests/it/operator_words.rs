@@ -384,3 +384,18 @@ fn a_german_customer_reads_the_purchase_date_as_it_was_in_berlin() {
     );
     assert!(!text.contains("31. Mai"), "{text}");
 }
+
+#[test]
+fn the_example_configuration_and_its_deny_reason_templates_pass_the_check() {
+    let out = refundd(
+        &crate::support::repo().join("examples/refundd.toml"),
+        &["templates", "check"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("deny_duplicate_order"), "{stdout}");
+}
