@@ -106,7 +106,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
 
     // The console, /metrics and the webhooks are served by every instance.
-    let (app, webhook_wake) = http_router(&store, &settings, templates, metrics.clone())?;
+    let (app, webhook_wake) = http_router(&store, &settings, templates.clone(), metrics.clone())?;
     let listener = tokio::net::TcpListener::bind(&settings.web.listen)
         .await
         .map_err(|source| DaemonError::Listen {
@@ -167,14 +167,15 @@ pub async fn run(
         });
     }
     {
-        let (store, settings, shutdown, wake) = (
+        let (store, settings, templates, shutdown, wake) = (
             store.clone(),
             settings.clone(),
+            templates.clone(),
             shutdown.clone(),
             replies_queued.clone(),
         );
         tracker.spawn(async move {
-            periodic::run_sweep(store, settings, SWEEP_EVERY, wake, shutdown).await
+            periodic::run_sweep(store, settings, templates, SWEEP_EVERY, wake, shutdown).await
         });
     }
     if let Some(polar) = settings

@@ -103,6 +103,9 @@ pub enum ReplyKind {
     UnknownOrder,
     /// A person will look at it; by when the customer hears back.
     ReviewAcknowledged,
+    /// The customer never answered our question: the case is closed (the
+    /// deadline sweep's final note; says after how many days).
+    NeedsInfoClosed,
     /// A reviewer denied under a reason the operator configured
     /// (`[[review.deny_reasons]]`): the body is that reason's own template,
     /// named by [`ReplyFacts::template`].
@@ -133,6 +136,7 @@ impl ReplyKind {
             ReplyKind::NeedOrderId => "need_order_id",
             ReplyKind::UnknownOrder => "unknown_order",
             ReplyKind::ReviewAcknowledged => "review_acknowledged",
+            ReplyKind::NeedsInfoClosed => "needs_info_closed",
             ReplyKind::ReasonDenied => "reason_denied",
             ReplyKind::NoReply => "no_reply",
         }
@@ -188,6 +192,10 @@ pub struct ReplyFacts {
     /// Every other kind has a template of its own and ignores this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// Days a closed case waited for the customer's answer
+    /// (`needs_info_closed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_days: Option<i64>,
 }
 
 impl Decision {

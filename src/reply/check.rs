@@ -254,6 +254,7 @@ fn sample(kind: ReplyKind, body: Option<&str>, language: Language, which: Sample
         purchased_at: Some(at),
         window_days: Some(14),
         template: template.clone(),
+        waited_days: Some(14),
     };
     let required = required_facts(kind);
     let (facts, personal) = match which {
@@ -273,6 +274,7 @@ fn sample(kind: ReplyKind, body: Option<&str>, language: Language, which: Sample
                     amount: all.amount.filter(|_| needs("amount")),
                     currency: all.currency.clone().filter(|_| needs("currency")),
                     credits: all.credits.filter(|_| needs("credits")),
+                    waited_days: all.waited_days.filter(|_| needs("waited_days")),
                     template,
                     ..ReplyFacts::default()
                 },
@@ -305,7 +307,7 @@ struct OptionalFact {
     remove: fn(&mut ReplyContext),
 }
 
-const OPTIONAL_FACTS: [OptionalFact; 10] = [
+const OPTIONAL_FACTS: [OptionalFact; 11] = [
     OptionalFact {
         name: "name",
         value: "name",
@@ -365,6 +367,12 @@ const OPTIONAL_FACTS: [OptionalFact; 10] = [
         value: "window_days",
         ledger: false,
         remove: |c| c.facts.window_days = None,
+    },
+    OptionalFact {
+        name: "waited_days",
+        value: "waited_days",
+        ledger: false,
+        remove: |c| c.facts.waited_days = None,
     },
 ];
 
@@ -484,8 +492,8 @@ mod tests {
     fn the_shipped_templates_pass_in_every_language_and_part() {
         let report = check(&TemplateSource::default());
         assert!(report.is_ok(), "{report}");
-        assert_eq!(report.templates, 4 * 17);
-        assert!(report.renders >= 4 * 15 * 3, "{}", report.renders);
+        assert_eq!(report.templates, 4 * 18);
+        assert!(report.renders >= 4 * 16 * 3, "{}", report.renders);
     }
 
     #[test]

@@ -37,7 +37,7 @@ const MAX_NOTE_CHARS: usize = 4000;
 const MAX_REFERENCE_CHARS: usize = 100;
 
 /// Every kind that is sent, i.e. has templates. `NoReply` is not.
-pub(super) const SENT_KINDS: [ReplyKind; 15] = [
+pub(super) const SENT_KINDS: [ReplyKind; 16] = [
     ReplyKind::FailedGenerationCredited,
     ReplyKind::FailedGenerationAlreadyRefunded,
     ReplyKind::CashRefundApproved,
@@ -53,6 +53,7 @@ pub(super) const SENT_KINDS: [ReplyKind; 15] = [
     ReplyKind::NeedOrderId,
     ReplyKind::UnknownOrder,
     ReplyKind::ReviewAcknowledged,
+    ReplyKind::NeedsInfoClosed,
 ];
 
 /// Every language we answer in.
@@ -309,6 +310,7 @@ fn template_values(context: &ReplyContext, zone: Tz) -> BTreeMap<String, Value> 
         ("credits_remaining", facts.credits_remaining),
         ("credits_total", facts.credits_total),
         ("window_days", facts.window_days),
+        ("waited_days", facts.waited_days),
     ] {
         if let Some(number) = number {
             set(key, Value::from(number));
@@ -349,6 +351,8 @@ pub(super) fn required_facts(kind: ReplyKind) -> &'static [&'static str] {
         ReplyKind::CashRefundApproved => &["amount", "currency"],
         ReplyKind::FailedGenerationCredited | ReplyKind::CourtesyCredited => &["credits"],
         ReplyKind::ReviewAcknowledged => &["review_deadline"],
+        // refundd counts the days itself.
+        ReplyKind::NeedsInfoClosed => &["waited_days"],
         // POLICY.md's "the reply says when" holds when the ledger knows
         // when; a generation's `refunded_at` is optional in the contract.
         ReplyKind::AlreadyRefunded
@@ -379,6 +383,7 @@ fn check_required_facts(context: &ReplyContext) -> Result<(), ReplyError> {
                 .is_some_and(|c| !c.trim().is_empty()),
             "credits" => facts.credits.is_some(),
             "review_deadline" => context.review_deadline.is_some(),
+            "waited_days" => facts.waited_days.is_some(),
             _ => true,
         };
         if !present {
@@ -550,6 +555,7 @@ mod tests {
             purchased_at: Some(at(2026, 4, 1)),
             window_days: Some(14),
             template: None,
+            waited_days: Some(14),
         }
     }
 
@@ -580,6 +586,7 @@ mod tests {
         RefundedOn,
         PurchasedOn,
         WindowDays,
+        WaitedDays,
         Deadline,
         InvoiceExample,
     }
@@ -599,6 +606,7 @@ mod tests {
             }
             ReplyKind::UnknownOrder => &[OrderReference, InvoiceExample],
             ReplyKind::ReviewAcknowledged => &[Deadline],
+            ReplyKind::NeedsInfoClosed => &[WaitedDays],
             ReplyKind::SubjectiveDenied
             | ReplyKind::ModerationBlock
             | ReplyKind::TerminatedDenied
@@ -623,6 +631,7 @@ mod tests {
             Fact::RefundedOn => format_date(at(2026, 5, 20), language, false),
             Fact::PurchasedOn => format_date(at(2026, 4, 1), language, false),
             Fact::WindowDays => "14".into(),
+            Fact::WaitedDays => "14".into(),
             Fact::Deadline => format_date(at(2026, 6, 5), language, true),
             Fact::InvoiceExample => "ANUMI-XXXXXXXX-0001".into(),
         }
@@ -724,7 +733,8 @@ mod tests {
                 | ReplyKind::UnknownSender
                 | ReplyKind::NeedOrderId
                 | ReplyKind::UnknownOrder
-                | ReplyKind::ReviewAcknowledged => {}
+                | ReplyKind::ReviewAcknowledged
+                | ReplyKind::NeedsInfoClosed => {}
             }
         }
     }

@@ -57,12 +57,13 @@ macro_rules! language {
             embed!($lang, "need_order_id.txt"),
             embed!($lang, "unknown_order.txt"),
             embed!($lang, "review_acknowledged.txt"),
+            embed!($lang, "needs_info_closed.txt"),
         ]
     };
 }
 
 /// The templates compiled into the binary.
-pub(super) const EMBEDDED: [[(&str, &str); 17]; 4] = [
+pub(super) const EMBEDDED: [[(&str, &str); 18]; 4] = [
     language!("en"),
     language!("de"),
     language!("fr"),

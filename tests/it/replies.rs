@@ -358,6 +358,7 @@ fn every_kind_is_covered(decided: &[(Story, MessageFacts, Decision)]) {
         match kind {
             ReplyKind::NoReply => panic!("no_reply is never sent"),
             ReplyKind::ReasonDenied => panic!("the engine never denies with a configured reason"),
+            ReplyKind::NeedsInfoClosed => panic!("only the deadline sweep closes a case"),
             ReplyKind::FailedGenerationCredited
             | ReplyKind::FailedGenerationAlreadyRefunded
             | ReplyKind::CashRefundApproved

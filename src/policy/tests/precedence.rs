@@ -173,6 +173,7 @@ fn a_pro_rated_refund_quotes_amount_credits_reference_and_window() {
             purchased_at: Some(bought()),
             window_days: Some(14),
             template: None,
+            waited_days: None,
         }
     );
     let last = d.trace.last().unwrap();
