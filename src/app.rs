@@ -547,6 +547,22 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<ExitCode> {
         Err(err) => Err(format!("{}: {err:#}", redact_url(&settings.database.url))),
     };
     report("database", db);
+    let templates = refundd::reply::check(&settings.reply_templates());
+    report(
+        "reply templates",
+        if templates.is_ok() {
+            Ok(format!(
+                "{} templates, {} replies rendered without a problem",
+                templates.templates, templates.renders
+            ))
+        } else {
+            Err(format!(
+                "{} problem(s), first: {}; `refundd templates check` lists them all",
+                templates.problems.len(),
+                templates.problems[0]
+            ))
+        },
+    );
     match &settings.imap {
         Some(imap) => {
             let result = async {

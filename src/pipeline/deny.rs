@@ -236,6 +236,20 @@ impl ReviewConfig {
                     reason.id, reason.template
                 )));
             }
+            // A shipped reply that must quote what a denial never carries
+            // (money refunded, credits granted, a deadline) cannot deny.
+            if let Some((kind, _)) =
+                crate::reply::shipped_bodies().find(|(_, name)| *name == reason.template)
+                && !crate::reply::required_facts(kind).is_empty()
+            {
+                return Err(invalid(format!(
+                    "reason `{}`: the `{}` reply needs {}, which a denial does not have; \
+                     write a template of your own",
+                    reason.id,
+                    reason.template,
+                    crate::reply::required_facts(kind).join(", ")
+                )));
+            }
         }
         Ok(())
     }
@@ -334,6 +348,8 @@ mod tests {
             reason("dup", "deny.x"),
             reason("dup", "layout"),
             reason("dup", "no_reply"),
+            reason("dup", "cash_refund_approved"),
+            reason("dup", "review_acknowledged"),
             DenyReasonConfig {
                 label: " ".into(),
                 ..reason("dup", "deny_x")

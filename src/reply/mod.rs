@@ -52,6 +52,12 @@ pub fn shipped_bodies() -> impl Iterator<Item = (ReplyKind, &'static str)> {
     render::SENT_KINDS.iter().map(|k| (*k, k.template_name()))
 }
 
+/// The facts a reply of `kind` cannot be sent without (`amount` for a
+/// cash refund, …); empty for most kinds.
+pub fn required_facts(kind: ReplyKind) -> &'static [&'static str] {
+    render::required_facts(kind)
+}
+
 use crate::domain::{Language, ReplyKind};
 
 /// Why a reply cannot be rendered or composed. None of these goes away by
