@@ -825,10 +825,10 @@ mod tests {
     };
     use chrono::TimeZone;
 
-    fn rules(settings: &Settings) -> Rules<'_> {
+    fn rules<'a>(settings: &'a Settings, deny_reasons: &'a DenyReasons) -> Rules<'a> {
         Rules {
             settings,
-            deny_reasons: Box::leak(Box::new(DenyReasons::from_config(&settings.review))),
+            deny_reasons,
         }
     }
 
@@ -942,6 +942,7 @@ mod tests {
         let c = case(Category::CashRefund, Some("o1"), None);
         let limits = limits_of(&c, Some(&w));
         let settings = Settings::default();
+        let reasons = DenyReasons::shipped();
         for (amount, ok) in [
             (Some(400), true),
             (Some(401), false),
@@ -953,7 +954,14 @@ mod tests {
                 order_id: None,
                 amount,
             };
-            let result = decide(&c, &limits, Some(&w), &choice, "rev@x", &rules(&settings));
+            let result = decide(
+                &c,
+                &limits,
+                Some(&w),
+                &choice,
+                "rev@x",
+                &rules(&settings, &reasons),
+            );
             assert_eq!(result.is_ok(), ok, "amount {amount:?}");
         }
     }
@@ -970,13 +978,14 @@ mod tests {
             Some(ReviewChoice::ApproveCredit { credits: Some(2) })
         );
         let settings = Settings::default();
+        let reasons = DenyReasons::shipped();
         let d = decide(
             &c,
             &limits,
             Some(&w),
             &ReviewChoice::ApproveCredit { credits: None },
             "rev@x",
-            &rules(&settings),
+            &rules(&settings, &reasons),
         )
         .unwrap();
         assert_eq!(d.outcome, Outcome::Approved);
@@ -996,7 +1005,7 @@ mod tests {
             Some(&w),
             &ReviewChoice::ApproveCredit { credits: Some(3) },
             "rev@x",
-            &rules(&settings),
+            &rules(&settings, &reasons),
         );
         assert!(matches!(too_many, Err(ReviewError::Invalid(_))));
     }
@@ -1007,6 +1016,7 @@ mod tests {
         let c = case(Category::CashRefund, Some("o1"), None);
         let limits = limits_of(&c, Some(&w));
         let settings = Settings::default();
+        let reasons = DenyReasons::shipped();
         for (choice, outcome, reply, clause) in [
             (
                 ReviewChoice::Deny {
@@ -1041,7 +1051,15 @@ mod tests {
                 Clause::Id,
             ),
         ] {
-            let d = decide(&c, &limits, Some(&w), &choice, "rev@x", &rules(&settings)).unwrap();
+            let d = decide(
+                &c,
+                &limits,
+                Some(&w),
+                &choice,
+                "rev@x",
+                &rules(&settings, &reasons),
+            )
+            .unwrap();
             assert_eq!((d.outcome, d.reply), (outcome, reply), "{choice:?}");
             assert!(d.actions.is_empty());
             assert_eq!(d.trace.last().unwrap().clause, clause);
@@ -1060,6 +1078,7 @@ mod tests {
             clause: Clause::P4,
             template: "deny_duplicate_order".into(),
         }];
+        let reasons = DenyReasons::from_config(&settings.review);
         let deny = |reason: &str| ReviewChoice::Deny {
             reason: reason.into(),
         };
@@ -1069,7 +1088,7 @@ mod tests {
             Some(&w),
             &deny("duplicate_order"),
             "rev@x",
-            &rules(&settings),
+            &rules(&settings, &reasons),
         )
         .unwrap();
         assert_eq!(d.outcome, Outcome::Denied);
@@ -1097,7 +1116,7 @@ mod tests {
             Some(&w),
             &deny("subjective"),
             "rev@x",
-            &rules(&settings),
+            &rules(&settings, &reasons),
         )
         .unwrap();
         assert_eq!(shipped.reply, ReplyKind::SubjectiveDenied);
@@ -1109,7 +1128,7 @@ mod tests {
             Some(&w),
             &deny("because"),
             "rev@x",
-            &rules(&settings),
+            &rules(&settings, &reasons),
         );
         match unknown {
             Err(ReviewError::Invalid(message)) => {

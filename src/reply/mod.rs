@@ -43,7 +43,7 @@ pub use format::{format_date, format_money};
 pub use reload::Templates;
 pub use render::{RenderedReply, ReplyContext, ReplyRenderer, reply_subject};
 pub use sink::{FileSink, MailSink, SendError};
-pub use templates::{Origin, TemplateSource};
+pub use templates::TemplateSource;
 
 /// The template name of every reply kind that has one of its own (every
 /// kind but `no_reply` and `reason_denied`): what a configured deny

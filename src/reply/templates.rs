@@ -99,7 +99,7 @@ impl Default for TemplateSource {
 /// Where a template's text came from, so that a problem points at the file
 /// the operator edits.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(super) enum Origin {
     /// Compiled into the binary from `templates/reply/{name}`.
     Shipped,
     /// A file of `[reply] templates_dir`.
@@ -110,7 +110,7 @@ pub enum Origin {
 
 impl Origin {
     /// The file to name in a message about template `name`.
-    pub fn file(&self, name: &str) -> String {
+    pub(super) fn file(&self, name: &str) -> String {
         match self {
             Origin::Shipped => format!("templates/reply/{name} (shipped)"),
             Origin::Override(path) => path.display().to_string(),
