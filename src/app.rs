@@ -14,17 +14,18 @@ use refundd::domain::Outcome;
 use refundd::ingest::{self, maildir::Maildir};
 use refundd::pipeline::{Pipeline, Processed, outbox};
 use refundd::progress::{Progress, StderrProgress};
-use refundd::reply::FileSink;
+use refundd::reply::{FileSink, Templates};
 use refundd::store::{CaseFilter, CaseId, CaseStatus, CaseSummary, Inserted, Store, import};
 
-/// Text logs by default, JSON lines when asked; `RUST_LOG` filters
-/// (default `warn,refundd=info`), within [`SECRET_SAFE_LEVELS`], which no
-/// `RUST_LOG` can lift. Logs go to standard error so that standard output
-/// stays parseable (`refundd cases --json`).
-pub fn init_tracing(json: bool) {
+/// Text logs by default, JSON lines when asked; `RUST_LOG` filters, else
+/// `default_filter` (what the command wants to say unasked), always within
+/// [`SECRET_SAFE_LEVELS`], which no `RUST_LOG` can lift. Logs go to
+/// standard error so that standard output stays parseable (`refundd cases
+/// --json`).
+pub fn init_tracing(json: bool, default_filter: &str) {
     use tracing_subscriber::util::SubscriberInitExt;
     let requested = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,refundd=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     log_subscriber(json, std::io::stderr, requested).init();
 }
 
@@ -473,8 +474,11 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// `refundd run`: the daemon, until SIGTERM or SIGINT.
+/// `refundd run`: the daemon, until SIGTERM or SIGINT; SIGHUP reloads the
+/// reply templates. Broken templates stop it before it reads any mail.
 pub async fn run_daemon(settings: Arc<Settings>) -> anyhow::Result<ExitCode> {
+    let templates = load_templates(&settings)?;
+    reload_templates_on_sighup(templates.clone())?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {
@@ -482,8 +486,78 @@ pub async fn run_daemon(settings: Arc<Settings>) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down: finishing the current work");
         signals.cancel();
     });
-    refundd::daemon::run(settings, shutdown).await?;
+    refundd::daemon::run(settings, templates, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The reply templates the settings name, checked; the error names every
+/// broken file and line.
+fn load_templates(settings: &Settings) -> anyhow::Result<Templates> {
+    Templates::load(settings.reply_templates())
+        .context("refusing to start (`refundd templates check` lists every problem)")
+}
+
+/// On every SIGHUP, reads the reply templates again and uses them once
+/// every check passes; a broken change is logged with its problems and
+/// the templates in use stay.
+fn reload_templates_on_sighup(templates: Templates) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let reloading = templates.clone();
+            match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                Ok(Ok(())) => tracing::info!(stage = "templates", "reply templates reloaded"),
+                Ok(Err(err)) => tracing::error!(
+                    stage = "templates",
+                    error = %err,
+                    "reply templates not reloaded; the ones in use stay"
+                ),
+                Err(err) => {
+                    tracing::error!(stage = "templates", error = %err, "template reload failed")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// `refundd templates check`: every reply kind and configured deny reason,
+/// in every language, as text and HTML, from sample facts of every kind of
+/// case; each problem on a line of its own (`file:line: what`), exit code
+/// 1 if there is any.
+pub fn check_templates(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let source = settings.reply_templates();
+    match &source.dir {
+        Some(dir) => println!(
+            "checking the shipped reply templates, replaced from {} ([reply] templates_dir)",
+            dir.display()
+        ),
+        None => println!("checking the shipped reply templates ([reply] templates_dir is not set)"),
+    }
+    if !source.bodies.is_empty() {
+        println!(
+            "and the templates of the configured deny reasons: {}",
+            source.bodies.join(", ")
+        );
+    }
+    let report = refundd::reply::check(&source);
+    for problem in &report.problems {
+        println!("{problem}");
+    }
+    if report.is_ok() {
+        println!(
+            "ok    {} templates, {} replies rendered in en, de, fr and es, text and HTML; dates in {}",
+            report.templates, report.renders, source.time_zone
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "FAIL  {} problem(s) in the reply templates; refundd run will not start with them",
+            report.problems.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 async fn wait_for_signal() {
@@ -519,6 +593,22 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<ExitCode> {
         Err(err) => Err(format!("{}: {err:#}", redact_url(&settings.database.url))),
     };
     report("database", db);
+    let templates = refundd::reply::check(&settings.reply_templates());
+    report(
+        "reply templates",
+        if templates.is_ok() {
+            Ok(format!(
+                "{} templates, {} replies rendered without a problem",
+                templates.templates, templates.renders
+            ))
+        } else {
+            Err(format!(
+                "{} problem(s), first: {}; `refundd templates check` lists them all",
+                templates.problems.len(),
+                templates.problems[0]
+            ))
+        },
+    );
     match &settings.imap {
         Some(imap) => {
             let result = async {
@@ -584,10 +674,12 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<ExitCode> {
 // ---------------------------------------------------------------------
 
 /// `refundd serve`: the reviewers' console alone, on `[web] listen`, until
-/// SIGTERM or SIGINT.
+/// SIGTERM or SIGINT; SIGHUP reloads the reply templates.
 pub async fn serve_console(settings: Arc<Settings>) -> anyhow::Result<ExitCode> {
+    let templates = load_templates(&settings)?;
+    reload_templates_on_sighup(templates.clone())?;
     let store = connect(&settings).await?;
-    let state = refundd::web::WebState::new(store, settings.clone())?;
+    let state = refundd::web::WebState::with_templates(store, settings.clone(), templates)?;
     let listener = tokio::net::TcpListener::bind(&settings.web.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.web.listen))?;
@@ -666,7 +758,7 @@ pub struct DecideArgs {
 /// `refundd decide CASE approve|deny|ask|note …`: the same decision as the
 /// console's, recorded for the reviewer named by `--as`.
 pub async fn decide_case(settings: &Arc<Settings>, args: DecideArgs) -> anyhow::Result<ExitCode> {
-    use refundd::pipeline::review::{AskFor, DenyReason, ReviewChoice, ReviewDesk, ReviewRequest};
+    use refundd::pipeline::review::{AskFor, ReviewChoice, ReviewDesk, ReviewRequest};
     let store = connect(settings).await?;
     let case_id: CaseId = args.case.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let reviewer = store
@@ -710,16 +802,13 @@ pub async fn decide_case(settings: &Arc<Settings>, args: DecideArgs) -> anyhow::
         },
         "deny" => {
             let name = args.reason.as_deref().unwrap_or_default();
-            let reason = DenyReason::ALL
-                .into_iter()
-                .find(|r| r.as_str() == name)
-                .with_context(|| {
-                    format!(
-                        "--reason must be one of: {}",
-                        DenyReason::ALL.map(|r| r.as_str()).join(", ")
-                    )
-                })?;
-            ReviewChoice::Deny { reason }
+            let reasons = desk.deny_reasons();
+            let reason = reasons
+                .get(name)
+                .with_context(|| format!("--reason must be one of: {}", reasons.ids()))?;
+            ReviewChoice::Deny {
+                reason: reason.id.clone(),
+            }
         }
         "ask" => {
             let name = args.ask.as_deref().unwrap_or_default();

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 pub use crate::act::config::PolarSettings;
 pub use crate::extract::config::{ExtractConfig, SenderAuthConfig};
 pub use crate::ingest::imap::ImapConfig;
+// [review]: the deny reasons, defined next to the review desk.
+pub use crate::pipeline::deny::{DenyReasonConfig, ReviewConfig};
 pub use crate::policy::PolicyConfig;
 // [calendar] and [escalation]: defined next to the deadline code.
 pub use crate::queue::config::{CalendarConfig, EscalationConfig};
@@ -46,6 +48,8 @@ pub struct Settings {
     pub policy: PolicyConfig,
     pub extract: ExtractConfig,
     pub reply: ReplyConfig,
+    /// What reviewers decide with: the deny reasons.
+    pub review: ReviewConfig,
     pub ingest: IngestConfig,
     pub web: WebConfig,
     /// Business days for the reply deadline.
@@ -132,6 +136,11 @@ pub struct ReplyConfig {
     pub max_replies_per_hour: u32,
     /// Business days within which reviewers answer (quoted in replies).
     pub review_business_days: u32,
+    /// Reply templates that replace the shipped ones file by file, and the
+    /// bodies of configured deny reasons (`{lang}/{name}.txt`,
+    /// `{lang}/layout.txt`, `{lang}/layout.html`). Relative to the config
+    /// file's folder. Unset: the shipped templates.
+    pub templates_dir: Option<PathBuf>,
 }
 
 impl Default for ReplyConfig {
@@ -142,6 +151,7 @@ impl Default for ReplyConfig {
             message_id_domain: "refundd.anumi.example".into(),
             max_replies_per_hour: 3,
             review_business_days: 2,
+            templates_dir: None,
         }
     }
 }
@@ -242,6 +252,17 @@ impl Settings {
         crate::queue::Lifecycle::new(self.calendar.calendar(), self.reply.review_business_days)
     }
 
+    /// What the reply templates are loaded from: `[reply] templates_dir`,
+    /// the configured deny reasons' body templates and `[calendar]
+    /// time_zone`, in which customers are told dates.
+    pub fn reply_templates(&self) -> crate::reply::TemplateSource {
+        crate::reply::TemplateSource {
+            dir: self.reply.templates_dir.clone(),
+            bodies: crate::pipeline::deny::DenyReasons::from_config(&self.review).body_templates(),
+            time_zone: self.calendar.time_zone,
+        }
+    }
+
     /// Reads `path` (or the defaults when `None`), applies the environment
     /// and validates.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -251,9 +272,15 @@ impl Settings {
         };
         settings.apply_env(|k| std::env::var(k).ok());
         // Holiday files are read once, relative to the config file.
-        settings
-            .calendar
-            .load_holiday_files(path.and_then(Path::parent))?;
+        let base = path.and_then(Path::parent);
+        settings.calendar.load_holiday_files(base)?;
+        // Operator files live beside the config, whatever the working
+        // directory of the service.
+        if let (Some(base), Some(dir)) = (base, settings.reply.templates_dir.as_mut())
+            && dir.is_relative()
+        {
+            *dir = base.join(&*dir);
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -364,7 +391,7 @@ impl Settings {
                 reason: "must be an email address".into(),
             });
         }
-        // Issue 7: calendar and escalation sections.
+        self.review.validate()?;
         self.calendar.validate()?;
         self.escalation.validate()?;
         Ok(())

@@ -10,6 +10,10 @@
 //! after each pass; a customer's reply goes out only once the test server
 //! accepted the refund.
 //!
+//! It prints the decision table and where to look next (the replies, a
+//! case, the console) and logs only warnings unless `RUST_LOG` asks for
+//! more (see `main`).
+//!
 //! Sample mails carry the `Date:` at which the story happens; the demo sets
 //! each file's modification time (the receipt time the policy uses) to it,
 //! so the windows in the sample ledger hold whatever today's date is.
@@ -131,11 +135,34 @@ pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     sim.shutdown().await;
-    println!(
-        "See one case with: refundd --config {} case R-1",
-        dir.join("refundd.toml").display()
-    );
+    let example = cases
+        .iter()
+        .find(|c| c.outcome == Outcome::Review)
+        .or(cases.first())
+        .map_or_else(|| "R-1".to_owned(), |c| c.id.to_string());
+    print!("\n{}", next_steps(dir, &settings, &example));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where to look after the demo: the replies, a case, the console; as
+/// commands that work from here (the binary as it was invoked, so that
+/// `cargo run -- demo` gets a path it can paste).
+fn next_steps(dir: &Path, settings: &Settings, example_case: &str) -> String {
+    let program = std::env::args()
+        .next()
+        .filter(|p| p.contains('/'))
+        .unwrap_or_else(|| "refundd".to_owned());
+    let cli = format!("{program} --config {}", dir.join("refundd.toml").display());
+    format!(
+        "Where to look next:\n\
+         \x20 the replies, as .eml files    {outbox}/\n\
+         \x20 one case, with its trace      {cli} case {example_case}\n\
+         \x20 every case                    {cli} cases\n\
+         \x20 the reviewers' console        {cli} reviewer add you@anumi.example\n\
+         \x20                               {cli} serve   # then http://{listen}\n",
+        outbox = settings.outbox.dir.display(),
+        listen = settings.web.listen,
+    )
 }
 
 fn demo_settings(dir: &Path, sim: &PolarSim) -> Settings {
@@ -143,6 +170,8 @@ fn demo_settings(dir: &Path, sim: &PolarSim) -> Settings {
     settings.database.url = format!("sqlite://{}", dir.join("refundd.db").display());
     settings.outbox.dir = dir.join("outbox");
     settings.sender_auth.trusted_authserv_ids = vec![DEMO_AUTHSERV_ID.into()];
+    // The demo's console is opened over plain HTTP on loopback.
+    settings.web.secure_cookies = false;
     // The config file lets the operator inspect the demo with the CLI (the
     // Polar test server is gone by then, so `[polar]` is left out of it).
     let _ = std::fs::write(

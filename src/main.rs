@@ -110,7 +110,7 @@ enum Command {
         /// The order to refund (default: the case's).
         #[arg(long)]
         order: Option<String>,
-        /// Denial reason: all_credits_used, window_expired, subjective, terminated.
+        /// Deny reason id: all_credits_used, window_expired, subjective, terminated, or one of [[review.deny_reasons]].
         #[arg(long)]
         reason: Option<String>,
         /// What to ask for: order_id, result, purchase_address, check_order_id.
@@ -181,12 +181,24 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// The reply templates ([reply] templates_dir, [[review.deny_reasons]]).
+    Templates {
+        #[command(subcommand)]
+        command: TemplatesCommand,
+    },
     /// Run the whole pipeline on sample data in a demo folder; needs nothing but this binary.
     Demo {
         /// Where to create the demo (replaced if it exists).
         #[arg(long, default_value = "refundd-demo")]
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TemplatesCommand {
+    /// Render every reply kind and configured deny reason in every language, as text and
+    /// HTML, from sample facts; list each broken template with file and line (exit 1 if any).
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,7 +272,13 @@ enum LedgerCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    app::init_tracing(cli.log_json);
+    // The demo is a first run: its table says what happened, so it logs
+    // only what went wrong unless RUST_LOG asks for more.
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "warn,refundd=info",
+    };
+    app::init_tracing(cli.log_json, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -303,6 +321,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => app::serve_webhooks(&settings, listen).await,
         Command::Run => app::run_daemon(settings).await,
         Command::CheckConfig => app::check_config(&settings).await,
+        Command::Templates {
+            command: TemplatesCommand::Check,
+        } => app::check_templates(&settings),
         Command::Serve => app::serve_console(settings).await,
         Command::Queue {
             json,

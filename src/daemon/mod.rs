@@ -36,7 +36,7 @@ use chrono::Utc;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::reply::{FileSink, MailSink, smtp::SmtpError, smtp::SmtpSink};
+use crate::reply::{FileSink, MailSink, Templates, smtp::SmtpError, smtp::SmtpSink};
 use crate::retry::Backoff;
 use crate::store::{MailboxLease, Store, StoreError};
 
@@ -71,14 +71,24 @@ pub fn mail_sink(settings: &Settings) -> Result<Arc<dyn MailSink>, SmtpError> {
 }
 
 /// Runs every task until `shutdown` is cancelled, then waits for them to
-/// finish their current unit of work.
-pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result<(), DaemonError> {
+/// finish their current unit of work. Every reply (the engine's and the
+/// console's) is rendered with `templates`, so a reload of them reaches
+/// both.
+pub async fn run(
+    settings: Arc<Settings>,
+    templates: Templates,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     crate::act::polar::install_crypto_provider();
     if settings.imap.is_none() && settings.daemon.maildir.is_none() {
         return Err(DaemonError::NoMailbox);
     }
     let store = Store::connect(&settings.database.url).await?;
-    let pipeline = Arc::new(Pipeline::new(store.clone(), settings.clone())?);
+    let pipeline = Arc::new(Pipeline::with_templates(
+        store.clone(),
+        settings.clone(),
+        templates.clone(),
+    )?);
     let sink = mail_sink(&settings)?;
     let replies_queued = Arc::new(Notify::new());
     let backoff = Backoff {
@@ -96,7 +106,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
     let tracker = TaskTracker::new();
 
     // The console, /metrics and the webhooks are served by every instance.
-    let (app, webhook_wake) = http_router(&store, &settings, metrics.clone())?;
+    let (app, webhook_wake) = http_router(&store, &settings, templates.clone(), metrics.clone())?;
     let listener = tokio::net::TcpListener::bind(&settings.web.listen)
         .await
         .map_err(|source| DaemonError::Listen {
@@ -160,14 +170,15 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
         });
     }
     {
-        let (store, settings, shutdown, wake) = (
+        let (store, settings, templates, shutdown, wake) = (
             store.clone(),
             settings.clone(),
+            templates.clone(),
             shutdown.clone(),
             replies_queued.clone(),
         );
         tracker.spawn(async move {
-            periodic::run_sweep(store, settings, SWEEP_EVERY, wake, shutdown).await
+            periodic::run_sweep(store, settings, templates, SWEEP_EVERY, wake, shutdown).await
         });
     }
     if let Some(polar) = settings
@@ -199,9 +210,14 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> Result
 fn http_router(
     store: &Store,
     settings: &Arc<Settings>,
+    templates: Templates,
     metrics: Metrics,
 ) -> Result<(axum::Router, Arc<Notify>), DaemonError> {
-    let console = crate::web::router(crate::web::WebState::new(store.clone(), settings.clone())?);
+    let console = crate::web::router(crate::web::WebState::with_templates(
+        store.clone(),
+        settings.clone(),
+        templates,
+    )?);
     let mut app = console.merge(crate::metrics::router(metrics, store.clone()));
     let secret = settings
         .polar

@@ -63,12 +63,13 @@ pub async fn run_payments(
 pub async fn run_sweep(
     store: Store,
     settings: Arc<Settings>,
+    templates: crate::reply::Templates,
     period: Duration,
     replies_queued: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
-        match sweep::sweep(&store, &settings, Utc::now()).await {
+        match sweep::sweep(&store, &settings, &templates, Utc::now()).await {
             Ok(report) => {
                 if report.digest_message_id.is_some() || !report.closed.is_empty() {
                     replies_queued.notify_one();

@@ -103,6 +103,13 @@ pub enum ReplyKind {
     UnknownOrder,
     /// A person will look at it; by when the customer hears back.
     ReviewAcknowledged,
+    /// The customer never answered our question: the case is closed (the
+    /// deadline sweep's final note; says after how many days).
+    NeedsInfoClosed,
+    /// A reviewer denied under a reason the operator configured
+    /// (`[[review.deny_reasons]]`): the body is that reason's own template,
+    /// named by [`ReplyFacts::template`].
+    ReasonDenied,
     /// Nothing we could classify; a person will look at it.
     /// Never sent: `ignored` messages get no reply.
     NoReply,
@@ -110,6 +117,8 @@ pub enum ReplyKind {
 
 impl ReplyKind {
     /// The template base name under `templates/reply/` (snake_case).
+    /// `reason_denied` has no template of its own: its body is the
+    /// configured reason's ([`ReplyFacts::template`]).
     pub fn template_name(self) -> &'static str {
         match self {
             ReplyKind::FailedGenerationCredited => "failed_generation_credited",
@@ -127,6 +136,8 @@ impl ReplyKind {
             ReplyKind::NeedOrderId => "need_order_id",
             ReplyKind::UnknownOrder => "unknown_order",
             ReplyKind::ReviewAcknowledged => "review_acknowledged",
+            ReplyKind::NeedsInfoClosed => "needs_info_closed",
+            ReplyKind::ReasonDenied => "reason_denied",
             ReplyKind::NoReply => "no_reply",
         }
     }
@@ -176,6 +187,15 @@ pub struct ReplyFacts {
     pub purchased_at: Option<DateTime<Utc>>,
     /// The refund window in days, as configured (window replies).
     pub window_days: Option<i64>,
+    /// The body template of a [`ReplyKind::ReasonDenied`] reply: the
+    /// configured deny reason's `template` (e.g. `deny_duplicate_order`).
+    /// Every other kind has a template of its own and ignores this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Days a closed case waited for the customer's answer
+    /// (`needs_info_closed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_days: Option<i64>,
 }
 
 impl Decision {

@@ -91,6 +91,7 @@ pub fn compose_reply(
 pub fn payment_fallback(decision: &Decision) -> Decision {
     let mut fallback = decision.clone();
     fallback.reply = crate::domain::ReplyKind::ReviewAcknowledged;
+    fallback.reply_facts.template = None;
     fallback
 }
 

@@ -17,6 +17,7 @@
 //! with an acknowledgement: a person reads what the customer added.
 
 pub mod answer;
+pub mod deny;
 mod facts;
 pub mod outbox;
 pub mod review;
@@ -36,7 +37,7 @@ use crate::policy;
 use crate::progress::{NoProgress, Progress};
 use crate::queue::lifecycle::{LifecycleError, Opening, review_step};
 use crate::queue::{CaseStatus, Lifecycle};
-use crate::reply::{ReplyError, ReplyRenderer};
+use crate::reply::{ReplyError, Templates};
 use crate::store::{
     CaseId, CaseRow, DecisionBasis, NewEngineDecision, NewReply, Store, StoreError, StoredMessage,
 };
@@ -61,7 +62,7 @@ pub enum PipelineError {
     },
     #[error("extraction rules are invalid")]
     Rules(#[source] ExtractError),
-    #[error("reply templates are invalid")]
+    #[error("the reply templates cannot be used")]
     Templates(#[source] ReplyError),
     #[error("the deciding configuration cannot be read")]
     Config(#[source] crate::config::ConfigError),
@@ -99,7 +100,7 @@ pub struct Processed {
 pub struct Pipeline {
     store: Store,
     facts: FactsReader,
-    renderer: ReplyRenderer,
+    templates: Templates,
     settings: Arc<Settings>,
     lifecycle: Lifecycle,
     /// [`Settings::decision_fingerprint`], recorded with every decision.
@@ -107,17 +108,29 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Compiles the rules and templates; fails at start, not at 3 a.m.
+    /// Compiles the rules and the templates the settings name; fails at
+    /// start, not at 3 a.m.
     pub fn new(store: Store, settings: Arc<Settings>) -> Result<Pipeline, PipelineError> {
+        let templates =
+            Templates::load(settings.reply_templates()).map_err(PipelineError::Templates)?;
+        Pipeline::with_templates(store, settings, templates)
+    }
+
+    /// A pipeline answering with `templates`, shared with (and reloaded
+    /// for) the rest of the daemon.
+    pub fn with_templates(
+        store: Store,
+        settings: Arc<Settings>,
+        templates: Templates,
+    ) -> Result<Pipeline, PipelineError> {
         let facts = FactsReader::new(&settings).map_err(PipelineError::Rules)?;
-        let renderer = ReplyRenderer::new(None).map_err(PipelineError::Templates)?;
         let fingerprint = settings
             .decision_fingerprint()
             .map_err(PipelineError::Config)?;
         Ok(Pipeline {
             store,
             facts,
-            renderer,
+            templates,
             lifecycle: settings.lifecycle(),
             fingerprint,
             settings,
@@ -480,7 +493,7 @@ impl Pipeline {
         };
         let context = answer::reply_context(case_id, &to, decision, deadline, None);
         answer::compose_reply(
-            &self.renderer,
+            &self.templates.renderer(),
             &self.settings.reply,
             case_id,
             &to,
@@ -517,6 +530,7 @@ fn shadow_proposal(engine: &Decision) -> Decision {
     held.outcome = Outcome::Review;
     held.actions.clear();
     held.reply = ReplyKind::ReviewAcknowledged;
+    held.reply_facts.template = None;
     let actions = if engine.actions.is_empty() {
         "no action".to_owned()
     } else {
@@ -545,6 +559,7 @@ fn reopened_for_review(case: &CaseRow, facts: &MessageFacts) -> Decision {
     decision.outcome = Outcome::Review;
     decision.actions.clear();
     decision.reply = ReplyKind::ReviewAcknowledged;
+    decision.reply_facts.template = None;
     decision.flags.extend(facts.flags.iter().copied());
     decision.trace.push(TraceStep {
         clause: Clause::P5,

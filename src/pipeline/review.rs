@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::answer::{self, Addressee};
+pub use super::deny::{DenyReason, DenyReasons, DenyReply};
 use crate::config::Settings;
 use crate::domain::{
     Action, Category, Clause, CreditReason, Decision, Outcome, ReplyFacts, ReplyKind, TraceStep,
@@ -28,7 +29,7 @@ use crate::domain::{
 use crate::parse;
 use crate::policy::{order_reference, refund_limit};
 use crate::queue::{self, CaseStatus, Lifecycle};
-use crate::reply::{RenderedReply, ReplyError, ReplyRenderer};
+use crate::reply::{RenderedReply, ReplyError, Templates};
 use crate::store::{Actor, AuditAction, CaseId, CaseRow, Store, StoreError};
 
 /// Why a reviewer's decision cannot be recorded.
@@ -69,66 +70,6 @@ impl ReviewError {
 impl From<StoreError> for ReviewError {
     fn from(source: StoreError) -> Self {
         ReviewError::Store(source)
-    }
-}
-
-/// Why a reviewer denies a request: the clause and the reply it sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DenyReason {
-    /// P2: every credit of the order was used.
-    AllCreditsUsed,
-    /// P4: asked after the refund window.
-    WindowExpired,
-    /// P4: subjective dissatisfaction with an output that meets standards.
-    Subjective,
-    /// P4: the account was terminated for ToS violations.
-    Terminated,
-}
-
-impl DenyReason {
-    /// Every reason, in the order the console lists them.
-    pub const ALL: [DenyReason; 4] = [
-        DenyReason::AllCreditsUsed,
-        DenyReason::WindowExpired,
-        DenyReason::Subjective,
-        DenyReason::Terminated,
-    ];
-
-    /// The stable name (`all_credits_used`, …).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DenyReason::AllCreditsUsed => "all_credits_used",
-            DenyReason::WindowExpired => "window_expired",
-            DenyReason::Subjective => "subjective",
-            DenyReason::Terminated => "terminated",
-        }
-    }
-
-    /// The policy clause and its wording, for the console.
-    pub const fn label(self) -> &'static str {
-        match self {
-            DenyReason::AllCreditsUsed => "P2 — every credit of the pack was used",
-            DenyReason::WindowExpired => "P4 — cash refund asked after the 14-day window",
-            DenyReason::Subjective => "P4 — subjective dissatisfaction",
-            DenyReason::Terminated => "P4 — account terminated for ToS violations",
-        }
-    }
-
-    const fn clause(self) -> Clause {
-        match self {
-            DenyReason::AllCreditsUsed => Clause::P2,
-            _ => Clause::P4,
-        }
-    }
-
-    const fn reply(self) -> ReplyKind {
-        match self {
-            DenyReason::AllCreditsUsed => ReplyKind::CashRefundAllUsed,
-            DenyReason::WindowExpired => ReplyKind::WindowExpired,
-            DenyReason::Subjective => ReplyKind::SubjectiveDenied,
-            DenyReason::Terminated => ReplyKind::TerminatedDenied,
-        }
     }
 }
 
@@ -209,8 +150,10 @@ pub enum ReviewChoice {
         #[serde(default)]
         credits: Option<i64>,
     },
-    /// Refused under a policy clause.
-    Deny { reason: DenyReason },
+    /// Refused under a policy clause: the id of a configured deny reason
+    /// (the shipped `all_credits_used`, `window_expired`, `subjective`,
+    /// `terminated`, or one of `[[review.deny_reasons]]`).
+    Deny { reason: String },
     /// The customer must tell us more.
     Ask { ask: AskFor },
 }
@@ -305,20 +248,39 @@ pub struct Applied {
 /// the CLI.
 pub struct ReviewDesk {
     store: Store,
-    renderer: Arc<ReplyRenderer>,
+    templates: Templates,
+    deny_reasons: DenyReasons,
     settings: Arc<Settings>,
     lifecycle: Lifecycle,
 }
 
 impl ReviewDesk {
-    /// Loads the reply templates (failing at start if one is broken).
+    /// Loads the reply templates the settings name (failing at start if
+    /// one is broken).
     pub fn new(store: Store, settings: Arc<Settings>) -> Result<ReviewDesk, ReplyError> {
-        Ok(ReviewDesk {
+        let templates = Templates::load(settings.reply_templates())?;
+        Ok(ReviewDesk::with_templates(store, settings, templates))
+    }
+
+    /// A desk answering with `templates`, shared with (and reloaded for)
+    /// the rest of the daemon.
+    pub fn with_templates(
+        store: Store,
+        settings: Arc<Settings>,
+        templates: Templates,
+    ) -> ReviewDesk {
+        ReviewDesk {
             store,
-            renderer: Arc::new(ReplyRenderer::new(None)?),
+            templates,
+            deny_reasons: DenyReasons::from_config(&settings.review),
             lifecycle: settings.lifecycle(),
             settings,
-        })
+        }
+    }
+
+    /// The reasons a reviewer may deny with, in console order.
+    pub fn deny_reasons(&self) -> &DenyReasons {
+        &self.deny_reasons
     }
 
     /// The store decisions are recorded in.
@@ -350,7 +312,8 @@ impl ReviewDesk {
         let to = self.addressee(&case).await?;
         let context = answer::reply_context(case.id, &to, &decision, deadline, personal_note);
         let reply = self
-            .renderer
+            .templates
+            .renderer()
             .render(&context)
             .map_err(|source| ReviewError::Reply {
                 case: case.id,
@@ -467,7 +430,7 @@ impl ReviewDesk {
         now: DateTime<Utc>,
     ) -> Result<crate::store::NewReply, ReviewError> {
         answer::compose_reply(
-            &self.renderer,
+            &self.templates.renderer(),
             &self.settings.reply,
             case.id,
             to,
@@ -524,7 +487,10 @@ impl ReviewDesk {
             wallet.as_ref(),
             choice,
             reviewer,
-            &self.settings,
+            &Rules {
+                settings: &self.settings,
+                deny_reasons: &self.deny_reasons,
+            },
         )?;
         let status = queue::status_after(decision.outcome);
         let deadline = queue::is_open(status).then(|| self.lifecycle.deadline_from(now));
@@ -665,16 +631,24 @@ pub fn limits_of(case: &CaseRow, wallet: Option<&WalletFacts>) -> CaseLimits {
     }
 }
 
+/// What a reviewer's choice is weighed against besides the case: the
+/// settings and the configured deny reasons.
+struct Rules<'a> {
+    settings: &'a Settings,
+    deny_reasons: &'a DenyReasons,
+}
+
 /// The decision a choice makes of a case (pure; validates the choice
-/// against the limits).
+/// against the limits and the configured reasons).
 fn decide(
     case: &CaseRow,
     limits: &CaseLimits,
     wallet: Option<&WalletFacts>,
     choice: &ReviewChoice,
     reviewer: &str,
-    settings: &Settings,
+    rules: &Rules<'_>,
 ) -> Result<Decision, ReviewError> {
+    let settings = rules.settings;
     let mut d = case.decision.clone();
     d.actions.clear();
     d.reply_facts = ReplyFacts::default();
@@ -797,9 +771,20 @@ fn decide(
             )
         }
         ReviewChoice::Deny { reason } => {
+            let reason = rules.deny_reasons.get(reason).ok_or_else(|| {
+                ReviewError::Invalid(format!(
+                    "unknown deny reason `{}`; the configured reasons are: {}",
+                    reason.chars().take(64).collect::<String>(),
+                    rules.deny_reasons.ids()
+                ))
+            })?;
             d.outcome = Outcome::Denied;
-            d.reply = reason.reply();
-            if *reason == DenyReason::WindowExpired {
+            d.reply = reason.reply_kind();
+            d.reply_facts.template = reason.body_template().map(str::to_owned);
+            // The window reply quotes the purchase and the window; an
+            // operator's own reply may quote the order (each only when
+            // the case knows it).
+            if matches!(d.reply, ReplyKind::WindowExpired | ReplyKind::ReasonDenied) {
                 let order = d
                     .order_id
                     .as_deref()
@@ -809,9 +794,9 @@ fn decide(
                 d.reply_facts.window_days = Some(settings.policy.refund_window_days);
             }
             (
-                reason.clause(),
-                format!("{who} denied the request: {}.", reason.label()),
-                vec![("reason".to_owned(), reason.as_str().to_owned())],
+                reason.clause,
+                format!("{who} denied the request: {}.", reason.label),
+                vec![("reason".to_owned(), reason.id.clone())],
             )
         }
         ReviewChoice::Ask { ask } => {
@@ -839,6 +824,13 @@ mod tests {
         Generation, GenerationStatus, Language, Order, Refund, Wallet, WalletStatus,
     };
     use chrono::TimeZone;
+
+    fn rules<'a>(settings: &'a Settings, deny_reasons: &'a DenyReasons) -> Rules<'a> {
+        Rules {
+            settings,
+            deny_reasons,
+        }
+    }
 
     fn t(day: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 6, day, 12, 0, 0).unwrap()
@@ -950,6 +942,7 @@ mod tests {
         let c = case(Category::CashRefund, Some("o1"), None);
         let limits = limits_of(&c, Some(&w));
         let settings = Settings::default();
+        let reasons = DenyReasons::shipped();
         for (amount, ok) in [
             (Some(400), true),
             (Some(401), false),
@@ -961,7 +954,14 @@ mod tests {
                 order_id: None,
                 amount,
             };
-            let result = decide(&c, &limits, Some(&w), &choice, "rev@x", &settings);
+            let result = decide(
+                &c,
+                &limits,
+                Some(&w),
+                &choice,
+                "rev@x",
+                &rules(&settings, &reasons),
+            );
             assert_eq!(result.is_ok(), ok, "amount {amount:?}");
         }
     }
@@ -978,13 +978,14 @@ mod tests {
             Some(ReviewChoice::ApproveCredit { credits: Some(2) })
         );
         let settings = Settings::default();
+        let reasons = DenyReasons::shipped();
         let d = decide(
             &c,
             &limits,
             Some(&w),
             &ReviewChoice::ApproveCredit { credits: None },
             "rev@x",
-            &settings,
+            &rules(&settings, &reasons),
         )
         .unwrap();
         assert_eq!(d.outcome, Outcome::Approved);
@@ -1004,7 +1005,7 @@ mod tests {
             Some(&w),
             &ReviewChoice::ApproveCredit { credits: Some(3) },
             "rev@x",
-            &settings,
+            &rules(&settings, &reasons),
         );
         assert!(matches!(too_many, Err(ReviewError::Invalid(_))));
     }
@@ -1015,10 +1016,11 @@ mod tests {
         let c = case(Category::CashRefund, Some("o1"), None);
         let limits = limits_of(&c, Some(&w));
         let settings = Settings::default();
+        let reasons = DenyReasons::shipped();
         for (choice, outcome, reply, clause) in [
             (
                 ReviewChoice::Deny {
-                    reason: DenyReason::WindowExpired,
+                    reason: "window_expired".into(),
                 },
                 Outcome::Denied,
                 ReplyKind::WindowExpired,
@@ -1026,7 +1028,7 @@ mod tests {
             ),
             (
                 ReviewChoice::Deny {
-                    reason: DenyReason::AllCreditsUsed,
+                    reason: "all_credits_used".into(),
                 },
                 Outcome::Denied,
                 ReplyKind::CashRefundAllUsed,
@@ -1049,10 +1051,94 @@ mod tests {
                 Clause::Id,
             ),
         ] {
-            let d = decide(&c, &limits, Some(&w), &choice, "rev@x", &settings).unwrap();
+            let d = decide(
+                &c,
+                &limits,
+                Some(&w),
+                &choice,
+                "rev@x",
+                &rules(&settings, &reasons),
+            )
+            .unwrap();
             assert_eq!((d.outcome, d.reply), (outcome, reply), "{choice:?}");
             assert!(d.actions.is_empty());
             assert_eq!(d.trace.last().unwrap().clause, clause);
+        }
+    }
+
+    #[test]
+    fn a_configured_reason_denies_with_its_clause_and_template_and_an_unknown_one_is_refused() {
+        let w = wallet(0, 0);
+        let c = case(Category::CashRefund, Some("o1"), None);
+        let limits = limits_of(&c, Some(&w));
+        let mut settings = Settings::default();
+        settings.review.deny_reasons = vec![crate::pipeline::deny::DenyReasonConfig {
+            id: "duplicate_order".into(),
+            label: "P4 — bought the same pack twice".into(),
+            clause: Clause::P4,
+            template: "deny_duplicate_order".into(),
+        }];
+        let reasons = DenyReasons::from_config(&settings.review);
+        let deny = |reason: &str| ReviewChoice::Deny {
+            reason: reason.into(),
+        };
+        let d = decide(
+            &c,
+            &limits,
+            Some(&w),
+            &deny("duplicate_order"),
+            "rev@x",
+            &rules(&settings, &reasons),
+        )
+        .unwrap();
+        assert_eq!(d.outcome, Outcome::Denied);
+        assert_eq!(d.reply, ReplyKind::ReasonDenied);
+        assert_eq!(
+            d.reply_facts.template.as_deref(),
+            Some("deny_duplicate_order")
+        );
+        assert_eq!(d.reply_facts.order_reference.as_deref(), Some("ANUMI-o1"));
+        let step = d.trace.last().unwrap();
+        assert_eq!(step.clause, Clause::P4);
+        assert!(
+            step.finding.contains("bought the same pack twice"),
+            "{}",
+            step.finding
+        );
+        assert_eq!(
+            step.facts,
+            [("reason".to_owned(), "duplicate_order".to_owned())]
+        );
+
+        let shipped = decide(
+            &c,
+            &limits,
+            Some(&w),
+            &deny("subjective"),
+            "rev@x",
+            &rules(&settings, &reasons),
+        )
+        .unwrap();
+        assert_eq!(shipped.reply, ReplyKind::SubjectiveDenied);
+        assert_eq!(shipped.reply_facts.template, None);
+
+        let unknown = decide(
+            &c,
+            &limits,
+            Some(&w),
+            &deny("because"),
+            "rev@x",
+            &rules(&settings, &reasons),
+        );
+        match unknown {
+            Err(ReviewError::Invalid(message)) => {
+                assert!(
+                    message.contains("unknown deny reason `because`"),
+                    "{message}"
+                );
+                assert!(message.contains("duplicate_order"), "{message}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

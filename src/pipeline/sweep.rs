@@ -8,7 +8,8 @@
 //! digest mail to `[escalation] team_address` in the replies outbox naming
 //! the newly alerted cases; and, for cases that waited on the customer for
 //! `needs_info_close_after_days`, the case resolved with a polite final note
-//! in the customer's language.
+//! in the customer's language (the `needs_info_closed` reply template, which
+//! the operator may replace like every other).
 //!
 //! A case waiting on the customer (`needs_info`) is paused: it is never
 //! warned about or breached (the pipeline gives it a new deadline from the
@@ -20,32 +21,13 @@ use chrono::{DateTime, Duration, Utc};
 use minijinja::{Environment, context};
 
 use crate::config::Settings;
-use crate::domain::Language;
+use crate::domain::{ReplyFacts, ReplyKind};
 use crate::queue::{BusinessCalendar, Lifecycle};
-use crate::reply::{self, RenderedReply, ReplyEnvelope, ReplyError};
+use crate::reply::{self, RenderedReply, ReplyContext, ReplyEnvelope, ReplyError, Templates};
 use crate::store::{AlertKind, CaseId, CaseRow, CaseStatus, NewReply, Store, StoreError};
 
 /// The team digest's body template.
 const DIGEST: &str = include_str!("../../templates/escalation/digest.txt");
-/// The final note to a customer who never answered, per language.
-const CLOSED: [(Language, &str); 4] = [
-    (
-        Language::En,
-        include_str!("../../templates/escalation/needs_info_closed.en.txt"),
-    ),
-    (
-        Language::De,
-        include_str!("../../templates/escalation/needs_info_closed.de.txt"),
-    ),
-    (
-        Language::Fr,
-        include_str!("../../templates/escalation/needs_info_closed.fr.txt"),
-    ),
-    (
-        Language::Es,
-        include_str!("../../templates/escalation/needs_info_closed.es.txt"),
-    ),
-];
 /// Longest customer subject quoted in the digest, in characters.
 const MAX_SUBJECT_CHARS: usize = 80;
 
@@ -93,17 +75,19 @@ pub struct SweepReport {
     pub conflicts: usize,
 }
 
-/// One pass: alerts and digest, then closing abandoned cases.
+/// One pass: alerts and digest, then closing abandoned cases, whose final
+/// note is rendered with `templates`.
 #[tracing::instrument(skip_all, fields(stage = "sweep"))]
 pub async fn sweep(
     store: &Store,
     settings: &Settings,
+    templates: &Templates,
     now: DateTime<Utc>,
 ) -> Result<SweepReport, SweepError> {
     let lifecycle = settings.lifecycle();
     let mut report = SweepReport::default();
     escalate(store, settings, &lifecycle, now, &mut report).await?;
-    close_abandoned(store, settings, &lifecycle, now, &mut report).await?;
+    close_abandoned(store, settings, templates, &lifecycle, now, &mut report).await?;
     if !report.warned.is_empty() || !report.breached.is_empty() || !report.closed.is_empty() {
         tracing::info!(
             warned = report.warned.len(),
@@ -303,6 +287,7 @@ fn digest(
 async fn close_abandoned(
     store: &Store,
     settings: &Settings,
+    templates: &Templates,
     lifecycle: &Lifecycle,
     now: DateTime<Utc>,
     report: &mut SweepReport,
@@ -316,7 +301,7 @@ async fn close_abandoned(
         if case.status != CaseStatus::NeedsInfo {
             continue;
         }
-        let note = closing_note(store, settings, &case, days, now).await?;
+        let note = closing_note(store, settings, templates, &case, days, now).await?;
         let reason =
             format!("no answer from the customer for {days} days; closed with a final note");
         let closing = lifecycle
@@ -344,26 +329,33 @@ async fn close_abandoned(
 async fn closing_note(
     store: &Store,
     settings: &Settings,
+    templates: &Templates,
     case: &CaseRow,
     days: u32,
     now: DateTime<Utc>,
 ) -> Result<NewReply, SweepError> {
-    let template = CLOSED
-        .iter()
-        .find(|(l, _)| *l == case.language)
-        .map_or(CLOSED[0].1, |(_, t)| t);
     let tag = case.id.to_string();
-    let text = render(
-        "final note",
-        template,
-        context! { days => days, tag => format!("[#{tag}]") },
-    )?;
-    let subject = reply::reply_subject(&case.subject, &tag, case.language);
-    let rendered = RenderedReply {
-        subject: subject.clone(),
-        html: html_paragraphs(&text),
-        text,
+    let context = ReplyContext {
+        kind: ReplyKind::NeedsInfoClosed,
+        language: case.language,
+        case_tag: tag.clone(),
+        customer_name: None,
+        original_subject: case.subject.clone(),
+        facts: ReplyFacts {
+            waited_days: Some(i64::from(days)),
+            ..ReplyFacts::default()
+        },
+        review_deadline: None,
+        personal_note: None,
     };
+    let rendered = templates
+        .renderer()
+        .render(&context)
+        .map_err(|source| SweepError::Compose {
+            what: "final note",
+            source,
+        })?;
+    let subject = rendered.subject.clone();
     let message_id = reply::new_message_id(&settings.reply.message_id_domain);
     let mut envelope =
         ReplyEnvelope::new(&settings.reply, message_id, tag, case.sender.clone(), now);
@@ -535,21 +527,5 @@ mod tests {
             html_paragraphs("a <b>\n\nc & d"),
             "<!DOCTYPE html>\n<html><body>\n<p>a &lt;b&gt;</p>\n<p>c &amp; d</p>\n</body></html>\n"
         );
-    }
-
-    #[test]
-    fn every_final_note_renders_with_the_days_and_the_tag() {
-        for (language, template) in CLOSED {
-            let text = render(
-                "final note",
-                template,
-                context! { days => 14, tag => "[#R-7]" },
-            )
-            .unwrap();
-            assert!(
-                text.contains("14") && text.contains("[#R-7]"),
-                "{language:?}"
-            );
-        }
     }
 }

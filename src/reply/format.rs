@@ -1,10 +1,11 @@
 //! How facts read in a reply: money in major units with its ISO code, dates
 //! in the customer's language, and plain-text paragraphs as HTML.
 //!
-//! Takes minor units, UTC times and rendered plain text; gives strings. Pure,
-//! never fails: an unknown currency is shown with two decimals.
+//! Takes minor units, times (in the zone they are to be read in) and
+//! rendered plain text; gives strings. Pure, never fails: an unknown
+//! currency is shown with two decimals.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, TimeZone};
 
 use crate::domain::Language;
 
@@ -137,11 +138,14 @@ const WEEKDAYS_ES: [&str; 7] = [
     "domingo",
 ];
 
-/// A UTC date as the language writes it: `3 June 2026`, `3. Juni 2026`,
+/// A date as the language writes it: `3 June 2026`, `3. Juni 2026`,
 /// `3 juin 2026`, `3 de junio de 2026`; with `weekday`, prefixed by the
 /// day's name (`Wednesday, 3 June 2026`, `mercredi 3 juin 2026`,
-/// `miércoles 3 de junio de 2026`).
-pub fn format_date(at: DateTime<Utc>, language: Language, weekday: bool) -> String {
+/// `miércoles 3 de junio de 2026`). The day is the one of `at`'s own zone:
+/// convert to the zone the customer is told times in first
+/// (`at.with_timezone(&zone)`), or 23:30 UTC reads as the wrong day in
+/// Berlin.
+pub fn format_date<Z: TimeZone>(at: DateTime<Z>, language: Language, weekday: bool) -> String {
     let (months, days) = match language {
         Language::En => (&MONTHS_EN, &WEEKDAYS_EN),
         Language::De => (&MONTHS_DE, &WEEKDAYS_DE),
@@ -239,7 +243,7 @@ fn flush_list(html: &mut String, items: &mut Vec<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::Utc;
 
     #[test]
     fn money_is_shown_in_major_units_with_the_currency_code() {
@@ -279,6 +283,17 @@ mod tests {
         for (language, weekday, expected) in cases {
             assert_eq!(format_date(at, language, weekday), expected);
         }
+    }
+
+    #[test]
+    fn a_date_is_the_day_of_the_zone_it_is_read_in() {
+        let at = Utc.with_ymd_and_hms(2026, 6, 3, 22, 30, 0).unwrap();
+        let berlin = at.with_timezone(&chrono_tz::Europe::Berlin);
+        assert_eq!(format_date(at, Language::De, false), "3. Juni 2026");
+        assert_eq!(
+            format_date(berlin, Language::De, true),
+            "Donnerstag, 4. Juni 2026"
+        );
     }
 
     #[test]

@@ -21,22 +21,43 @@
 //!   [`SendError`], which says whether a retry can help, when a sink cannot
 //!   deliver.
 //!
-//! Templates are embedded in the binary; an override directory with the same
-//! layout (`{lang}/{name}.txt`, `{lang}/layout.txt`, `{lang}/layout.html`)
-//! replaces single files.
+//! Templates are embedded in the binary; an override directory
+//! (`[reply] templates_dir`) with the same layout (`{lang}/{name}.txt`,
+//! `{lang}/layout.txt`, `{lang}/layout.html`) replaces single files and
+//! holds the bodies of configured deny reasons. [`check`] checks them all
+//! (`refundd templates check`); [`Templates`] is the set in use, reloaded
+//! on request.
 
+mod check;
 mod compose;
 mod format;
+mod reload;
 mod render;
 mod sink;
 pub mod smtp;
 mod templates;
 
+pub use check::{TemplateProblem, TemplateReport, check};
 pub use compose::{OutgoingMessage, ReplyEnvelope, compose, new_message_id};
 pub(crate) use format::escape_html;
 pub use format::{format_date, format_money};
+pub use reload::Templates;
 pub use render::{RenderedReply, ReplyContext, ReplyRenderer, reply_subject};
 pub use sink::{FileSink, MailSink, SendError};
+pub use templates::TemplateSource;
+
+/// The template name of every reply kind that has one of its own (every
+/// kind but `no_reply` and `reason_denied`): what a configured deny
+/// reason's `template` may reuse.
+pub fn shipped_bodies() -> impl Iterator<Item = (ReplyKind, &'static str)> {
+    render::SENT_KINDS.iter().map(|k| (*k, k.template_name()))
+}
+
+/// The facts a reply of `kind` cannot be sent without (`amount` for a
+/// cash refund, …); empty for most kinds.
+pub fn required_facts(kind: ReplyKind) -> &'static [&'static str] {
+    render::required_facts(kind)
+}
 
 use crate::domain::{Language, ReplyKind};
 
@@ -44,24 +65,21 @@ use crate::domain::{Language, ReplyKind};
 /// retrying: they are broken templates, missing facts or bad addresses.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplyError {
-    /// A template does not compile or fails on sample facts (found at start).
+    /// A template fails to render.
     #[error("reply template {name} is broken: {source}")]
     Template {
         name: String,
         #[source]
         source: minijinja::Error,
     },
-    /// The override directory cannot be read.
-    #[error("cannot read reply template override {path}: {source}")]
-    Override {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file in the override directory replaces no known template (a typo
-    /// would otherwise be ignored silently).
-    #[error("reply template override {path} does not replace any known template")]
-    UnknownOverride { path: std::path::PathBuf },
+    /// The templates failed their check (at start or on reload): every
+    /// problem, with file and line.
+    #[error("the reply templates are broken: {0}")]
+    Broken(TemplateReport),
+    /// A `reason_denied` reply names a body template that was not loaded
+    /// (no configured deny reason has it).
+    #[error("no reply template {0:?} is configured")]
+    UnknownBody(String),
     /// `no_reply` (ignored mail) has no template: nothing may be sent.
     #[error("reply kind no_reply is never sent")]
     NoReply,

@@ -7,21 +7,24 @@
 //! `{{ 7*7 }}` in a subject stays `{{ 7*7 }}`; the HTML layout escapes it
 //! (auto-escaping by the `.html` name) and lines meant for headers lose
 //! their control characters. Every template is rendered against sample
-//! facts when the renderer is built, so a broken template stops the start,
-//! not a reply at 3 a.m.
+//! facts when the renderer is built ([`check`](super::check)), so a broken
+//! template stops the start, not a reply at 3 a.m. Dates are told in the
+//! configured time zone (`[calendar] time_zone`), written the way the
+//! reply's language writes them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, UndefinedBehavior, Value};
 use regex::Regex;
 
 use super::ReplyError;
 use super::format::{format_date, format_money, paragraphs_html};
-use super::templates;
+use super::templates::TemplateSource;
 use crate::domain::{Language, ReplyFacts, ReplyKind};
 
 /// Longest customer name quoted in a greeting, in characters.
@@ -34,7 +37,7 @@ const MAX_NOTE_CHARS: usize = 4000;
 const MAX_REFERENCE_CHARS: usize = 100;
 
 /// Every kind that is sent, i.e. has templates. `NoReply` is not.
-pub(super) const SENT_KINDS: [ReplyKind; 15] = [
+pub(super) const SENT_KINDS: [ReplyKind; 16] = [
     ReplyKind::FailedGenerationCredited,
     ReplyKind::FailedGenerationAlreadyRefunded,
     ReplyKind::CashRefundApproved,
@@ -50,6 +53,7 @@ pub(super) const SENT_KINDS: [ReplyKind; 15] = [
     ReplyKind::NeedOrderId,
     ReplyKind::UnknownOrder,
     ReplyKind::ReviewAcknowledged,
+    ReplyKind::NeedsInfoClosed,
 ];
 
 /// Every language we answer in.
@@ -88,23 +92,68 @@ pub struct RenderedReply {
     pub html: String,
 }
 
-/// The loaded and validated reply templates. Build once at start.
+/// The loaded and validated reply templates. Build once at start (and
+/// again on reload, see [`Templates`](super::Templates)).
 pub struct ReplyRenderer {
     env: Environment<'static>,
+    /// The zone dates are told to customers in.
+    zone: Tz,
+    /// Configured body templates (deny reasons'), beyond the kinds' own.
+    bodies: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for ReplyRenderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplyRenderer").finish_non_exhaustive()
+        f.debug_struct("ReplyRenderer")
+            .field("zone", &self.zone)
+            .field("bodies", &self.bodies)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which alternative of a reply a layout renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    Text,
+    Html,
+}
+
+impl Part {
+    pub(super) const fn layout(self) -> &'static str {
+        match self {
+            Part::Text => "layout.txt",
+            Part::Html => "layout.html",
+        }
     }
 }
 
 impl ReplyRenderer {
-    /// Loads the embedded templates, replaced by the files of
-    /// `override_dir` where it has them, and renders every kind in every
-    /// language against sample facts (all facts, and only the required
-    /// ones), so that a broken template fails here.
+    /// The shipped templates, replaced by the files of `override_dir`
+    /// where it has them, telling dates in UTC; checked as
+    /// [`ReplyRenderer::load`] checks.
     pub fn new(override_dir: Option<&Path>) -> Result<Self, ReplyError> {
+        Self::load(&TemplateSource {
+            dir: override_dir.map(Path::to_path_buf),
+            ..TemplateSource::default()
+        })
+    }
+
+    /// Loads the shipped templates, replaced file by file from
+    /// `source.dir`, plus the configured body templates, and renders every
+    /// kind in every language, text and HTML, against sample facts (all of
+    /// them, only the guaranteed ones, and each optional one missing), so
+    /// that a broken template fails here with every problem it has.
+    pub fn load(source: &TemplateSource) -> Result<Self, ReplyError> {
+        let (renderer, report) = super::check::build(source);
+        if report.is_ok() {
+            Ok(renderer)
+        } else {
+            Err(ReplyError::Broken(report))
+        }
+    }
+
+    /// An environment with our syntax, undefined behaviour and filters.
+    pub(super) fn environment() -> Environment<'static> {
         let mut env = Environment::new();
         let syntax = SyntaxConfig::builder()
             .trim_blocks(true)
@@ -122,43 +171,36 @@ impl ReplyRenderer {
         env.add_filter("note_paragraphs", |text: String| {
             Value::from_safe_string(paragraphs_html(&text, true))
         });
-        for (name, source) in templates::sources(override_dir)? {
-            env.add_template_owned(name.clone(), source)
-                .map_err(|source| ReplyError::Template { name, source })?;
-        }
-        let renderer = ReplyRenderer { env };
-        renderer.validate()?;
-        Ok(renderer)
+        env
     }
 
-    fn validate(&self) -> Result<(), ReplyError> {
-        for language in LANGUAGES {
-            for kind in SENT_KINDS {
-                for full in [true, false] {
-                    self.render(&sample_context(kind, language, full))?;
-                }
-            }
-        }
-        Ok(())
+    /// A renderer over compiled templates (built by the check).
+    pub(super) fn from_parts(
+        env: Environment<'static>,
+        zone: Tz,
+        bodies: BTreeSet<String>,
+    ) -> Self {
+        ReplyRenderer { env, zone, bodies }
+    }
+
+    /// Whether a template of this name was compiled.
+    pub(super) fn has_template(&self, name: &str) -> bool {
+        self.env.get_template(name).is_ok()
+    }
+
+    /// Whether the text of template `name` contains `word`.
+    pub(super) fn mentions(&self, name: &str, word: &str) -> bool {
+        self.env
+            .get_template(name)
+            .is_ok_and(|t| t.source().contains(word))
     }
 
     /// Renders the reply: body of the kind, then the text and HTML layouts
     /// around it, and the subject.
     pub fn render(&self, context: &ReplyContext) -> Result<RenderedReply, ReplyError> {
-        if context.kind == ReplyKind::NoReply {
-            return Err(ReplyError::NoReply);
-        }
-        check_case_tag(&context.case_tag)?;
-        check_required_facts(context)?;
-        let lang = context.language.code();
-        let mut values = template_values(context);
-        let body = self.render_template(
-            &format!("{lang}/{}.txt", context.kind.template_name()),
-            &values,
-        )?;
-        values.insert("body".into(), Value::from(tidy(&body)));
-        let text = tidy(&self.render_template(&format!("{lang}/layout.txt"), &values)?);
-        let html = self.render_template(&format!("{lang}/layout.html"), &values)?;
+        let (values, _) = self.render_body(context)?;
+        let text = self.render_layout(&values, context.language, Part::Text)?;
+        let html = self.render_layout(&values, context.language, Part::Html)?;
         Ok(RenderedReply {
             subject: reply_subject(
                 &context.original_subject,
@@ -167,6 +209,60 @@ impl ReplyRenderer {
             ),
             text,
             html,
+        })
+    }
+
+    /// The name of the body template a context renders: the kind's own, or
+    /// the configured one of a `reason_denied` reply.
+    pub(super) fn body_name(&self, context: &ReplyContext) -> Result<String, ReplyError> {
+        let lang = context.language.code();
+        match context.kind {
+            ReplyKind::NoReply => Err(ReplyError::NoReply),
+            ReplyKind::ReasonDenied => {
+                let body = context
+                    .facts
+                    .template
+                    .as_deref()
+                    .ok_or(ReplyError::MissingFact {
+                        kind: context.kind,
+                        language: context.language,
+                        fact: "template",
+                    })?;
+                if !self.bodies.contains(body) {
+                    return Err(ReplyError::UnknownBody(clean_line(body, 80)));
+                }
+                Ok(format!("{lang}/{body}.txt"))
+            }
+            kind => Ok(format!("{lang}/{}.txt", kind.template_name())),
+        }
+    }
+
+    /// The body, rendered into the values the layouts see (as `body`).
+    pub(super) fn render_body(
+        &self,
+        context: &ReplyContext,
+    ) -> Result<(BTreeMap<String, Value>, String), ReplyError> {
+        let name = self.body_name(context)?;
+        check_case_tag(&context.case_tag)?;
+        check_required_facts(context)?;
+        let mut values = template_values(context, self.zone);
+        let body = tidy(&self.render_template(&name, &values)?);
+        values.insert("body".into(), Value::from(body.clone()));
+        Ok((values, name))
+    }
+
+    /// One alternative: the language's layout around the rendered body.
+    pub(super) fn render_layout(
+        &self,
+        values: &BTreeMap<String, Value>,
+        language: Language,
+        part: Part,
+    ) -> Result<String, ReplyError> {
+        let name = format!("{}/{}", language.code(), part.layout());
+        let rendered = self.render_template(&name, values)?;
+        Ok(match part {
+            Part::Text => tidy(&rendered),
+            Part::Html => rendered,
         })
     }
 
@@ -187,8 +283,9 @@ impl ReplyRenderer {
     }
 }
 
-/// The values a template sees. Only facts that are present are defined.
-fn template_values(context: &ReplyContext) -> BTreeMap<String, Value> {
+/// The values a template sees. Only facts that are present are defined;
+/// dates are the days they fall on in `zone`.
+fn template_values(context: &ReplyContext, zone: Tz) -> BTreeMap<String, Value> {
     let mut values: BTreeMap<String, Value> = BTreeMap::new();
     let mut set = |key: &str, value: Value| {
         values.insert(key.to_string(), value);
@@ -213,6 +310,7 @@ fn template_values(context: &ReplyContext) -> BTreeMap<String, Value> {
         ("credits_remaining", facts.credits_remaining),
         ("credits_total", facts.credits_total),
         ("window_days", facts.window_days),
+        ("waited_days", facts.waited_days),
     ] {
         if let Some(number) = number {
             set(key, Value::from(number));
@@ -229,20 +327,15 @@ fn template_values(context: &ReplyContext) -> BTreeMap<String, Value> {
         }
     }
     let language = context.language;
+    let date = |at: DateTime<Utc>, weekday| format_date(at.with_timezone(&zone), language, weekday);
     if let Some(at) = facts.refunded_at {
-        set("refunded_on", Value::from(format_date(at, language, false)));
+        set("refunded_on", Value::from(date(at, false)));
     }
     if let Some(at) = facts.purchased_at {
-        set(
-            "purchased_on",
-            Value::from(format_date(at, language, false)),
-        );
+        set("purchased_on", Value::from(date(at, false)));
     }
     if let Some(at) = context.review_deadline {
-        set(
-            "review_deadline",
-            Value::from(format_date(at, language, true)),
-        );
+        set("review_deadline", Value::from(date(at, true)));
     }
     values
 }
@@ -253,11 +346,13 @@ fn template_values(context: &ReplyContext) -> BTreeMap<String, Value> {
 /// credits) or what refundd computes (the review deadline). An optional
 /// ledger fact (a refund time, tax, invoice or receipt number) is never
 /// required: without it the reply says less, never nothing.
-fn required_facts(kind: ReplyKind) -> &'static [&'static str] {
+pub(super) fn required_facts(kind: ReplyKind) -> &'static [&'static str] {
     match kind {
         ReplyKind::CashRefundApproved => &["amount", "currency"],
         ReplyKind::FailedGenerationCredited | ReplyKind::CourtesyCredited => &["credits"],
         ReplyKind::ReviewAcknowledged => &["review_deadline"],
+        // refundd counts the days itself.
+        ReplyKind::NeedsInfoClosed => &["waited_days"],
         // POLICY.md's "the reply says when" holds when the ledger knows
         // when; a generation's `refunded_at` is optional in the contract.
         ReplyKind::AlreadyRefunded
@@ -271,6 +366,8 @@ fn required_facts(kind: ReplyKind) -> &'static [&'static str] {
         | ReplyKind::UnknownSender
         | ReplyKind::NeedOrderId
         | ReplyKind::UnknownOrder
+        // An operator's own denial promises nothing beyond the case tag.
+        | ReplyKind::ReasonDenied
         | ReplyKind::NoReply => &[],
     }
 }
@@ -286,6 +383,7 @@ fn check_required_facts(context: &ReplyContext) -> Result<(), ReplyError> {
                 .is_some_and(|c| !c.trim().is_empty()),
             "credits" => facts.credits.is_some(),
             "review_deadline" => context.review_deadline.is_some(),
+            "waited_days" => facts.waited_days.is_some(),
             _ => true,
         };
         if !present {
@@ -435,45 +533,11 @@ fn tidy(text: &str) -> String {
     out
 }
 
-/// A context with every fact (`full`) or only the required ones, for
-/// validating templates at start.
-fn sample_context(kind: ReplyKind, language: Language, full: bool) -> ReplyContext {
-    let at = Utc
-        .with_ymd_and_hms(2026, 6, 1, 12, 0, 0)
-        .single()
-        .expect("a valid sample date");
-    let all = ReplyFacts {
-        amount: Some(900),
-        currency: Some("EUR".into()),
-        credits: Some(5),
-        order_reference: Some("ANUMI-AAAAAAAB-0001".into()),
-        refunded_at: Some(at),
-        credits_remaining: Some(20),
-        credits_total: Some(50),
-        purchased_at: Some(at),
-        window_days: Some(14),
-    };
-    let needs = |fact| full || required_facts(kind).contains(&fact);
-    ReplyContext {
-        kind,
-        language,
-        case_tag: "R-1".into(),
-        customer_name: full.then(|| "Sample".into()),
-        original_subject: "Refund".into(),
-        facts: ReplyFacts {
-            amount: all.amount.filter(|_| needs("amount")),
-            currency: all.currency.clone().filter(|_| needs("currency")),
-            credits: all.credits.filter(|_| needs("credits")),
-            ..if full { all } else { ReplyFacts::default() }
-        },
-        review_deadline: Some(at).filter(|_| needs("review_deadline")),
-        personal_note: full.then(|| "A note.".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply::templates;
+    use chrono::TimeZone;
 
     fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, m, d, 9, 30, 0).unwrap()
@@ -490,6 +554,8 @@ mod tests {
             credits_total: Some(50),
             purchased_at: Some(at(2026, 4, 1)),
             window_days: Some(14),
+            template: None,
+            waited_days: Some(14),
         }
     }
 
@@ -520,6 +586,7 @@ mod tests {
         RefundedOn,
         PurchasedOn,
         WindowDays,
+        WaitedDays,
         Deadline,
         InvoiceExample,
     }
@@ -539,9 +606,11 @@ mod tests {
             }
             ReplyKind::UnknownOrder => &[OrderReference, InvoiceExample],
             ReplyKind::ReviewAcknowledged => &[Deadline],
+            ReplyKind::NeedsInfoClosed => &[WaitedDays],
             ReplyKind::SubjectiveDenied
             | ReplyKind::ModerationBlock
             | ReplyKind::TerminatedDenied
+            | ReplyKind::ReasonDenied
             | ReplyKind::NoReply => &[],
         }
     }
@@ -562,6 +631,7 @@ mod tests {
             Fact::RefundedOn => format_date(at(2026, 5, 20), language, false),
             Fact::PurchasedOn => format_date(at(2026, 4, 1), language, false),
             Fact::WindowDays => "14".into(),
+            Fact::WaitedDays => "14".into(),
             Fact::Deadline => format_date(at(2026, 6, 5), language, true),
             Fact::InvoiceExample => "ANUMI-XXXXXXXX-0001".into(),
         }
@@ -643,10 +713,12 @@ mod tests {
                 assert!(names.contains(&name.as_str()), "{name} is not embedded");
             }
         }
-        // A new ReplyKind must be added to SENT_KINDS (or be NoReply).
+        // A new ReplyKind must be added to SENT_KINDS (or be NoReply, or
+        // take its body from the configuration like ReasonDenied).
         for kind in SENT_KINDS {
             match kind {
                 ReplyKind::NoReply => panic!("no_reply is never sent"),
+                ReplyKind::ReasonDenied => panic!("reason_denied has no template of its own"),
                 ReplyKind::FailedGenerationCredited
                 | ReplyKind::FailedGenerationAlreadyRefunded
                 | ReplyKind::CashRefundApproved
@@ -661,7 +733,8 @@ mod tests {
                 | ReplyKind::UnknownSender
                 | ReplyKind::NeedOrderId
                 | ReplyKind::UnknownOrder
-                | ReplyKind::ReviewAcknowledged => {}
+                | ReplyKind::ReviewAcknowledged
+                | ReplyKind::NeedsInfoClosed => {}
             }
         }
     }
@@ -962,11 +1035,71 @@ mod tests {
             std::fs::create_dir(dir.path().join("en")).unwrap();
             std::fs::write(dir.path().join(file), source).unwrap();
             let error = ReplyRenderer::new(Some(dir.path())).unwrap_err();
-            let expected = match why {
-                "unknown" => matches!(error, ReplyError::UnknownOverride { .. }),
-                _ => matches!(error, ReplyError::Template { .. }),
+            let ReplyError::Broken(report) = &error else {
+                panic!("{why}: {error}");
             };
-            assert!(expected, "{why}: {error}");
+            let named = report
+                .problems
+                .iter()
+                .any(|p| p.file == dir.path().join(file).display().to_string());
+            assert!(named, "{why}: {error}");
         }
+    }
+
+    #[test]
+    fn dates_are_told_in_the_configured_zone_in_the_customers_language() {
+        let renderer = ReplyRenderer::load(&TemplateSource {
+            time_zone: chrono_tz::Europe::Berlin,
+            ..TemplateSource::default()
+        })
+        .unwrap();
+        let mut context = context(ReplyKind::WindowExpired, Language::De);
+        // 23:30 in Berlin on 31 May is already 1 June there.
+        context.facts.purchased_at = Some(Utc.with_ymd_and_hms(2026, 5, 31, 22, 30, 0).unwrap());
+        let reply = renderer.render(&context).unwrap();
+        assert!(
+            reply.text.contains("am 1. Juni 2026 gekauft"),
+            "{}",
+            reply.text
+        );
+        let utc = ReplyRenderer::new(None).unwrap().render(&context).unwrap();
+        assert!(utc.text.contains("am 31. Mai 2026 gekauft"), "{}", utc.text);
+    }
+
+    #[test]
+    fn a_reason_denied_reply_renders_its_configured_body() {
+        let dir = tempfile::tempdir().unwrap();
+        for lang in ["en", "de", "fr", "es"] {
+            std::fs::create_dir(dir.path().join(lang)).unwrap();
+            std::fs::write(
+                dir.path().join(format!("{lang}/deny_duplicate_order.txt")),
+                format!("[{lang}] You bought this pack twice."),
+            )
+            .unwrap();
+        }
+        let renderer = ReplyRenderer::load(&TemplateSource {
+            dir: Some(dir.path().to_path_buf()),
+            bodies: vec!["deny_duplicate_order".into()],
+            ..TemplateSource::default()
+        })
+        .unwrap();
+        let mut context = context(ReplyKind::ReasonDenied, Language::Fr);
+        context.facts.template = Some("deny_duplicate_order".into());
+        let reply = renderer.render(&context).unwrap();
+        assert!(reply.text.contains("[fr] You bought this pack twice."));
+        assert!(reply.html.contains("[fr] You bought this pack twice."));
+        context.facts.template = Some("deny_other".into());
+        assert!(matches!(
+            renderer.render(&context),
+            Err(ReplyError::UnknownBody(_))
+        ));
+        context.facts.template = None;
+        assert!(matches!(
+            renderer.render(&context),
+            Err(ReplyError::MissingFact {
+                fact: "template",
+                ..
+            })
+        ));
     }
 }

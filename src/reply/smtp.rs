@@ -726,6 +726,30 @@ impl AsyncWrite for TlsTcp {
     }
 }
 
+/// SMTP as the reply stage's [`MailSink`](super::MailSink): the envelope
+/// sender is `[smtp] from`, 4xx and broken connections are transient, 5xx
+/// and bad settings permanent.
+impl super::MailSink for SmtpSink {
+    fn send<'a>(
+        &'a self,
+        message: &'a super::OutgoingMessage,
+        to: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), super::SendError>> {
+        Box::pin(async move {
+            self.send_raw(self.envelope_from(), to, &message.raw)
+                .await
+                .map_err(|err| {
+                    let reason = err.to_string();
+                    if err.is_transient() {
+                        super::SendError::transient(reason, Some(Box::new(err)))
+                    } else {
+                        super::SendError::permanent(reason, Some(Box::new(err)))
+                    }
+                })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -848,29 +872,5 @@ mod tests {
         config.apply_env(|key| (key == "REFUNDD_SMTP_PASSWORD").then(|| "hunter2".to_owned()));
         assert_eq!(config.password.as_deref(), Some("hunter2"));
         assert!(!format!("{config:?}").contains("hunter2"));
-    }
-}
-
-/// SMTP as the reply stage's [`MailSink`](super::MailSink): the envelope
-/// sender is `[smtp] from`, 4xx and broken connections are transient, 5xx
-/// and bad settings permanent.
-impl super::MailSink for SmtpSink {
-    fn send<'a>(
-        &'a self,
-        message: &'a super::OutgoingMessage,
-        to: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<(), super::SendError>> {
-        Box::pin(async move {
-            self.send_raw(self.envelope_from(), to, &message.raw)
-                .await
-                .map_err(|err| {
-                    let reason = err.to_string();
-                    if err.is_transient() {
-                        super::SendError::transient(reason, Some(Box::new(err)))
-                    } else {
-                        super::SendError::permanent(reason, Some(Box::new(err)))
-                    }
-                })
-        })
     }
 }

@@ -178,6 +178,44 @@ pub async fn case(
     }))
 }
 
+/// One reason a reviewer may deny with.
+#[derive(Debug, Serialize)]
+pub struct ApiDenyReason {
+    /// What `{"action": "deny", "reason": …}` takes.
+    pub id: String,
+    pub label: String,
+    pub clause: crate::domain::Clause,
+    /// The reply kind the decision records (`reason_denied` for an
+    /// operator's own template).
+    pub reply: crate::domain::ReplyKind,
+    /// The operator's body template, for `reason_denied`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+/// `GET /api/deny-reasons`: the shipped reasons and `[[review.deny_reasons]]`,
+/// in the order the console lists them.
+pub async fn deny_reasons(
+    State(state): State<WebState>,
+    _user: ApiUser,
+) -> Json<Vec<ApiDenyReason>> {
+    Json(
+        state
+            .desk()
+            .deny_reasons()
+            .all()
+            .iter()
+            .map(|r| ApiDenyReason {
+                id: r.id.clone(),
+                label: r.label.clone(),
+                clause: r.clause,
+                reply: r.reply_kind(),
+                template: r.body_template().map(str::to_owned),
+            })
+            .collect(),
+    )
+}
+
 /// The body of a preview: a choice and an optional personal note.
 #[derive(Debug, Deserialize)]
 pub struct PreviewBody {

@@ -86,6 +86,25 @@ impl WebState {
     ) -> Result<WebState, WebError> {
         let desk = ReviewDesk::new(store, settings.clone())
             .map_err(|e| WebError::Internal(format!("reply templates: {e:#}")))?;
+        WebState::with_desk(desk, settings, clock)
+    }
+
+    /// The console's state answering with `templates`, shared with (and
+    /// reloaded for) the rest of the daemon, with the system clock.
+    pub fn with_templates(
+        store: Store,
+        settings: Arc<Settings>,
+        templates: crate::reply::Templates,
+    ) -> Result<WebState, WebError> {
+        let desk = ReviewDesk::with_templates(store, settings.clone(), templates);
+        WebState::with_desk(desk, settings, Arc::new(Utc::now))
+    }
+
+    fn with_desk(
+        desk: ReviewDesk,
+        settings: Arc<Settings>,
+        clock: Clock,
+    ) -> Result<WebState, WebError> {
         Ok(WebState {
             inner: Arc::new(Inner {
                 desk,
@@ -164,6 +183,7 @@ pub fn router(state: WebState) -> Router {
         )
         .route("/api/openapi.yaml", get(api::openapi))
         .route("/api/queue", get(api::queue))
+        .route("/api/deny-reasons", get(api::deny_reasons))
         .route("/api/cases/{id}", get(api::case))
         .route("/api/cases/{id}/preview", post(api::preview))
         .route("/api/cases/{id}/decision", post(api::decide))

@@ -20,7 +20,7 @@ use super::view::{
 use super::{WebError, WebState};
 use crate::domain::{Category, Flag, Outcome, WalletFacts};
 use crate::pipeline::review::{
-    AskFor, CaseLimits, DenyReason, ReviewChoice, ReviewError, ReviewRequest, limits_of,
+    AskFor, CaseLimits, DenyReasons, ReviewChoice, ReviewError, ReviewRequest, limits_of,
 };
 use crate::queue;
 use crate::store::{AuditEntry, CaseEvent, CaseId, CaseRow, QueueFilter, QueueItem, ReviewerRole};
@@ -370,7 +370,7 @@ fn ledger_view(
 }
 
 /// A choice in words, for the proposal and the confirmation.
-fn describe(choice: &ReviewChoice, limits: &CaseLimits) -> String {
+fn describe(choice: &ReviewChoice, limits: &CaseLimits, reasons: &DenyReasons) -> String {
     match choice {
         ReviewChoice::ApproveCash { order_id, amount } => {
             let order = limits
@@ -390,7 +390,10 @@ fn describe(choice: &ReviewChoice, limits: &CaseLimits) -> String {
         ReviewChoice::ApproveCredit { credits } => {
             format!("wallet credit of {} credit(s)", credits.unwrap_or(1))
         }
-        ReviewChoice::Deny { reason } => format!("deny — {}", reason.label()),
+        ReviewChoice::Deny { reason } => match reasons.get(reason) {
+            Some(reason) => format!("deny — {}", reason.label),
+            None => format!("deny ({reason})"),
+        },
         ReviewChoice::Ask { ask } => format!("ask the customer — {}", ask.label()),
     }
 }
@@ -416,10 +419,7 @@ fn choice_fields(choice: &ReviewChoice) -> Vec<(&'static str, String)> {
             f
         }
         ReviewChoice::Deny { reason } => {
-            vec![
-                ("action", "deny".into()),
-                ("reason", reason.as_str().into()),
-            ]
+            vec![("action", "deny".into()), ("reason", reason.clone())]
         }
         ReviewChoice::Ask { ask } => vec![("action", "ask".into()), ("ask", ask.as_str().into())],
     }
@@ -494,7 +494,7 @@ pub async fn case(
         for (k, v) in choice_fields(p) {
             href.push_str(&format!("&{k}={}", percent(&v)));
         }
-        context! { label => describe(p, &limits), href => href }
+        context! { label => describe(p, &limits, state.desk().deny_reasons()), href => href }
     });
     let (wallet_value, orders, generations, earlier) = ledger_view(&case, wallet.as_ref(), &limits);
     let cash_default = match &limits.proposal {
@@ -534,7 +534,13 @@ pub async fn case(
             credit_default => credit_default,
             proposal => proposal_view,
             preview => preview,
-            deny_reasons => DenyReason::ALL.map(|r| (r.as_str(), r.label())),
+            deny_reasons => state
+                .desk()
+                .deny_reasons()
+                .all()
+                .iter()
+                .map(|r| (r.id.clone(), r.label.clone()))
+                .collect::<Vec<_>>(),
             asks => AskFor::ALL.map(|a| (a.as_str(), a.label())),
             history => to_value(history(&events, &audit)),
             prev_href => prev.map(|c| format!("/cases/{c}")),
@@ -564,7 +570,7 @@ fn filled(v: &Option<String>) -> Option<&str> {
 }
 
 impl ChoiceForm {
-    fn choice(&self, limits: &CaseLimits) -> Result<ReviewChoice, WebError> {
+    fn choice(&self, limits: &CaseLimits, reasons: &DenyReasons) -> Result<ReviewChoice, WebError> {
         match self.action.as_str() {
             "approve" => limits.proposal.clone().ok_or_else(|| {
                 WebError::Invalid(
@@ -591,11 +597,17 @@ impl ChoiceForm {
             }),
             "deny" => {
                 let name = filled(&self.reason).unwrap_or_default();
-                DenyReason::ALL
-                    .into_iter()
-                    .find(|r| r.as_str() == name)
-                    .map(|reason| ReviewChoice::Deny { reason })
-                    .ok_or_else(|| WebError::Invalid(format!("unknown denial reason `{name}`")))
+                reasons
+                    .get(name)
+                    .map(|reason| ReviewChoice::Deny {
+                        reason: reason.id.clone(),
+                    })
+                    .ok_or_else(|| {
+                        WebError::Invalid(format!(
+                            "unknown deny reason `{name}`; the configured reasons are: {}",
+                            reasons.ids()
+                        ))
+                    })
             }
             "ask" => {
                 let name = filled(&self.ask).unwrap_or_default();
@@ -632,7 +644,7 @@ pub async fn confirm(
     let case = store.case(id).await?.ok_or(WebError::NotFound)?;
     let wallet = store.wallet_facts_by_email(&case.sender).await?;
     let limits = limits_of(&case, wallet.as_ref());
-    let choice = form.choice(&limits)?;
+    let choice = form.choice(&limits, state.desk().deny_reasons())?;
     let version = form.version()?.unwrap_or(case.version);
     let note = filled(&form.note).map(str::to_owned);
     let preview = state
@@ -670,7 +682,10 @@ pub async fn confirm(
         "confirm.html",
         context! {
             case => to_value(case_header(&case, claim, &signed, state.now())),
-            summary => format!("You are about to {} on {id}.", describe(&concrete, &limits)),
+            summary => format!(
+                "You are about to {} on {id}.",
+                describe(&concrete, &limits, state.desk().deny_reasons())
+            ),
             version => version,
             fields => choice_fields(&concrete),
             reply => context! { subject => preview.reply.subject, text => preview.reply.text },
@@ -694,7 +709,7 @@ pub async fn decide(
     let case = store.case(id).await?.ok_or(WebError::NotFound)?;
     let wallet = store.wallet_facts_by_email(&case.sender).await?;
     let limits = limits_of(&case, wallet.as_ref());
-    let choice = form.choice(&limits)?;
+    let choice = form.choice(&limits, state.desk().deny_reasons())?;
     let version = form
         .version()?
         .ok_or_else(|| WebError::Invalid("the form carries no case version".into()))?;
@@ -877,7 +892,10 @@ pub(super) async fn bulk_approve(
         {
             Ok(_) => results.push(result(
                 "approved",
-                format!("approved: {}", describe(&choice, &limits)),
+                format!(
+                    "approved: {}",
+                    describe(&choice, &limits, state.desk().deny_reasons())
+                ),
             )),
             Err(ReviewError::Conflict { detail, .. }) => results.push(result(
                 "conflict",
@@ -1034,7 +1052,7 @@ mod tests {
                 "ask" => f.ask = Some(field.1.into()),
                 _ => {}
             }
-            f.choice(&limits)
+            f.choice(&limits, &DenyReasons::shipped())
         };
         assert_eq!(
             form("approve_cash", ("amount", "7.20")).unwrap(),
@@ -1050,7 +1068,7 @@ mod tests {
         assert_eq!(
             form("deny", ("reason", "subjective")).unwrap(),
             ReviewChoice::Deny {
-                reason: DenyReason::Subjective
+                reason: "subjective".into()
             }
         );
         assert_eq!(

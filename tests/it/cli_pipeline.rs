@@ -440,6 +440,7 @@ fn the_demo_decides_every_kind_of_case_and_answers_all_but_the_ignored() {
         .args(["demo", "--dir", demo_dir.to_str().unwrap()])
         .env_remove("REFUNDD_CONFIG")
         .env_remove("REFUNDD_DATABASE_URL")
+        .env_remove("RUST_LOG")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -470,4 +471,21 @@ fn the_demo_decides_every_kind_of_case_and_answers_all_but_the_ignored() {
         replies, 15,
         "14 first replies plus the answer to Kim's follow-up"
     );
+    // A quiet first run: the table and where to look next, no log lines.
+    assert!(
+        out.stderr.is_empty(),
+        "the demo logs nothing unasked:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = demo_dir.join("refundd.toml").display().to_string();
+    for next in [
+        format!("{}/", demo_dir.join("outbox").display()),
+        format!("--config {config} case R-"),
+        format!("--config {config} serve"),
+    ] {
+        assert!(
+            stdout.contains(&next),
+            "the demo points at {next}:\n{stdout}"
+        );
+    }
 }

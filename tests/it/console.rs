@@ -147,8 +147,8 @@ impl Console {
         Console::start_with(db, |_| {}).await
     }
 
-    /// A console whose settings `configure` changed from the test defaults.
-    pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut Settings)) -> Console {
+    /// [`start`](Self::start), with `tune` applied to the settings.
+    pub async fn start_with(db: &TestDb, tune: impl FnOnce(&mut Settings)) -> Console {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = Store::connect(&db.url).await.unwrap();
         let report = refundd::store::import_jsonl(&store, LEDGER.as_bytes(), |_| {})
@@ -166,7 +166,7 @@ impl Console {
         }
         let mut settings = Settings::default();
         settings.web.secure_cookies = false;
-        configure(&mut settings);
+        tune(&mut settings);
         let minutes_ahead = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let ahead = minutes_ahead.clone();
         let clock = Arc::new(move || {
@@ -1333,6 +1333,217 @@ async fn a_case_shows_the_engine_proposal_with_its_configuration_fingerprint() {
     assert!(page.contains("Engine decisions"), "{page}");
     assert!(page.contains("proposed in shadow mode"));
     assert!(page.contains(&fingerprint));
+}
+
+/// `[reply] templates_dir` with the body of a configured deny reason in
+/// every language, and `[[review.deny_reasons]]` naming it.
+fn duplicate_order_reason(templates: &std::path::Path) -> impl FnOnce(&mut Settings) + use<> {
+    for (lang, text) in [
+        ("en", "DUPLICATE-EN: you bought this pack twice"),
+        ("de", "DUPLICATE-DE: Sie haben dieses Paket zweimal gekauft"),
+        ("fr", "DUPLICATE-FR: vous avez acheté ce pack deux fois"),
+        ("es", "DUPLICATE-ES: compró este paquete dos veces"),
+    ] {
+        std::fs::create_dir_all(templates.join(lang)).unwrap();
+        std::fs::write(
+            templates.join(format!("{lang}/deny_duplicate_order.txt")),
+            format!(
+                "{text}{{% if order_reference %}} (order {{{{ order_reference }}}}){{% endif %}}.\n"
+            ),
+        )
+        .unwrap();
+    }
+    let templates = templates.to_path_buf();
+    move |settings: &mut Settings| {
+        settings.reply.templates_dir = Some(templates);
+        settings.review.deny_reasons = vec![refundd::config::DenyReasonConfig {
+            id: "duplicate_order".into(),
+            label: "P4 — the same pack was bought twice by mistake".into(),
+            clause: Clause::P4,
+            template: "deny_duplicate_order".into(),
+        }];
+        settings.validate().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_configured_fifth_reason_denies_through_the_form_and_the_api_with_its_own_reply() {
+    let db = TestDb::sqlite();
+    let templates = tempfile::tempdir().unwrap();
+    let console = Console::start_with(&db, duplicate_order_reason(templates.path())).await;
+    let by_form = seed_case(
+        &console.store,
+        "ann@example.com",
+        Some(ANN_ORDER),
+        Category::CashRefund,
+        mail(
+            "ann@example.com",
+            "Ann",
+            "twice",
+            "I bought it twice",
+            None,
+            None,
+        ),
+        12,
+    )
+    .await;
+    let by_api = seed_case(
+        &console.store,
+        "ben@example.com",
+        Some(BEN_ORDER),
+        Category::CashRefund,
+        mail(
+            "ben@example.com",
+            "Ben",
+            "twice",
+            "bought twice",
+            None,
+            None,
+        ),
+        13,
+    )
+    .await;
+
+    // The console lists the reason with its label, after the shipped four.
+    let session = console.login("rita@anumi.example").await;
+    let page = console
+        .get(&session, &format!("/cases/{by_form}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let select = &page[page.find("name=\"reason\"").expect("the deny form")..];
+    let select = &select[..select.find("</select>").unwrap()];
+    for id in [
+        "all_credits_used",
+        "window_expired",
+        "subjective",
+        "terminated",
+    ] {
+        assert!(select.contains(&format!("value=\"{id}\"")), "{select}");
+    }
+    assert!(
+        select.contains(
+            "<option value=\"duplicate_order\">P4 — the same pack was bought twice by mistake</option>"
+        ),
+        "{select}"
+    );
+
+    // The confirmation shows the reason's own reply, and Send records it.
+    let version = console.version(by_form).await.to_string();
+    let confirm = console
+        .get(
+            &session,
+            &format!(
+                "/cases/{by_form}/confirm?action=deny&reason=duplicate_order&version={version}"
+            ),
+        )
+        .await;
+    assert_eq!(confirm.status(), StatusCode::OK);
+    let confirm = confirm.text().await.unwrap();
+    assert!(confirm.contains("DUPLICATE-EN"), "{confirm}");
+    assert!(confirm.contains("ANUMI-AAAAAAAA-0001"), "{confirm}");
+    let sent = console
+        .post(
+            &session,
+            &format!("/cases/{by_form}/decide"),
+            &[
+                ("action", "deny"),
+                ("reason", "duplicate_order"),
+                ("version", &version),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status(), StatusCode::SEE_OTHER);
+    let stored = console.store.case(by_form).await.unwrap().unwrap();
+    assert_eq!(stored.status, CaseStatus::Resolved);
+    assert_eq!(stored.decision.outcome, Outcome::Denied);
+    assert_eq!(stored.decision.reply, ReplyKind::ReasonDenied);
+    let step = stored.decision.trace.last().unwrap();
+    assert_eq!(step.clause, Clause::P4);
+    assert_eq!(
+        step.facts,
+        [("reason".to_owned(), "duplicate_order".to_owned())]
+    );
+    let replies = console.store.replies_for_case(by_form).await.unwrap();
+    assert_eq!(replies.len(), 1);
+    let raw = String::from_utf8_lossy(&replies[0].raw);
+    assert!(raw.contains("DUPLICATE-EN"), "{raw}");
+    assert!(raw.contains("ANUMI-AAAAAAAA-0001"), "{raw}");
+
+    // The JSON API lists the reasons and takes the id like any shipped
+    // one; an unknown id is a clear 422 naming the configured reasons, and
+    // changes nothing.
+    let token = console.token("sam@anumi.example").await;
+    let (status, reasons) = console
+        .api(&token, reqwest::Method::GET, "/api/deny-reasons", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = reasons
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "all_credits_used",
+            "window_expired",
+            "subjective",
+            "terminated",
+            "duplicate_order"
+        ]
+    );
+    assert_eq!(reasons[4]["reply"], "reason_denied");
+    assert_eq!(reasons[4]["template"], "deny_duplicate_order");
+    assert_eq!(reasons[4]["clause"], "P4");
+    let version = console.version(by_api).await;
+    let (status, body) = console
+        .api(
+            &token,
+            reqwest::Method::POST,
+            &format!("/api/cases/{by_api}/decision"),
+            Some(serde_json::json!({"version": version, "choice": {"action": "deny", "reason": "bought_twice"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("unknown deny reason `bought_twice`"),
+        "{message}"
+    );
+    assert!(message.contains("duplicate_order"), "{message}");
+    assert_eq!(console.version(by_api).await, version);
+    let (status, applied) = console
+        .api(
+            &token,
+            reqwest::Method::POST,
+            &format!("/api/cases/{by_api}/decision"),
+            Some(serde_json::json!({"version": version, "choice": {"action": "deny", "reason": "duplicate_order"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    assert_eq!(applied["outcome"], "denied");
+    let replies = console.store.replies_for_case(by_api).await.unwrap();
+    assert_eq!(replies.len(), 1);
+    let raw = String::from_utf8_lossy(&replies[0].raw);
+    assert!(raw.contains("DUPLICATE-EN"), "{raw}");
+    assert!(raw.contains("ANUMI-BBBBBBBB-0001"), "{raw}");
+
+    // An unknown id through the form is refused the same way.
+    let refused = console
+        .post(
+            &session,
+            &format!("/cases/{by_api}/decide"),
+            &[
+                ("action", "deny"),
+                ("reason", "bought_twice"),
+                ("version", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use refundd::config::Settings;
 use refundd::domain::Outcome;
 use refundd::pipeline;
 use refundd::pipeline::Pipeline;
+use refundd::reply::Templates;
 use refundd::store::{Actor, CaseId, CaseStatus, NewMessage, ReplyStatus, Store, import_jsonl};
 
 use crate::support::{TestDb, repo};
@@ -81,6 +82,7 @@ async fn deliver(store: &Store, file: &str, received_at: DateTime<Utc>) {
 
 async fn promise_is_acknowledged_escalated_and_breached(db: TestDb) {
     let (store, settings, pipeline) = desk(&db).await;
+    let templates = Templates::load(settings.reply_templates()).unwrap();
     // Friday 16:00 in Berlin: one hour on Friday, eight on Monday, seven on Tuesday.
     let received = berlin(2026, 6, 5, 16, 0);
     deliver(&store, "10-ivan-statutory.eml", received).await;
@@ -105,22 +107,27 @@ async fn promise_is_acknowledged_escalated_and_breached(db: TestDb) {
     );
 
     // Monday morning: plenty of time left, nothing happens.
-    let quiet = pipeline::sweep::sweep(&store, &settings, berlin(2026, 6, 8, 10, 0))
+    let quiet = pipeline::sweep::sweep(&store, &settings, &templates, berlin(2026, 6, 8, 10, 0))
         .await
         .unwrap();
     assert_eq!(quiet, pipeline::sweep::SweepReport::default());
 
     // Tuesday 12:00: four working hours left -> one digest to the team.
     let tuesday_noon = berlin(2026, 6, 9, 12, 0);
-    let warned = pipeline::sweep::sweep(&store, &settings, tuesday_noon)
+    let warned = pipeline::sweep::sweep(&store, &settings, &templates, tuesday_noon)
         .await
         .unwrap();
     assert_eq!(warned.warned, vec![case_id]);
     assert!(warned.breached.is_empty());
     let digest_id = warned.digest_message_id.clone().expect("a digest");
-    let again = pipeline::sweep::sweep(&store, &settings, tuesday_noon + Duration::minutes(30))
-        .await
-        .unwrap();
+    let again = pipeline::sweep::sweep(
+        &store,
+        &settings,
+        &templates,
+        tuesday_noon + Duration::minutes(30),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         again,
         pipeline::sweep::SweepReport::default(),
@@ -148,13 +155,13 @@ async fn promise_is_acknowledged_escalated_and_breached(db: TestDb) {
 
     // Tuesday 16:30: the deadline passed -> breach recorded once, with an event.
     let late = berlin(2026, 6, 9, 16, 30);
-    let breached = pipeline::sweep::sweep(&store, &settings, late)
+    let breached = pipeline::sweep::sweep(&store, &settings, &templates, late)
         .await
         .unwrap();
     assert_eq!(breached.breached, vec![case_id]);
     assert!(breached.digest_message_id.is_some());
     assert_eq!(
-        pipeline::sweep::sweep(&store, &settings, late + Duration::hours(1))
+        pipeline::sweep::sweep(&store, &settings, &templates, late + Duration::hours(1))
             .await
             .unwrap(),
         pipeline::sweep::SweepReport::default()
@@ -183,6 +190,7 @@ async fn promise_is_acknowledged_escalated_and_breached(db: TestDb) {
 
 async fn an_abandoned_case_is_closed_with_a_final_note(db: TestDb) {
     let (store, settings, pipeline) = desk(&db).await;
+    let templates = Templates::load(settings.reply_templates()).unwrap();
     let received = berlin(2026, 6, 5, 19, 30);
     deliver(&store, "14-stranger-no-order.eml", received).await;
     let done = pipeline.process_pending(received).await.unwrap();
@@ -192,14 +200,14 @@ async fn an_abandoned_case_is_closed_with_a_final_note(db: TestDb) {
     // Waiting on the customer pauses the clock: no warning, no breach.
     let day13 = received + Duration::days(13);
     assert_eq!(
-        pipeline::sweep::sweep(&store, &settings, day13)
+        pipeline::sweep::sweep(&store, &settings, &templates, day13)
             .await
             .unwrap(),
         pipeline::sweep::SweepReport::default()
     );
 
     let day15 = received + Duration::days(15);
-    let closed = pipeline::sweep::sweep(&store, &settings, day15)
+    let closed = pipeline::sweep::sweep(&store, &settings, &templates, day15)
         .await
         .unwrap();
     assert_eq!(closed.closed, vec![case_id]);
@@ -224,7 +232,7 @@ async fn an_abandoned_case_is_closed_with_a_final_note(db: TestDb) {
         "{headers}"
     );
     assert_eq!(
-        pipeline::sweep::sweep(&store, &settings, day15 + Duration::days(1))
+        pipeline::sweep::sweep(&store, &settings, &templates, day15 + Duration::days(1))
             .await
             .unwrap(),
         pipeline::sweep::SweepReport::default()

@@ -11,7 +11,7 @@ use refundd::domain::{Action, Outcome};
 use refundd::ingest::{RawMessage, store_message};
 use refundd::pipeline::Pipeline;
 use refundd::pipeline::outbox;
-use refundd::pipeline::review::{DenyReason, ReviewChoice, ReviewDesk, ReviewError, ReviewRequest};
+use refundd::pipeline::review::{ReviewChoice, ReviewDesk, ReviewError, ReviewRequest};
 use refundd::store::{AuditAction, CaseId, CaseStatus, Store, StoreError, import_jsonl};
 
 use crate::support::{RefusingSink, TestDb, pending_refunds, repo};
@@ -293,7 +293,7 @@ async fn a_claim_binds_and_an_admin_take_over_is_audited(db: TestDb) {
         .unwrap();
     let version = desk.store.case(case).await.unwrap().unwrap().version;
     let deny = ReviewChoice::Deny {
-        reason: DenyReason::WindowExpired,
+        reason: "window_expired".into(),
     };
 
     let refused = desk.decide(case, version, SAM, false, deny.clone()).await;

@@ -23,8 +23,9 @@ use std::sync::Arc;
 use refundd::config::Settings;
 use refundd::domain::{Action, Outcome};
 use refundd::ingest::{RawMessage, store_message};
-use refundd::pipeline::review::{AskFor, DenyReason, ReviewChoice, ReviewDesk, ReviewRequest};
+use refundd::pipeline::review::{AskFor, ReviewChoice, ReviewDesk, ReviewRequest};
 use refundd::pipeline::{Pipeline, outbox, sweep};
+use refundd::reply::Templates;
 use refundd::store::{AuditAction, CaseFilter, CaseId, Store, import_jsonl};
 
 use crate::support::{RefusingSink, TestDb, pending_refunds, repo};
@@ -73,6 +74,7 @@ struct World {
     settings: Arc<Settings>,
     pipeline: Pipeline,
     reviewers: ReviewDesk,
+    templates: Templates,
     clock: DateTime<Utc>,
     messages: usize,
 }
@@ -103,9 +105,16 @@ impl World {
             .await
             .unwrap();
         let settings = Arc::new(settings());
+        let templates = Templates::load(settings.reply_templates()).unwrap();
         World {
-            pipeline: Pipeline::new(store.clone(), settings.clone()).unwrap(),
-            reviewers: ReviewDesk::new(store.clone(), settings.clone()).unwrap(),
+            pipeline: Pipeline::with_templates(store.clone(), settings.clone(), templates.clone())
+                .unwrap(),
+            reviewers: ReviewDesk::with_templates(
+                store.clone(),
+                settings.clone(),
+                templates.clone(),
+            ),
+            templates,
             store,
             settings,
             clock: Utc.with_ymd_and_hms(2026, 6, 5, 9, 12, 0).unwrap(),
@@ -200,7 +209,7 @@ impl World {
             }
             Op::Sweeps { days } => {
                 self.clock += Duration::days(*days);
-                sweep::sweep(&self.store, &self.settings, self.clock)
+                sweep::sweep(&self.store, &self.settings, &self.templates, self.clock)
                     .await
                     .unwrap();
             }
@@ -252,7 +261,7 @@ impl World {
                 amount: Some(ANN_AMOUNT),
             },
             3 => ReviewChoice::Deny {
-                reason: DenyReason::Subjective,
+                reason: "subjective".into(),
             },
             _ => ReviewChoice::Ask {
                 ask: AskFor::OrderId,

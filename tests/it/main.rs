@@ -16,6 +16,7 @@ mod lifecycle_props;
 mod logs;
 mod mailstack;
 mod metrics;
+mod operator_words;
 mod payments;
 mod replay;
 mod replies;

@@ -15,7 +15,7 @@ use refundd::config::{PolarSettings, Settings};
 use refundd::domain::{Action, Outcome};
 use refundd::ingest::{RawMessage, store_message};
 use refundd::pipeline::Pipeline;
-use refundd::pipeline::review::{AskFor, DenyReason, ReviewChoice, ReviewDesk, ReviewRequest};
+use refundd::pipeline::review::{AskFor, ReviewChoice, ReviewDesk, ReviewRequest};
 use refundd::polar_sim::{PolarSim, Seed, SimConfig};
 use refundd::progress::NoProgress;
 use refundd::replay::{self, ReplayReport, Source};
@@ -683,7 +683,7 @@ async fn reviewers_who_decide_otherwise_are_named_in_the_confusion_table() {
     let ivan = decide(
         "ivan.cra@example.co.uk",
         ReviewChoice::Deny {
-            reason: DenyReason::WindowExpired,
+            reason: "window_expired".into(),
         },
     )
     .await;

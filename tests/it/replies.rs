@@ -352,9 +352,13 @@ fn the_hole_finder_sees_a_missing_fact() {
 fn every_kind_is_covered(decided: &[(Story, MessageFacts, Decision)]) {
     let kinds: Vec<ReplyKind> = decided.iter().map(|(s, _, _)| s.kind).collect();
     for kind in &kinds {
-        // A new ReplyKind must get a story here (or be NoReply).
+        // A new ReplyKind the engine chooses must get a story here (no_reply
+        // is never sent; reason_denied is only a reviewer's, with an
+        // operator's template: tests/it/console.rs).
         match kind {
             ReplyKind::NoReply => panic!("no_reply is never sent"),
+            ReplyKind::ReasonDenied => panic!("the engine never denies with a configured reason"),
+            ReplyKind::NeedsInfoClosed => panic!("only the deadline sweep closes a case"),
             ReplyKind::FailedGenerationCredited
             | ReplyKind::FailedGenerationAlreadyRefunded
             | ReplyKind::CashRefundApproved

@@ -172,6 +172,8 @@ fn a_pro_rated_refund_quotes_amount_credits_reference_and_window() {
             credits_total: Some(7),
             purchased_at: Some(bought()),
             window_days: Some(14),
+            template: None,
+            waited_days: None,
         }
     );
     let last = d.trace.last().unwrap();
