@@ -35,6 +35,9 @@ use crate::store::{ReplayScope, Store, import};
 pub type ArchiveItem =
     Result<(Vec<u8>, DateTime<Utc>, String), Box<dyn std::error::Error + Send + Sync>>;
 
+/// One message read from a Maildir, or why it could not be read.
+pub type MaildirItem = Result<(Vec<u8>, DateTime<Utc>, String), IngestError>;
+
 /// An archive never processed, with the ledger to decide it with.
 pub struct Archive {
     messages: Box<dyn Iterator<Item = ArchiveItem> + Send>,
@@ -70,9 +73,7 @@ where
 /// nothing is created, moved or flagged.
 pub fn maildir_messages(
     dir: &Path,
-) -> std::io::Result<
-    impl Iterator<Item = Result<(Vec<u8>, DateTime<Utc>, String), IngestError>> + Send + 'static,
-> {
+) -> std::io::Result<impl Iterator<Item = MaildirItem> + Send + 'static> {
     let maildir = Maildir::existing(dir)?;
     let entries = maildir.scan()?;
     Ok(entries.into_iter().map(move |entry| {
