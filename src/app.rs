@@ -1069,10 +1069,19 @@ pub struct ReplayArgs {
     pub case: Option<String>,
     pub candidate: Option<std::path::PathBuf>,
     pub maildir: Option<std::path::PathBuf>,
+    pub mbox: Option<std::path::PathBuf>,
+    pub imap_folder: Option<String>,
     pub ledger: Option<std::path::PathBuf>,
     pub json: bool,
     pub csv: bool,
     pub html: Option<std::path::PathBuf>,
+}
+
+/// An archived message as replay reads it.
+fn archived(
+    item: Result<ingest::archive::ArchivedMessage, ingest::archive::ArchiveError>,
+) -> Result<(Vec<u8>, chrono::DateTime<Utc>, String), ingest::archive::ArchiveError> {
+    item.map(|m| (m.bytes, m.received_at, m.source))
 }
 
 /// `refundd replay`: decides again, prints the table (or JSON, CSV),
@@ -1093,14 +1102,42 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<Exi
         }
         None => None,
     };
-    let (store, source) = match (&args.maildir, &args.ledger) {
-        (Some(dir), Some(ledger)) => {
-            let messages = replay::maildir_messages(dir)
+    let archive = match (&args.maildir, &args.mbox, &args.imap_folder, &args.ledger) {
+        (Some(dir), _, _, Some(ledger)) => {
+            let messages = ingest::archive::read_maildir(dir)
                 .with_context(|| format!("cannot read the Maildir {}", dir.display()))?;
-            // The configured store is never opened for an archive.
-            let scratch = Store::open("sqlite::memory:").await?;
-            (scratch, replay::archive_source(messages, ledger.clone()))
+            Some(replay::archive_source(
+                messages.map(archived),
+                ledger.clone(),
+            ))
         }
+        (_, Some(file), _, Some(ledger)) => {
+            let messages = ingest::archive::read_mbox(file)
+                .with_context(|| format!("cannot read the mbox {}", file.display()))?;
+            Some(replay::archive_source(
+                messages.map(archived),
+                ledger.clone(),
+            ))
+        }
+        (_, _, Some(folder), Some(ledger)) => {
+            let imap = settings
+                .imap
+                .as_ref()
+                .context("--imap-folder reads the [imap] server, and there is no [imap] section")?;
+            let mut messages = Vec::new();
+            ingest::archive::read_imap_folder(imap, folder, |m| messages.push(Ok(m)))
+                .await
+                .with_context(|| format!("cannot read the IMAP folder {folder}"))?;
+            Some(replay::archive_source(
+                messages.into_iter().map(archived),
+                ledger.clone(),
+            ))
+        }
+        _ => None,
+    };
+    let (store, source) = match archive {
+        // The configured store is never opened for an archive.
+        Some(source) => (Store::open("sqlite::memory:").await?, source),
         _ => {
             let zone = settings.calendar.time_zone;
             let instant = |flag: &str, text: &Option<String>| {

@@ -166,8 +166,16 @@ enum Command {
         candidate: Option<PathBuf>,
         /// An archive never processed: a Maildir, only read (files are not moved);
         /// needs --ledger.
-        #[arg(long, value_name = "DIR", requires = "ledger", conflicts_with_all = ["since", "until", "case"])]
+        #[arg(long, value_name = "DIR", requires = "ledger", conflicts_with_all = ["since", "until", "case", "mbox", "imap_folder"])]
         maildir: Option<PathBuf>,
+        /// An archive never processed: an mbox file (mboxrd), streamed and only read; the
+        /// receipt time is each message's `From ` line date. Needs --ledger.
+        #[arg(long, value_name = "FILE", requires = "ledger", conflicts_with_all = ["since", "until", "case", "imap_folder"])]
+        mbox: Option<PathBuf>,
+        /// An archive never processed: a folder of the [imap] server, read without changing
+        /// it (EXAMINE, BODY.PEEK); the receipt time is INTERNALDATE. Needs --ledger.
+        #[arg(long, value_name = "NAME", requires = "ledger", conflicts_with_all = ["since", "until", "case"])]
+        imap_folder: Option<String>,
         /// The ledger for an archive (JSON Lines, as `ledger import` reads it).
         #[arg(long, value_name = "FILE")]
         ledger: Option<PathBuf>,
@@ -412,6 +420,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             case,
             candidate,
             maildir,
+            mbox,
+            imap_folder,
             ledger,
             json,
             csv,
@@ -423,6 +433,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 case,
                 candidate,
                 maildir,
+                mbox,
+                imap_folder,
                 ledger,
                 json,
                 csv,

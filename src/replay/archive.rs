@@ -25,7 +25,8 @@ use super::candidate::Deciding;
 use super::report::{LedgerRejected, ReplayReport, SourceKind};
 use super::{ReplayError, Source, stored};
 use crate::config::Settings;
-use crate::ingest::{self, IngestError, RawMessage, maildir::Maildir};
+use crate::ingest::archive::ArchiveError;
+use crate::ingest::{self, IngestError, RawMessage};
 use crate::pipeline::Pipeline;
 use crate::progress::Progress;
 use crate::store::{ReplayScope, Store, import};
@@ -34,6 +35,9 @@ use crate::store::{ReplayScope, Store, import};
 /// where it came from — or why it could not be read.
 pub type ArchiveItem =
     Result<(Vec<u8>, DateTime<Utc>, String), Box<dyn std::error::Error + Send + Sync>>;
+
+/// One message read from a Maildir, or why it could not be read.
+pub type MaildirItem = Result<(Vec<u8>, DateTime<Utc>, String), ArchiveError>;
 
 /// An archive never processed, with the ledger to decide it with.
 pub struct Archive {
@@ -70,16 +74,9 @@ where
 /// nothing is created, moved or flagged.
 pub fn maildir_messages(
     dir: &Path,
-) -> std::io::Result<
-    impl Iterator<Item = Result<(Vec<u8>, DateTime<Utc>, String), IngestError>> + Send + 'static,
-> {
-    let maildir = Maildir::existing(dir)?;
-    let entries = maildir.scan()?;
-    Ok(entries.into_iter().map(move |entry| {
-        maildir
-            .read(&entry, u64::MAX)
-            .map(|raw| (raw.bytes, raw.received_at, raw.source))
-    }))
+) -> Result<impl Iterator<Item = MaildirItem> + Send + 'static, ArchiveError> {
+    Ok(crate::ingest::archive::read_maildir(dir)?
+        .map(|item| item.map(|m| (m.bytes, m.received_at, m.source))))
 }
 
 /// Replays `archive` in a store of its own in memory.

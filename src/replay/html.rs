@@ -137,9 +137,9 @@ pub fn to_html(report: &ReplayReport) -> String {
         side.auto_decision_rate
             .map_or("n/a".to_owned(), |r| format!("{:.1}%", r * 100.0))
     };
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p>Auto-decision rate: {}{}. Refunded: {}{}. Credits: {}{}.</p>\n",
+        "<p>Auto-decision rate: {}{}. Refunded: {}{}. Credits: {}{}.</p>",
         rate(&report.totals.before),
         if candidate {
             format!(" in force, {} candidate", rate(&report.totals.after))

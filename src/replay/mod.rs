@@ -57,7 +57,7 @@ pub mod text;
 
 use std::path::PathBuf;
 
-pub use archive::{Archive, ArchiveItem, archive_source, maildir_messages};
+pub use archive::{Archive, ArchiveItem, MaildirItem, archive_source, maildir_messages};
 pub use candidate::{CandidateError, deciding_settings, validate_candidate};
 pub use csv::to_csv;
 pub use html::to_html;

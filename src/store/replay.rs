@@ -138,6 +138,8 @@ type DecidedTuple = (
     DateTime<Utc>,
 );
 
+type ThreadTuple = (i64, i64, Option<i64>, DateTime<Utc>, Vec<u8>);
+
 /// `$from, $from+1, …` for `n` values.
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
@@ -245,15 +247,14 @@ impl Store {
                  ORDER BY m.case_id, m.id",
                 placeholders(1, chunk.len())
             );
-            let rows: Vec<(i64, i64, Option<i64>, DateTime<Utc>, Vec<u8>)> =
-                on_pool!(self, pool => {
-                    let mut query = sqlx::query_as(AssertSqlSafe(sql));
-                    for case in chunk {
-                        query = query.bind(case.0);
-                    }
-                    query.fetch_all(pool).await
-                })
-                .map_err(db("read case threads"))?;
+            let rows: Vec<ThreadTuple> = on_pool!(self, pool => {
+                let mut query = sqlx::query_as(AssertSqlSafe(sql));
+                for case in chunk {
+                    query = query.bind(case.0);
+                }
+                query.fetch_all(pool).await
+            })
+            .map_err(db("read case threads"))?;
             out.extend(rows.into_iter().map(
                 |(case_id, message, decision_id, received_at, raw)| ThreadMessage {
                     case_id: CaseId(case_id),

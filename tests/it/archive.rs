@@ -155,7 +155,7 @@ fn an_mboxo_archive_unquotes_only_single_quoted_from_lines() {
 
 /// Appends one message to an mbox as an mboxrd writer does: a From line,
 /// `>*From ` lines quoted once more, a newline ensured, an empty line.
-fn append_mboxrd(mbox: &mut Vec<u8>, sender: &str, at: DateTime<Utc>, message: &[u8]) {
+pub(crate) fn append_mboxrd(mbox: &mut Vec<u8>, sender: &str, at: DateTime<Utc>, message: &[u8]) {
     mbox.extend_from_slice(
         format!("From {sender} {}\n", at.format("%a %b %e %H:%M:%S %Y")).as_bytes(),
     );

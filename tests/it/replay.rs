@@ -944,3 +944,62 @@ async fn the_json_report_is_the_contract_and_the_command_prints_it() {
     );
     desk.sim.shutdown().await;
 }
+
+/// An mbox export of a mailbox refundd never processed, decided with its
+/// ledger file from the command line: the configured database is never
+/// even created.
+#[test]
+fn an_mbox_and_its_ledger_are_replayed_without_touching_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("never.db");
+    let config = dir.path().join("refundd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n[sender_auth]\ntrusted_authserv_ids = [\"mx.anumi.example\"]\n",
+            db_path.display()
+        ),
+    )
+    .unwrap();
+    let mbox = dir.path().join("export.mbox");
+    let mut bytes = Vec::new();
+    for (_, mail) in demo_mail() {
+        crate::archive::append_mboxrd(
+            &mut bytes,
+            "customer@example.com",
+            header_date(&mail),
+            &mail,
+        );
+    }
+    std::fs::write(&mbox, bytes).unwrap();
+    let ledger = dir.path().join("ledger.jsonl");
+    std::fs::write(&ledger, demo_ledger()).unwrap();
+
+    let out = refundd(
+        &config,
+        &[
+            "replay",
+            "--mbox",
+            mbox.to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["source"], "archive");
+    assert_eq!(json["decided"], 16, "17 mails, one delivered twice");
+    assert!(
+        json["totals"]["before"]["outcomes"]["approved"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{json}"
+    );
+    assert!(!db_path.exists(), "the configured store was never opened");
+}
