@@ -322,6 +322,12 @@ impl Settings {
                 reason: "must be an email address".into(),
             });
         }
+        self.sender_auth
+            .validate()
+            .map_err(|reason| ConfigError::Invalid {
+                key: "sender_auth",
+                reason,
+            })?;
         // Issue 7: calendar and escalation sections.
         self.calendar.validate()?;
         self.escalation.validate()?;
