@@ -37,6 +37,7 @@ use crate::queue::lifecycle::{LifecycleError, Opening, review_step};
 use crate::queue::{CaseStatus, Lifecycle};
 use crate::reply::{ReplyError, ReplyRenderer};
 use crate::screen;
+use crate::verify::{SenderVerifier, VerifyError};
 use crate::store::{
     CaseId, CaseRow, DecisionBasis, NewEngineDecision, NewReply, Store, StoreError, StoredMessage,
 };
@@ -63,6 +64,8 @@ pub enum PipelineError {
     Rules(#[source] ExtractError),
     #[error("reply templates are invalid")]
     Templates(#[source] ReplyError),
+    #[error("sender verification cannot start")]
+    Verifier(#[source] VerifyError),
     #[error("the deciding configuration cannot be read")]
     Config(#[source] crate::config::ConfigError),
     #[error("case {case} cannot take this decision")]
@@ -99,6 +102,9 @@ pub struct Processed {
 pub struct Pipeline {
     store: Store,
     extractor: Extractor,
+    /// In-process sender verification (`[sender_auth] mode = "verify"` or
+    /// `"either"`); `None` in `headers` mode.
+    verifier: Option<SenderVerifier>,
     renderer: ReplyRenderer,
     settings: Arc<Settings>,
     lifecycle: Lifecycle,
@@ -112,12 +118,15 @@ impl Pipeline {
         let extractor = Extractor::new(&settings.extract, &settings.sender_auth)
             .map_err(PipelineError::Rules)?;
         let renderer = ReplyRenderer::new(None).map_err(PipelineError::Templates)?;
+        let verifier =
+            SenderVerifier::for_config(&settings.sender_auth).map_err(PipelineError::Verifier)?;
         let fingerprint = settings
             .decision_fingerprint()
             .map_err(PipelineError::Config)?;
         Ok(Pipeline {
             store,
             extractor,
+            verifier,
             renderer,
             lifecycle: settings.lifecycle(),
             fingerprint,
@@ -174,7 +183,15 @@ impl Pipeline {
             Ok(parsed) => parsed,
             Err(err) => return self.record_unreadable(message, &err.to_string(), now).await,
         };
-        let mut facts = self.extractor.extract(&parsed, message.received_at);
+        // Sender verification talks to DNS, so it runs here, before the
+        // synchronous extraction, which applies the mode's rule to it.
+        let verification = match &self.verifier {
+            Some(verifier) => Some(verifier.verify(&message.raw).await),
+            None => None,
+        };
+        let mut facts =
+            self.extractor
+                .extract_verified(&parsed, message.received_at, verification.as_ref());
         facts.auto = screen::screen(&parsed, &self.own_addresses());
         let mut attempt = 0;
         loop {

@@ -233,7 +233,7 @@ fn own(dmarc: AuthResult) -> Verification {
 
 #[test]
 fn the_mode_rule_combines_header_and_own_verification() {
-    use AuthResult::*;
+    use AuthResult::{Fail, Pass, Temperror};
     let header_pass = "mx.anumi.app; dmarc=pass header.from=example.com";
     let header_fail = "mx.anumi.app; dmarc=fail header.from=example.com";
     let header_temp = "mx.anumi.app; dmarc=temperror";
