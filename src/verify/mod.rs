@@ -13,8 +13,10 @@
 //!   comes only from the topmost `Received` written `by` one of our
 //!   configured servers (`received_by`), the envelope sender only from the
 //!   topmost `Return-Path` (written at final delivery). A DKIM signature
-//!   with an `l=` body length that does not cover the whole body never
-//!   counts (content could have been appended after the signed part).
+//!   with an `l=` body length never counts (content could have been
+//!   appended after the signed part): mail-auth refuses every `l=`
+//!   signature, and refundd checks again that a passing one covers the
+//!   whole body.
 //! - Fails: never as an error. A DNS error or timeout is `temperror`; the
 //!   whole message has a time budget (`timeout_ms`), after which what is
 //!   unfinished is `temperror` and `timed_out` is set. `temperror` is never
@@ -393,7 +395,9 @@ fn dkim_check(output: &DkimOutput<'_>, body_len: u64) -> (DkimCheck, bool) {
         result: dkim_result(output.result()),
         reason: dkim_reason(output.result()),
     };
-    let mut counts = check.result == AuthResult::Pass;
+    // DMARC reads passes and temperrors (a temperror on an aligned
+    // signature makes DMARC temperror, RFC 7489 §6.6.2, never a pass).
+    let mut counts = matches!(check.result, AuthResult::Pass | AuthResult::Temperror);
     // RFC 6376 §8.2: `l=` lets anyone append content after the signed
     // length; such a signature proves nothing about what we read.
     if let Some(s) = signature

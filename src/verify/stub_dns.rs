@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::{A, TXT};
+use hickory_proto::rr::rdata::{A, SOA, TXT};
+use hickory_proto::rr::Name;
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::net::UdpSocket;
 
@@ -162,8 +163,22 @@ fn answer(request: &Message, zone: &Zone) -> Option<Message> {
         _ => Vec::new(),
     };
     let known = zone.txt.contains_key(&name) || zone.a.contains_key(&name);
-    if records.is_empty() && !known {
-        response.metadata.response_code = ResponseCode::NXDomain;
+    if records.is_empty() {
+        if !known {
+            response.metadata.response_code = ResponseCode::NXDomain;
+        }
+        // Like a real server: the SOA lets resolvers cache the negative
+        // answer (RFC 2308).
+        let soa = SOA::new(
+            Name::from_ascii("ns.stub.test.").expect("a valid name"),
+            Name::from_ascii("hostmaster.stub.test.").expect("a valid name"),
+            1,
+            3600,
+            600,
+            86400,
+            TTL,
+        );
+        response.add_authority(Record::from_rdata(Name::root(), TTL, RData::SOA(soa)));
     }
     response.add_answers(records);
     Some(response)
