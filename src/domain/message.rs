@@ -267,7 +267,11 @@ impl Verification {
         if let Some(sealer) = &self.arc_sealer {
             line.push_str(&format!(
                 " (sealer {sealer}{}, sealed dmarc={})",
-                if self.arc_trusted { ", trusted" } else { ", not trusted" },
+                if self.arc_trusted {
+                    ", trusted"
+                } else {
+                    ", not trusted"
+                },
                 self.arc_dmarc.as_deref().unwrap_or("none")
             ));
         }

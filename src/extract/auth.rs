@@ -209,7 +209,9 @@ fn header_verdict(
             let pass = dmarc.is_some_and(|d| {
                 d.result == "pass"
                     && from_domain.is_some()
-                    && d.header_from.as_deref().is_none_or(|h| Some(h) == from_domain)
+                    && d.header_from
+                        .as_deref()
+                        .is_none_or(|h| Some(h) == from_domain)
             });
             HeaderVerdict {
                 source,

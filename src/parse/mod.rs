@@ -32,8 +32,8 @@
 
 pub mod auth_results;
 mod headers;
-pub mod received;
 mod html;
+pub mod received;
 mod redact;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -239,7 +239,9 @@ pub fn parse(raw: &[u8]) -> Result<ParsedEmail, ParseError> {
             .content_type()
             .filter(|ct| {
                 ct.ctype().eq_ignore_ascii_case("multipart")
-                    && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("report"))
             })
             .and_then(|ct| ct.attribute("report-type"))
             .map(|t| t.trim().to_ascii_lowercase()),

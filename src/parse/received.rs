@@ -124,13 +124,22 @@ mod tests {
                 Some("[ipv6:2001:db8::5]"),
                 Some("2001:db8::5"),
             ),
-            ("by mail-wm1-f41.google.com with SMTP id x; Fri", Some("mail-wm1-f41.google.com"), None, None),
+            (
+                "by mail-wm1-f41.google.com with SMTP id x; Fri",
+                Some("mail-wm1-f41.google.com"),
+                None,
+                None,
+            ),
         ];
         for (value, by, helo, ip) in cases {
             let read = parse(value);
             assert_eq!(read.by.as_deref(), by, "{value}");
             assert_eq!(read.helo.as_deref(), helo, "{value}");
-            assert_eq!(read.client_ip.map(|i| i.to_string()).as_deref(), ip, "{value}");
+            assert_eq!(
+                read.client_ip.map(|i| i.to_string()).as_deref(),
+                ip,
+                "{value}"
+            );
         }
     }
 }

@@ -37,10 +37,10 @@ use crate::queue::lifecycle::{LifecycleError, Opening, review_step};
 use crate::queue::{CaseStatus, Lifecycle};
 use crate::reply::{ReplyError, ReplyRenderer};
 use crate::screen;
-use crate::verify::{SenderVerifier, VerifyError};
 use crate::store::{
     CaseId, CaseRow, DecisionBasis, NewEngineDecision, NewReply, Store, StoreError, StoredMessage,
 };
+use crate::verify::{SenderVerifier, VerifyError};
 
 pub use answer::Addressee;
 pub use facts::{case_tag, merge_case_facts};

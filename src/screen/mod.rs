@@ -381,19 +381,29 @@ mod tests {
             .iter()
             .map(|&b| if b == b'\n' { b'\r' } else { b })
             .collect();
-        vec![("as stored", raw.to_vec()), ("LF", lf), ("CRLF", crlf), ("CR only", cr)]
+        vec![
+            ("as stored", raw.to_vec()),
+            ("LF", lf),
+            ("CRLF", crlf),
+            ("CR only", cr),
+        ]
     }
 
     #[test]
     fn machine_mail_fixtures_are_all_automatic_in_every_line_ending() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/machine_mail");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/machine_mail");
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .expect("tests/fixtures/machine_mail exists")
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "eml"))
             .collect();
         files.sort();
-        assert!(files.len() >= 14, "found only {} machine mail fixtures", files.len());
+        assert!(
+            files.len() >= 14,
+            "found only {} machine mail fixtures",
+            files.len()
+        );
         let mut checked = 0;
         for path in &files {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -401,7 +411,9 @@ mod tests {
             for (variant, bytes) in line_ending_variants(&raw) {
                 let email = parse(&bytes).unwrap_or_else(|e| panic!("{name} ({variant}): {e}"));
                 let kind = screen(&email, &[OURS.to_owned()]);
-                let expected_report = ["dmarc_", "arf_", "tlsrpt_"].iter().any(|p| name.starts_with(p));
+                let expected_report = ["dmarc_", "arf_", "tlsrpt_"]
+                    .iter()
+                    .any(|p| name.starts_with(p));
                 if expected_report {
                     assert_eq!(kind, Some(AutoKind::Report), "{name} ({variant})");
                 } else {

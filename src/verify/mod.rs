@@ -284,7 +284,9 @@ impl SenderVerifier {
             .await;
         out.dmarc = dmarc_result(&dmarc.result());
         out.dmarc_domain = Some(dmarc.domain().to_ascii_lowercase()).filter(|d| !d.is_empty());
-        out.dmarc_policy = dmarc.dmarc_record().map(|_| policy_name(dmarc.policy()).to_owned());
+        out.dmarc_policy = dmarc
+            .dmarc_record()
+            .map(|_| policy_name(dmarc.policy()).to_owned());
         out.aligned_by = if *dmarc.dkim_result() == DmarcResult::Pass {
             Some("dkim".into())
         } else if *dmarc.spf_result() == DmarcResult::Pass {
@@ -301,7 +303,7 @@ impl SenderVerifier {
         let sets = arc.sets();
         let trusted = |d: &str| {
             let d = d.to_ascii_lowercase();
-            self.trusted_sealers.iter().any(|t| *t == d)
+            self.trusted_sealers.contains(&d)
         };
         let chosen = sets
             .iter()
@@ -336,7 +338,10 @@ impl SenderVerifier {
             .iter()
             .filter(|(name, _)| name.eq_ignore_ascii_case(b"received"))
             .map(|(_, value)| received::parse(&text(value)))
-            .find(|r| r.by.as_ref().is_some_and(|by| self.received_by.contains(by)))?;
+            .find(|r| {
+                r.by.as_ref()
+                    .is_some_and(|by| self.received_by.contains(by))
+            })?;
         let mail_from = message
             .headers
             .iter()
@@ -387,7 +392,9 @@ fn resolver_options(budget: Duration) -> ResolverOpts {
 fn dkim_check(output: &DkimOutput<'_>, body_len: u64) -> (DkimCheck, bool) {
     let signature = output.signature();
     let mut check = DkimCheck {
-        domain: signature.map(|s| s.d.to_ascii_lowercase()).unwrap_or_default(),
+        domain: signature
+            .map(|s| s.d.to_ascii_lowercase())
+            .unwrap_or_default(),
         selector: signature.map(|s| s.s.clone()).unwrap_or_default(),
         algorithm: signature
             .map(|s| algorithm_name(s.a).to_owned())

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::{A, SOA, TXT};
 use hickory_proto::rr::Name;
+use hickory_proto::rr::rdata::{A, SOA, TXT};
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::net::UdpSocket;
 
@@ -65,7 +65,11 @@ impl StubDns {
 
     /// Adds a TXT record (long texts are split into 255-byte strings).
     pub fn txt(&self, name: &str, text: &str) {
-        self.zone().txt.entry(key(name)).or_default().push(text.to_owned());
+        self.zone()
+            .txt
+            .entry(key(name))
+            .or_default()
+            .push(text.to_owned());
     }
 
     /// Adds an A record.

@@ -49,7 +49,12 @@ impl World {
         let ed25519 = Ed25519Key::generate_pkcs8().unwrap();
         let ed_public = Ed25519Key::from_pkcs8_der(&ed25519).unwrap().public_key();
         let rsa_public = rsa().public_key();
-        for domain in ["example.com", "attacker.test", "forwarder.test", "other-forwarder.test"] {
+        for domain in [
+            "example.com",
+            "attacker.test",
+            "forwarder.test",
+            "other-forwarder.test",
+        ] {
             dns.txt(
                 &format!("rsa._domainkey.{domain}"),
                 &format!("v=DKIM1; k=rsa; p={}", B64.encode(&rsa_public)),
@@ -82,7 +87,13 @@ impl World {
     }
 
     /// The DKIM-Signature header for `raw`.
-    fn sign_rsa(&self, raw: &str, domain: &str, canon: Canonicalization, body_length: bool) -> String {
+    fn sign_rsa(
+        &self,
+        raw: &str,
+        domain: &str,
+        canon: Canonicalization,
+        body_length: bool,
+    ) -> String {
         DkimSigner::from_key(rsa())
             .domain(domain)
             .selector("rsa")
@@ -139,9 +150,17 @@ async fn rfc_8463_signed_message_verifies_as_a_known_answer() {
     let rfc8463 = "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;\r\n d=football.example.com; i=@football.example.com;\r\n q=dns/txt; s=brisbane; t=1528637909; h=from : to :\r\n subject : date : message-id : from : subject : date;\r\n bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;\r\n b=/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11Bus\r\n Fa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw==\r\nDKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;\r\n d=football.example.com; i=@football.example.com;\r\n q=dns/txt; s=test; t=1528637909; h=from : to : subject :\r\n date : message-id : from : subject : date;\r\n bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;\r\n b=F45dVWDfMbQDGHJFlXUNB2HKfbCeLRyhDXgFpEL8GwpsRe0IeIixNTe3\r\n DhCVlUrSjV4BwcVcOF6+FF3Zo9Rpo1tFOeS9mPYQTnGdaSGsgeefOsk2Jz\r\n dA+L10TeYt9BgDfQNZtKdN1WO//KgIqXP7OdEFE4LjFYNcUxZQ4FADY+8=\r\nFrom: Joe SixPack <joe@football.example.com>\r\nTo: Suzie Q <suzie@shopping.example.net>\r\nSubject: Is dinner ready?\r\nDate: Fri, 11 Jul 2003 21:00:37 -0700 (PDT)\r\nMessage-ID: <20030712040037.46341.5F8J@football.example.com>\r\n\r\nHi.\r\n\r\nWe lost the game.  Are you hungry yet?\r\n\r\nJoe.\r\n";
     let v = world.verify(rfc8463).await;
     let ed = v.dkim.iter().find(|d| d.selector == "brisbane").unwrap();
-    assert_eq!((ed.algorithm.as_str(), ed.result), ("ed25519-sha256", AuthResult::Pass), "{v:?}");
+    assert_eq!(
+        (ed.algorithm.as_str(), ed.result),
+        ("ed25519-sha256", AuthResult::Pass),
+        "{v:?}"
+    );
     let rsa = v.dkim.iter().find(|d| d.selector == "test").unwrap();
-    assert_eq!((rsa.algorithm.as_str(), rsa.result), ("rsa-sha256", AuthResult::Pass), "{v:?}");
+    assert_eq!(
+        (rsa.algorithm.as_str(), rsa.result),
+        ("rsa-sha256", AuthResult::Pass),
+        "{v:?}"
+    );
 
     // One changed byte of the body: the same signatures fail.
     let v = world.verify(&rfc8463.replace("hungry", "Hungry")).await;
@@ -153,10 +172,22 @@ async fn rsa_and_ed25519_signatures_pass_dmarc_in_both_canonicalizations() {
     let world = World::new(DMARC_REJECT, |_| {}).await;
     let raw = message("ann@example.com", BODY);
     for (name, signed) in [
-        ("rsa relaxed", world.sign_rsa(&raw, "example.com", Canonicalization::Relaxed, false)),
-        ("rsa simple", world.sign_rsa(&raw, "example.com", Canonicalization::Simple, false)),
-        ("ed25519 relaxed", world.sign_ed(&raw, "example.com", Canonicalization::Relaxed)),
-        ("ed25519 simple", world.sign_ed(&raw, "example.com", Canonicalization::Simple)),
+        (
+            "rsa relaxed",
+            world.sign_rsa(&raw, "example.com", Canonicalization::Relaxed, false),
+        ),
+        (
+            "rsa simple",
+            world.sign_rsa(&raw, "example.com", Canonicalization::Simple, false),
+        ),
+        (
+            "ed25519 relaxed",
+            world.sign_ed(&raw, "example.com", Canonicalization::Relaxed),
+        ),
+        (
+            "ed25519 simple",
+            world.sign_ed(&raw, "example.com", Canonicalization::Simple),
+        ),
     ] {
         let full = format!("{signed}{raw}");
         let v = world.verify(&full).await;
@@ -177,22 +208,46 @@ async fn attacks_on_dkim_and_dmarc_never_authenticate() {
     let signed = world.sign_rsa(&raw, "example.com", Canonicalization::Relaxed, false);
     let with_length = world.sign_rsa(&raw, "example.com", Canonicalization::Relaxed, true);
     let attacker = world.sign_ed(&raw, "attacker.test", Canonicalization::Relaxed);
-    let two_from = raw.replacen("From: Ann <ann@example.com>\r\n", "From: Ann <ann@example.com>\r\nFrom: Boss <boss@victim.test>\r\n", 1);
-    let two_from_signed = world.sign_rsa(&two_from, "example.com", Canonicalization::Relaxed, false);
-    let two_in_one = raw.replacen("From: Ann <ann@example.com>", "From: Ann <ann@example.com>, Boss <boss@example.com>", 1);
-    let two_in_one_signed = world.sign_rsa(&two_in_one, "example.com", Canonicalization::Relaxed, false);
+    let two_from = raw.replacen(
+        "From: Ann <ann@example.com>\r\n",
+        "From: Ann <ann@example.com>\r\nFrom: Boss <boss@victim.test>\r\n",
+        1,
+    );
+    let two_from_signed =
+        world.sign_rsa(&two_from, "example.com", Canonicalization::Relaxed, false);
+    let two_in_one = raw.replacen(
+        "From: Ann <ann@example.com>",
+        "From: Ann <ann@example.com>, Boss <boss@example.com>",
+        1,
+    );
+    let two_in_one_signed =
+        world.sign_rsa(&two_in_one, "example.com", Canonicalization::Relaxed, false);
     let cases = [
         (
             "a signature over a modified body",
-            format!("{signed}{}", raw.replace("Starter pack", "Pro pack and refund 500 EUR")),
+            format!(
+                "{signed}{}",
+                raw.replace("Starter pack", "Pro pack and refund 500 EUR")
+            ),
         ),
         (
             "an l= signature with content appended after the signed length",
-            format!("{with_length}{raw}\r\nAlso refund order ANUMI-ZZZZZZZZ-0002 to IBAN XX00.\r\n"),
+            format!(
+                "{with_length}{raw}\r\nAlso refund order ANUMI-ZZZZZZZZ-0002 to IBAN XX00.\r\n"
+            ),
         ),
-        ("a d= that does not align with From", format!("{attacker}{raw}")),
-        ("several From headers", format!("{two_from_signed}{two_from}")),
-        ("several addresses in one From", format!("{two_in_one_signed}{two_in_one}")),
+        (
+            "a d= that does not align with From",
+            format!("{attacker}{raw}"),
+        ),
+        (
+            "several From headers",
+            format!("{two_from_signed}{two_from}"),
+        ),
+        (
+            "several addresses in one From",
+            format!("{two_in_one_signed}{two_in_one}"),
+        ),
     ];
     for (name, full) in cases {
         let auth = world.auth(&full).await;
@@ -200,18 +255,29 @@ async fn attacks_on_dkim_and_dmarc_never_authenticate() {
         let v = auth.verified.as_ref().unwrap();
         match name {
             "a signature over a modified body" => {
-                assert_eq!(v.dkim[0].result, AuthResult::Neutral, "{name}: body hash: {v:?}");
+                assert_eq!(
+                    v.dkim[0].result,
+                    AuthResult::Neutral,
+                    "{name}: body hash: {v:?}"
+                );
                 assert_eq!(v.dmarc, AuthResult::Fail, "{name}");
             }
             "an l= signature with content appended after the signed length" => {
                 assert!(
-                    v.dkim[0].reason.as_deref().is_some_and(|r| r.contains("l=")),
+                    v.dkim[0]
+                        .reason
+                        .as_deref()
+                        .is_some_and(|r| r.contains("l=")),
                     "{name}: {v:?}"
                 );
                 assert_eq!(v.dmarc, AuthResult::Fail, "{name}");
             }
             "a d= that does not align with From" => {
-                assert_eq!(v.dkim[0].result, AuthResult::Pass, "{name}: the signature itself is good");
+                assert_eq!(
+                    v.dkim[0].result,
+                    AuthResult::Pass,
+                    "{name}: the signature itself is good"
+                );
                 assert_eq!(v.dmarc, AuthResult::Fail, "{name}");
             }
             _ => assert!(auth.from_ambiguous, "{name}"),
@@ -238,7 +304,11 @@ async fn subdomains_follow_relaxed_or_strict_alignment_and_the_subdomain_policy(
     let v = relaxed.verify(&format!("{signed}{raw}")).await;
     assert_eq!(v.dmarc, AuthResult::Pass, "relaxed: {v:?}");
     assert_eq!(v.dmarc_domain.as_deref(), Some("mail.example.com"));
-    assert_eq!(v.dmarc_policy.as_deref(), Some("quarantine"), "sp= applies to a subdomain");
+    assert_eq!(
+        v.dmarc_policy.as_deref(),
+        Some("quarantine"),
+        "sp= applies to a subdomain"
+    );
 
     let strict = World::new("v=DMARC1; p=reject; adkim=s; aspf=s", |_| {}).await;
     let signed = strict.sign_rsa(&raw, "example.com", Canonicalization::Relaxed, false);
@@ -251,14 +321,22 @@ async fn spf_uses_only_the_client_ip_our_own_server_recorded() {
     let world = World::new(DMARC_REJECT, |_| {}).await;
     world.dns.txt("example.com", "v=spf1 ip4:192.0.2.10 -all");
     let ours = |ip: &str| {
-        format!("Received: from mail.example.com (mail.example.com [{ip}]) by mx1.anumi.test (Postfix) with ESMTPS id 1; Fri, 5 Jun 2026 09:12:01 +0000\r\n")
+        format!(
+            "Received: from mail.example.com (mail.example.com [{ip}]) by mx1.anumi.test (Postfix) with ESMTPS id 1; Fri, 5 Jun 2026 09:12:01 +0000\r\n"
+        )
     };
     let raw = message("ann@example.com", BODY);
-    let genuine = format!("Return-Path: <ann@example.com>\r\n{}{raw}", ours("192.0.2.10"));
+    let genuine = format!(
+        "Return-Path: <ann@example.com>\r\n{}{raw}",
+        ours("192.0.2.10")
+    );
     let v = world.verify(&genuine).await;
     assert_eq!(v.spf, AuthResult::Pass, "{v:?}");
     assert_eq!(v.client_ip.as_deref(), Some("192.0.2.10"));
-    assert_eq!((v.dmarc, v.aligned_by.as_deref()), (AuthResult::Pass, Some("spf")));
+    assert_eq!(
+        (v.dmarc, v.aligned_by.as_deref()),
+        (AuthResult::Pass, Some("spf"))
+    );
 
     // The sender writes a Received naming our server with a good IP, below
     // the one our server really added: only the topmost one is read.
@@ -272,7 +350,9 @@ async fn spf_uses_only_the_client_ip_our_own_server_recorded() {
     assert_eq!(v.dmarc, AuthResult::Fail);
 
     // Without a Received of ours nothing is known of the client: no SPF.
-    let v = world.verify(&format!("Return-Path: <ann@example.com>\r\n{raw}")).await;
+    let v = world
+        .verify(&format!("Return-Path: <ann@example.com>\r\n{raw}"))
+        .await;
     assert_eq!(v.spf, AuthResult::None);
 }
 
@@ -280,12 +360,21 @@ async fn spf_uses_only_the_client_ip_our_own_server_recorded() {
 /// Results record DKIM and DMARC as it saw them), a footer added, sealed.
 async fn forwarded(world: &World, raw: &str, sealer: &str) -> String {
     let at_forwarder = AuthenticatedMessage::parse(raw.as_bytes()).unwrap();
-    let dkim = world.verifier.authenticator.verify_dkim(&at_forwarder).await;
+    let dkim = world
+        .verifier
+        .authenticator
+        .verify_dkim(&at_forwarder)
+        .await;
     let spf = SpfOutput::default();
     let dmarc = world
         .verifier
         .authenticator
-        .verify_dmarc(DmarcParameters::new(&at_forwarder, &dkim, "example.com", &spf))
+        .verify_dmarc(DmarcParameters::new(
+            &at_forwarder,
+            &dkim,
+            "example.com",
+            &spf,
+        ))
         .await;
     let results = AuthenticationResults::new("mx.forwarder.test")
         .with_dkim_results(&dkim, "example.com")
@@ -306,7 +395,10 @@ async fn forwarded(world: &World, raw: &str, sealer: &str) -> String {
 async fn forwarded_mail_counts_only_through_a_valid_chain_from_a_trusted_sealer() {
     let world = World::new(DMARC_REJECT, |_| {}).await;
     let raw = message("ann@example.com", BODY);
-    let signed = format!("{}{raw}", world.sign_rsa(&raw, "example.com", Canonicalization::Relaxed, false));
+    let signed = format!(
+        "{}{raw}",
+        world.sign_rsa(&raw, "example.com", Canonicalization::Relaxed, false)
+    );
 
     let trusted = forwarded(&world, &signed, "forwarder.test").await;
     let auth = world.auth(&trusted).await;
@@ -321,7 +413,10 @@ async fn forwarded_mail_counts_only_through_a_valid_chain_from_a_trusted_sealer(
     let auth = world.auth(&untrusted).await;
     let v = auth.verified.clone().unwrap();
     assert_eq!((v.arc, v.arc_trusted), (AuthResult::Pass, false), "{v:?}");
-    assert!(!auth.dmarc_pass, "an untrusted sealer's word does not count");
+    assert!(
+        !auth.dmarc_pass,
+        "an untrusted sealer's word does not count"
+    );
 
     // A broken seal: one character of the seal's signature changed.
     let at = trusted.find("ARC-Seal:").unwrap();
@@ -354,7 +449,10 @@ async fn dns_failures_and_timeouts_are_temperror_never_pass() {
     let started = std::time::Instant::now();
     let auth = silent.auth(&format!("{signed}{raw}")).await;
     let v = auth.verified.clone().unwrap();
-    assert!(started.elapsed() < std::time::Duration::from_secs(3), "the budget holds");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "the budget holds"
+    );
     assert_eq!(v.dmarc, AuthResult::Temperror, "{v:?}");
     assert!(!auth.dmarc_pass);
 }
@@ -363,7 +461,10 @@ async fn dns_failures_and_timeouts_are_temperror_never_pass() {
 async fn dns_answers_are_cached_until_their_ttl() {
     let world = World::new(DMARC_REJECT, |_| {}).await;
     let raw = message("ann@example.com", BODY);
-    let full = format!("{}{raw}", world.sign_rsa(&raw, "example.com", Canonicalization::Relaxed, false));
+    let full = format!(
+        "{}{raw}",
+        world.sign_rsa(&raw, "example.com", Canonicalization::Relaxed, false)
+    );
     assert_eq!(world.verify(&full).await.dmarc, AuthResult::Pass);
     let after_first = world.dns.queries();
     assert!(after_first > 0);
@@ -371,5 +472,9 @@ async fn dns_answers_are_cached_until_their_ttl() {
     for _ in 0..5 {
         assert_eq!(world.verify(&full).await.dmarc, AuthResult::Pass);
     }
-    assert_eq!(world.dns.queries(), after_first, "a warm cache asks nothing");
+    assert_eq!(
+        world.dns.queries(),
+        after_first,
+        "a warm cache asks nothing"
+    );
 }

@@ -38,7 +38,9 @@ impl Desk {
         let db = TestDb::sqlite();
         let store = Store::connect(&db.url).await.unwrap();
         let ledger = std::fs::read(repo().join("examples/demo/ledger.jsonl")).unwrap();
-        let report = import_jsonl(&store, ledger.as_slice(), |_| {}).await.unwrap();
+        let report = import_jsonl(&store, ledger.as_slice(), |_| {})
+            .await
+            .unwrap();
         assert!(report.rejected.is_empty());
         let settings = Settings {
             sender_auth,
@@ -78,7 +80,8 @@ impl Desk {
 /// Ann's demo request (an unused pack, 9.00 EUR) as the customer sent it:
 /// no trace or authentication headers of any receiving server.
 fn ann_as_sent() -> String {
-    let raw = std::fs::read_to_string(repo().join("examples/demo/mail/01-ann-unused-pack.eml")).unwrap();
+    let raw =
+        std::fs::read_to_string(repo().join("examples/demo/mail/01-ann-unused-pack.eml")).unwrap();
     let raw = raw.replace('\n', "\r\n").replace("\r\r\n", "\r\n");
     raw.lines()
         .filter(|l| {
@@ -117,11 +120,17 @@ async fn a_microsoft_365_message_from_a_verified_customer_is_approved_with_the_p
 
     let desk = Desk::new(m365_preset()).await;
     let (done, case) = desk.deliver(delivered.clone().into_bytes()).await;
-    assert_eq!(done.outcome, Outcome::Approved, "{:#?}", case.decision.trace);
+    assert_eq!(
+        done.outcome,
+        Outcome::Approved,
+        "{:#?}",
+        case.decision.trace
+    );
     assert!(cash_refund_of_ann(&case));
     let last = case.decision.trace.last().unwrap();
     assert!(
-        last.facts.contains(&("auth_evidence".into(), "microsoft365".into())),
+        last.facts
+            .contains(&("auth_evidence".into(), "microsoft365".into())),
         "the decision records the evidence it used: {last:?}"
     );
 
@@ -149,7 +158,9 @@ async fn the_microsoft_365_header_forged_lower_down_or_added_by_the_sender_moves
         ),
         (
             "added by the sender, never through Microsoft",
-            format!("Received: from mail.example.com (mail.example.com [192.0.2.10]) by mx.elsewhere.test with ESMTPS; Fri, 5 Jun 2026 09:12:01 +0000\r\n{M365_RESULTS}{sent}"),
+            format!(
+                "Received: from mail.example.com (mail.example.com [192.0.2.10]) by mx.elsewhere.test with ESMTPS; Fri, 5 Jun 2026 09:12:01 +0000\r\n{M365_RESULTS}{sent}"
+            ),
         ),
     ];
     for (name, delivered) in cases {
@@ -157,9 +168,15 @@ async fn the_microsoft_365_header_forged_lower_down_or_added_by_the_sender_moves
         let (done, case) = desk.deliver(delivered.into_bytes()).await;
         assert_eq!(done.outcome, Outcome::Review, "{name}");
         assert!(case.decision.actions.is_empty(), "{name}");
-        assert!(case.decision.flags.contains(&Flag::SenderUnverified), "{name}");
+        assert!(
+            case.decision.flags.contains(&Flag::SenderUnverified),
+            "{name}"
+        );
         let last = case.decision.trace.last().unwrap();
-        assert!(last.finding.contains("would have approved"), "{name}: {last:?}");
+        assert!(
+            last.finding.contains("would have approved"),
+            "{name}: {last:?}"
+        );
     }
 }
 
@@ -173,7 +190,10 @@ fn rsa() -> RsaKey<Sha256> {
 async fn in_process_verification_approves_a_signed_message_and_refuses_a_tampered_one() {
     let dns = StubDns::start().await.unwrap();
     let public = base64::engine::general_purpose::STANDARD.encode(rsa().public_key());
-    dns.txt("s1._domainkey.example.com", &format!("v=DKIM1; k=rsa; p={public}"));
+    dns.txt(
+        "s1._domainkey.example.com",
+        &format!("v=DKIM1; k=rsa; p={public}"),
+    );
     dns.txt("_dmarc.example.com", "v=DMARC1; p=reject");
     let config = SenderAuthConfig {
         mode: SenderAuthMode::Verify,
@@ -192,11 +212,22 @@ async fn in_process_verification_approves_a_signed_message_and_refuses_a_tampere
 
     let desk = Desk::new(config.clone()).await;
     let (done, case) = desk.deliver(signed.clone().into_bytes()).await;
-    assert_eq!(done.outcome, Outcome::Approved, "{:#?}", case.decision.trace);
+    assert_eq!(
+        done.outcome,
+        Outcome::Approved,
+        "{:#?}",
+        case.decision.trace
+    );
     let last = case.decision.trace.last().unwrap();
-    assert!(last.facts.contains(&("auth_evidence".into(), "dmarc".into())), "{last:?}");
     assert!(
-        last.facts.iter().any(|(k, v)| k == "sender_auth" && v.contains("dkim=pass (example.com)")),
+        last.facts
+            .contains(&("auth_evidence".into(), "dmarc".into())),
+        "{last:?}"
+    );
+    assert!(
+        last.facts
+            .iter()
+            .any(|(k, v)| k == "sender_auth" && v.contains("dkim=pass (example.com)")),
         "{last:?}"
     );
 
@@ -216,21 +247,36 @@ async fn machine_mail_in_every_line_ending_is_ignored_and_never_answered() {
         .filter(|p| p.extension().is_some_and(|e| e == "eml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 14, "found only {} fixtures in {}", files.len(), dir.display());
+    assert!(
+        files.len() >= 14,
+        "found only {} fixtures in {}",
+        files.len(),
+        dir.display()
+    );
     let desk = Desk::new(SenderAuthConfig::default()).await;
     let mut seen = 0;
     let message_id = regex::Regex::new(r"(?im)^(message-id:\s*<)").unwrap();
     for path in &files {
         let raw = std::fs::read(path).unwrap();
-        let lf = String::from_utf8_lossy(&raw).replace("\r\n", "\n").replace('\r', "\n");
+        let lf = String::from_utf8_lossy(&raw)
+            .replace("\r\n", "\n")
+            .replace('\r', "\n");
         for (variant, eol) in [("CRLF", "\r\n"), ("CR only", "\r")] {
             // Each delivery is a message of its own (Message-ID and bytes).
             let unique = message_id.replace(&lf, format!("${{1}}v{seen}.").as_str());
             let bytes = format!("X-Test-Variant: {seen}\n{unique}").replace('\n', eol);
             let (done, case) = desk.deliver(bytes.into_bytes()).await;
             let name = path.file_name().unwrap().to_string_lossy();
-            assert_eq!(done.outcome, Outcome::Ignored, "{name} ({variant}): {:#?}", case.decision.trace);
-            assert_eq!(done.reply_message_id, None, "{name} ({variant}) was answered");
+            assert_eq!(
+                done.outcome,
+                Outcome::Ignored,
+                "{name} ({variant}): {:#?}",
+                case.decision.trace
+            );
+            assert_eq!(
+                done.reply_message_id, None,
+                "{name} ({variant}) was answered"
+            );
             seen += 1;
         }
     }

@@ -42,10 +42,16 @@ fn only_the_topmost_trusted_header_counts() {
     let cases: Vec<(&str, Vec<&str>, _)> = vec![
         (
             "a trusted pass with matching header.from",
-            vec!["mx.anumi.app; spf=pass smtp.mailfrom=example.com; dkim=pass header.d=example.com; dmarc=pass (p=reject) header.from=example.com"],
+            vec![
+                "mx.anumi.app; spf=pass smtp.mailfrom=example.com; dkim=pass header.d=example.com; dmarc=pass (p=reject) header.from=example.com",
+            ],
             pass.clone(),
         ),
-        ("a trusted pass without header.from", vec!["mx.anumi.app; dmarc=pass"], pass.clone()),
+        (
+            "a trusted pass without header.from",
+            vec!["mx.anumi.app; dmarc=pass"],
+            pass.clone(),
+        ),
         (
             "authserv-id is case-insensitive, version allowed",
             vec!["MX.Anumi.App 1; dmarc=pass header.from=Example.COM"],
@@ -78,15 +84,23 @@ fn only_the_topmost_trusted_header_counts() {
             vec!["mx.anumi.app; dmarc=pass header.from=attacker.test"],
             v(false, Some(TRUSTED), Some("pass")),
         ),
-        ("the none form has no dmarc result", vec!["mx.anumi.app; none"], v(false, Some(TRUSTED), None)),
+        (
+            "the none form has no dmarc result",
+            vec!["mx.anumi.app; none"],
+            v(false, Some(TRUSTED), None),
+        ),
         (
             "comments everywhere, spaces around equals, method version",
-            vec!["mx.anumi.app (our (nested) server); dkim=pass; dmarc/1 = pass (policy=reject) reason=\"ok; fine\" header.from = example.com (checked)"],
+            vec![
+                "mx.anumi.app (our (nested) server); dkim=pass; dmarc/1 = pass (policy=reject) reason=\"ok; fine\" header.from = example.com (checked)",
+            ],
             pass.clone(),
         ),
         (
             "a comment cannot smuggle a pass",
-            vec!["mx.anumi.app; dmarc=fail (dmarc=pass header.from=example.com) header.from=example.com"],
+            vec![
+                "mx.anumi.app; dmarc=fail (dmarc=pass header.from=example.com) header.from=example.com",
+            ],
             v(false, Some(TRUSTED), Some("fail")),
         ),
         (
@@ -99,7 +113,9 @@ fn only_the_topmost_trusted_header_counts() {
         ),
         (
             "folded header",
-            vec!["mx.anumi.app;\r\n\tdkim=pass header.d=example.com;\r\n\tdmarc=pass header.from=example.com"],
+            vec![
+                "mx.anumi.app;\r\n\tdkim=pass header.d=example.com;\r\n\tdmarc=pass header.from=example.com",
+            ],
             pass.clone(),
         ),
         (
@@ -120,15 +136,18 @@ fn only_the_topmost_trusted_header_counts() {
 
 #[test]
 fn without_trusted_ids_nobody_is_verified() {
-    let e = email("a@example.com", &[("Authentication-Results", "mx.anumi.app; dmarc=pass")]);
+    let e = email(
+        "a@example.com",
+        &[("Authentication-Results", "mx.anumi.app; dmarc=pass")],
+    );
     let auth = sender_auth(&e, &AuthRules::new(&SenderAuthConfig::default()), None);
     assert!(!auth.dmarc_pass);
     assert_eq!(auth.used, None);
 }
 
-const OUR_RECEIVED: &str =
-    "from mail.example.com (mail.example.com [192.0.2.10]) by mx1.anumi.app (Postfix) with ESMTPS id 1; Fri, 5 Jun 2026 09:12:01 +0000";
-const SENDER_RECEIVED: &str = "from laptop by mail.example.com with ESMTPSA; Fri, 5 Jun 2026 09:12:00 +0000";
+const OUR_RECEIVED: &str = "from mail.example.com (mail.example.com [192.0.2.10]) by mx1.anumi.app (Postfix) with ESMTPS id 1; Fri, 5 Jun 2026 09:12:01 +0000";
+const SENDER_RECEIVED: &str =
+    "from laptop by mail.example.com with ESMTPSA; Fri, 5 Jun 2026 09:12:00 +0000";
 
 #[test]
 fn with_our_received_configured_a_trusted_header_counts_only_above_it() {
@@ -137,12 +156,20 @@ fn with_our_received_configured_a_trusted_header_counts_only_above_it() {
     let cases = [
         (
             "ours, above our Received",
-            vec![("Authentication-Results", pass), ("Received", OUR_RECEIVED), ("Received", SENDER_RECEIVED)],
+            vec![
+                ("Authentication-Results", pass),
+                ("Received", OUR_RECEIVED),
+                ("Received", SENDER_RECEIVED),
+            ],
             true,
         ),
         (
             "claiming our id, but below our Received: the sender wrote it",
-            vec![("Received", OUR_RECEIVED), ("Authentication-Results", pass), ("Received", SENDER_RECEIVED)],
+            vec![
+                ("Received", OUR_RECEIVED),
+                ("Authentication-Results", pass),
+                ("Received", SENDER_RECEIVED),
+            ],
             false,
         ),
         (
@@ -176,27 +203,48 @@ fn the_microsoft365_preset_trusts_only_the_header_above_microsofts_edge() {
     let cases = [
         (
             "Microsoft's header above its edge Received",
-            vec![("Received", M365_INTERNAL), ("Authentication-Results", M365_RESULTS), ("Received", M365_EDGE)],
+            vec![
+                ("Received", M365_INTERNAL),
+                ("Authentication-Results", M365_RESULTS),
+                ("Received", M365_EDGE),
+            ],
             true,
         ),
         (
             "the same header forged below the edge",
-            vec![("Received", M365_INTERNAL), ("Received", M365_EDGE), ("Authentication-Results", M365_RESULTS)],
+            vec![
+                ("Received", M365_INTERNAL),
+                ("Received", M365_EDGE),
+                ("Authentication-Results", M365_RESULTS),
+            ],
             false,
         ),
         (
             "Microsoft's fail above, a forged pass below",
-            vec![("Authentication-Results", M365_FAIL), ("Received", M365_EDGE), ("Authentication-Results", M365_RESULTS)],
+            vec![
+                ("Authentication-Results", M365_FAIL),
+                ("Received", M365_EDGE),
+                ("Authentication-Results", M365_RESULTS),
+            ],
             false,
         ),
         (
             "added by the sender, never through Microsoft (no edge Received)",
-            vec![("Authentication-Results", M365_RESULTS), ("Received", SENDER_RECEIVED)],
+            vec![
+                ("Authentication-Results", M365_RESULTS),
+                ("Received", SENDER_RECEIVED),
+            ],
             false,
         ),
         (
             "a header with an authserv-id is not Microsoft's format",
-            vec![("Authentication-Results", "evil.example; dmarc=pass header.from=example.com"), ("Received", M365_EDGE)],
+            vec![
+                (
+                    "Authentication-Results",
+                    "evil.example; dmarc=pass header.from=example.com",
+                ),
+                ("Received", M365_EDGE),
+            ],
             false,
         ),
     ];
@@ -217,8 +265,14 @@ fn the_google_preset_trusts_mx_google_com_above_its_received() {
     });
     let header = "mx.google.com; dkim=pass header.i=@example.com header.s=s1 header.b=abc; spf=pass (google.com: domain of ann@example.com designates 192.0.2.10 as permitted sender) smtp.mailfrom=ann@example.com; dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=example.com";
     let edge = "from mail.example.com (mail.example.com. [192.0.2.10]) by mx.google.com with ESMTPS id a1; Fri, 05 Jun 2026 02:12:01 -0700 (PDT)";
-    let above = email("ann@example.com", &[("Authentication-Results", header), ("Received", edge)]);
-    let below = email("ann@example.com", &[("Received", edge), ("Authentication-Results", header)]);
+    let above = email(
+        "ann@example.com",
+        &[("Authentication-Results", header), ("Received", edge)],
+    );
+    let below = email(
+        "ann@example.com",
+        &[("Received", edge), ("Authentication-Results", header)],
+    );
     assert!(sender_auth(&above, &google, None).dmarc_pass);
     assert!(!sender_auth(&below, &google, None).dmarc_pass);
 }
@@ -237,25 +291,68 @@ fn the_mode_rule_combines_header_and_own_verification() {
     let header_pass = "mx.anumi.app; dmarc=pass header.from=example.com";
     let header_fail = "mx.anumi.app; dmarc=fail header.from=example.com";
     let header_temp = "mx.anumi.app; dmarc=temperror";
-    let cases: Vec<(SenderAuthMode, Option<&str>, Option<AuthResult>, Option<AuthSource>)> = vec![
-        (SenderAuthMode::Headers, Some(header_pass), Some(Fail), Some(AuthSource::TrustedHeader)),
+    // (mode, trusted header, own DMARC, evidence used)
+    type Row<'a> = (
+        SenderAuthMode,
+        Option<&'a str>,
+        Option<AuthResult>,
+        Option<AuthSource>,
+    );
+    let cases: Vec<Row<'_>> = vec![
+        (
+            SenderAuthMode::Headers,
+            Some(header_pass),
+            Some(Fail),
+            Some(AuthSource::TrustedHeader),
+        ),
         (SenderAuthMode::Headers, None, Some(Pass), None),
         (SenderAuthMode::Verify, Some(header_pass), Some(Fail), None),
-        (SenderAuthMode::Verify, None, Some(Pass), Some(AuthSource::Dmarc)),
+        (
+            SenderAuthMode::Verify,
+            None,
+            Some(Pass),
+            Some(AuthSource::Dmarc),
+        ),
         (SenderAuthMode::Verify, None, Some(Temperror), None),
         (SenderAuthMode::Verify, None, None, None),
-        (SenderAuthMode::Either, Some(header_pass), Some(Fail), Some(AuthSource::TrustedHeader)),
-        (SenderAuthMode::Either, None, Some(Pass), Some(AuthSource::Dmarc)),
-        (SenderAuthMode::Either, Some(header_temp), Some(Pass), Some(AuthSource::Dmarc)),
+        (
+            SenderAuthMode::Either,
+            Some(header_pass),
+            Some(Fail),
+            Some(AuthSource::TrustedHeader),
+        ),
+        (
+            SenderAuthMode::Either,
+            None,
+            Some(Pass),
+            Some(AuthSource::Dmarc),
+        ),
+        (
+            SenderAuthMode::Either,
+            Some(header_temp),
+            Some(Pass),
+            Some(AuthSource::Dmarc),
+        ),
         (SenderAuthMode::Either, Some(header_fail), Some(Pass), None),
-        (SenderAuthMode::Either, Some(header_temp), Some(Temperror), None),
+        (
+            SenderAuthMode::Either,
+            Some(header_temp),
+            Some(Temperror),
+            None,
+        ),
     ];
     for (mode, header, verified, expected) in cases {
         let r = rules(|c| c.mode = mode);
-        let headers: Vec<(&str, &str)> = header.map(|h| ("Authentication-Results", h)).into_iter().collect();
+        let headers: Vec<(&str, &str)> = header
+            .map(|h| ("Authentication-Results", h))
+            .into_iter()
+            .collect();
         let verified = verified.map(own);
         let auth = sender_auth(&email("ann@example.com", &headers), &r, verified.as_ref());
-        assert_eq!(auth.used, expected, "{mode:?} header={header:?} own={verified:?}");
+        assert_eq!(
+            auth.used, expected,
+            "{mode:?} header={header:?} own={verified:?}"
+        );
         assert_eq!(auth.dmarc_pass, expected.is_some());
     }
 }
@@ -290,7 +387,10 @@ fn own_dmarc_for_another_domain_or_an_untrusted_arc_sealer_does_not_pass() {
 
 #[test]
 fn several_from_headers_or_addresses_never_authenticate() {
-    let header = ("Authentication-Results", "mx.anumi.app; dmarc=pass header.from=example.com");
+    let header = (
+        "Authentication-Results",
+        "mx.anumi.app; dmarc=pass header.from=example.com",
+    );
     let r = rules(|c| c.mode = SenderAuthMode::Either);
     let pass = own(AuthResult::Pass);
     let two_headers = {
@@ -298,7 +398,10 @@ fn several_from_headers_or_addresses_never_authenticate() {
         parse(raw.as_bytes()).unwrap()
     };
     let two_addresses = email("ann@example.com, boss@victim.test", &[header]);
-    for (name, e) in [("two From headers", two_headers), ("two addresses", two_addresses)] {
+    for (name, e) in [
+        ("two From headers", two_headers),
+        ("two addresses", two_addresses),
+    ] {
         assert!(e.from_count > 1, "{name}");
         let auth = sender_auth(&e, &r, Some(&pass));
         assert!(!auth.dmarc_pass, "{name}");
