@@ -50,10 +50,11 @@ pub struct SenderAuthConfig {
     /// each recognised by its format and its position above the provider's
     /// edge `Received`: `microsoft365`, `google`.
     pub providers: Vec<Provider>,
-    /// Host names our own receiving servers write after `by` in
-    /// `Received`. The topmost such header gives the client IP for SPF;
-    /// and a trusted-id `Authentication-Results` then counts only above
-    /// it (below it, the sender could have written it).
+    /// Host names our border MX servers (those that take mail from the
+    /// internet, not later internal hops) write after `by` in `Received`.
+    /// The topmost such header gives the client IP for SPF; and a
+    /// trusted-id `Authentication-Results` then counts only above it
+    /// (below it, the sender could have written it).
     pub received_by: Vec<String>,
     /// ARC sealers (the `d=` of `ARC-Seal`, e.g. `google.com`,
     /// `microsoft.com`) whose recorded DMARC `pass` counts for forwarded

@@ -233,13 +233,10 @@ impl AbuseCount {
 /// AUTH: without an authenticated sender (see `extract::auth` for the
 /// `[sender_auth] mode` rule), an approval that moves money or credits
 /// becomes review; the trace says what would have been approved and what
-/// every source said. An approval that goes ahead records, on its
-/// deciding step, the evidence it rests on.
+/// every source said. Every other decision records, on its deciding step,
+/// the authentication evidence it had (`auth_evidence`, `sender_auth`).
 /// Other outcomes stand (their replies go to the wallet's own address).
 pub(super) fn auth(msg: &MessageFacts, verdict: Verdict, draft: &mut Draft) -> Verdict {
-    if verdict.outcome != Outcome::Approved || verdict.actions.is_empty() {
-        return verdict;
-    }
     let evidence = vec![
         fact(
             "auth_evidence",
@@ -247,7 +244,8 @@ pub(super) fn auth(msg: &MessageFacts, verdict: Verdict, draft: &mut Draft) -> V
         ),
         fact("sender_auth", msg.auth.summary()),
     ];
-    if msg.auth.dmarc_pass {
+    let moves = verdict.outcome == Outcome::Approved && !verdict.actions.is_empty();
+    if !moves || msg.auth.dmarc_pass {
         draft.attest(evidence);
         return verdict;
     }
