@@ -392,6 +392,13 @@ impl Settings {
             });
         }
         self.review.validate()?;
+        self.sender_auth
+            .validate()
+            .map_err(|reason| ConfigError::Invalid {
+                key: "sender_auth",
+                reason,
+            })?;
+        // The calendar and escalation sections.
         self.calendar.validate()?;
         self.escalation.validate()?;
         Ok(())

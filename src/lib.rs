@@ -2,7 +2,8 @@
 //!
 //! - [`ingest`]  stores raw bytes + receipt time durably, dedupes (Maildir, IMAP)
 //! - [`parse`]   raw bytes -> `ParsedEmail` (mail-parser), secrets redacted
-//! - [`screen`]  auto-reply / bounce / loop -> `ignored`
+//! - [`verify`]  DKIM / SPF / DMARC / ARC in process, when `[sender_auth]` asks
+//! - [`screen`]  auto-reply / bounce / loop / machine reports -> `ignored`
 //! - [`extract`] order refs, category + flags (rules file), evidence, language, sender auth
 //! - [`policy`]  PURE: facts + config + times -> `Decision` with a clause trace
 //! - [`store`]   the only place with SQL: messages, cases, ledger, actions, outbox
@@ -41,4 +42,5 @@ pub mod retry;
 pub mod screen;
 pub mod secret;
 pub mod store;
+pub mod verify;
 pub mod web;

@@ -16,6 +16,9 @@ pub use ledger::{
     Chargeback, ChargebackStatus, Generation, GenerationStatus, LedgerFacts, Order, OrderLookup,
     PendingRefund, Refund, Wallet, WalletCredit, WalletFacts, WalletStatus,
 };
-pub use message::{AutoKind, Evidence, Language, MessageFacts, OrderRef, SenderAuth};
+pub use message::{
+    AuthResult, AuthSource, AutoKind, DkimCheck, Evidence, Language, MessageFacts, OrderRef,
+    SenderAuth, Verification,
+};
 pub(crate) use vocab::vocabulary;
 pub use vocab::{Category, Clause, Flag, Outcome, UnknownName};

@@ -1,335 +1,258 @@
-//! Sender authentication from `Authentication-Results` (RFC 8601).
+//! Sender authentication: the verdict the AUTH gate reads, from trusted
+//! `Authentication-Results` headers (RFC 8601), provider presets, and
+//! refundd's own verification (`verify::SenderVerifier`, done before
+//! extraction and handed in).
 //!
-//! Our receiving servers prepend their verdict above everything already in
-//! the message, and anything below it may have been written by the sender.
-//! So headers are walked top to bottom and only the FIRST one whose
-//! authserv-id (case-insensitive) is configured as trusted counts; every
-//! other header, above or below, is ignored, even if it says `pass`.
+//! - Takes: the parsed message, the `[sender_auth]` rules and, in `verify`
+//!   / `either` mode, the message's [`Verification`].
+//! - Gives: [`SenderAuth`]: pass or not, the evidence used, and what every
+//!   source said (for the trace and the console).
+//! - Never: does I/O (the verification is done already), or trusts a
+//!   header the sender could have written.
+//! - Fails: never; anything unreadable simply does not pass.
 //!
-//! The verdict is `dmarc_pass` only when that header has a `dmarc=pass`
-//! result and, when the result names `header.from=`, that domain is the
-//! `From:` address's domain. Parsing handles comments in parentheses
-//! (nested, anywhere: RFC 8601 §2.2 allows CFWS), the optional version
-//! after the authserv-id, quoted values, the `none` form (no results) and
-//! folding (headers arrive unfolded from `parse`).
+//! Which headers are trusted. Receiving servers prepend their verdict
+//! above everything already in the message; anything below it may have
+//! been written by the sender. So headers are walked top to bottom:
+//! - a configured trusted authserv-id: the FIRST header naming one of them
+//!   counts. With `received_by` configured, it counts only when it lies
+//!   above the topmost `Received` written `by` one of our servers (below
+//!   that line the sender wrote everything);
+//! - `microsoft365`: Exchange Online writes `Authentication-Results`
+//!   without an authserv-id, just above the `Received` of its inbound edge
+//!   (`from <client> by <X>.mail.protection.outlook.com`). Only the
+//!   topmost id-less header above the topmost such `Received` counts; with
+//!   no such `Received` (the message never entered through Microsoft),
+//!   none does;
+//! - `google`: `Authentication-Results: mx.google.com` above the topmost
+//!   `Received … by mx.google.com`, likewise.
+//!
+//! A header passes when its `dmarc` result is `pass` and, when it names
+//! `header.from=`, that domain is the `From:` domain. When several sources
+//! are configured and one reports `dmarc=fail`, that fail is the header
+//! verdict.
+//!
+//! The rule per `mode`:
+//! - `headers`: authenticated ⇔ the header verdict passes.
+//! - `verify`: authenticated ⇔ the own verification passes: DMARC `pass`
+//!   for the `From:` domain (DKIM or SPF aligned, RFC 7489 §3.1), or a
+//!   valid ARC chain (RFC 8617) whose newest trusted sealer recorded
+//!   `dmarc=pass` for the same `From:` domain.
+//! - `either`: authenticated ⇔ the trusted header does NOT report
+//!   `dmarc=fail`, AND (the header verdict passes OR the own verification
+//!   passes). A `temperror`, `none` or missing header does not veto.
+//!
+//! In every mode a message with several `From:` headers, or several
+//! addresses in its `From:`, is never authenticated (RFC 7489 §6.6.1).
 
-use crate::domain::SenderAuth;
-use crate::parse::ParsedEmail;
+use crate::domain::{AuthResult, AuthSource, SenderAuth, Verification};
+use crate::parse::auth_results::{self, AuthResults};
+use crate::parse::{ParsedEmail, received};
 
-/// The sender authentication verdict for `email`, trusting only the
-/// authserv-ids in `trusted`.
-pub fn sender_auth(email: &ParsedEmail, trusted: &[String]) -> SenderAuth {
-    let Some((authserv_id, results)) = email
-        .header_values("authentication-results")
-        .map(parse_header)
-        .find(|(id, _)| trusted.iter().any(|t| t.trim().eq_ignore_ascii_case(id)))
-    else {
-        return SenderAuth::default();
-    };
-    let dmarc = results.into_iter().find(|r| r.method == "dmarc");
+use super::config::{Provider, SenderAuthConfig, SenderAuthMode};
+
+/// Inbound edge hosts of Exchange Online (commercial, Germany, GCC High,
+/// 21Vianet): the `by` of the `Received` where Microsoft took the message
+/// from the internet.
+const MICROSOFT_EDGE_SUFFIXES: &[&str] = &[
+    ".mail.protection.outlook.com",
+    ".mail.protection.outlook.de",
+    ".mail.protection.office365.us",
+    ".mail.protection.partner.outlook.cn",
+];
+
+/// Google's inbound host and authserv-id.
+const GOOGLE_MX: &str = "mx.google.com";
+
+/// The `[sender_auth]` rules extraction applies, prepared once.
+#[derive(Debug, Clone, Default)]
+pub struct AuthRules {
+    mode: SenderAuthMode,
+    trusted_ids: Vec<String>,
+    providers: Vec<Provider>,
+    received_by: Vec<String>,
+}
+
+impl AuthRules {
+    /// The rules of `config`.
+    pub fn new(config: &SenderAuthConfig) -> Self {
+        let lower = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        AuthRules {
+            mode: config.mode,
+            trusted_ids: lower(&config.trusted_authserv_ids),
+            providers: config.providers.clone(),
+            received_by: lower(&config.received_by),
+        }
+    }
+}
+
+/// What one trusted header said.
+#[derive(Debug, Clone)]
+struct HeaderVerdict {
+    source: AuthSource,
+    authserv_id: Option<String>,
+    dmarc: Option<String>,
+    pass: bool,
+}
+
+/// The sender authentication verdict for `email` under `rules`, with the
+/// own verification when there is one.
+pub fn sender_auth(
+    email: &ParsedEmail,
+    rules: &AuthRules,
+    verified: Option<&Verification>,
+) -> SenderAuth {
     let from_domain = email.from.as_ref().and_then(|f| f.domain());
-    let dmarc_pass = dmarc.as_ref().is_some_and(|r| {
-        r.result == "pass"
-            && from_domain.is_some()
-            && r.header_from
-                .as_deref()
-                .is_none_or(|d| Some(d) == from_domain)
-    });
+    let header = header_verdict(email, rules, from_domain);
+    let own = verified.and_then(|v| own_pass(v, from_domain));
+    let from_ambiguous = email.from_count > 1;
+    let header_pass = header.as_ref().filter(|h| h.pass).map(|h| h.source);
+    let header_fails = header
+        .as_ref()
+        .is_some_and(|h| h.dmarc.as_deref() == Some("fail"));
+    let used = if from_ambiguous || from_domain.is_none() {
+        None
+    } else {
+        match rules.mode {
+            SenderAuthMode::Headers => header_pass,
+            SenderAuthMode::Verify => own,
+            SenderAuthMode::Either if header_fails => None,
+            SenderAuthMode::Either => header_pass.or(own),
+        }
+    };
+    let own_dmarc = verified.map(|v| v.dmarc.as_str().to_owned());
+    let header_dmarc = header.as_ref().and_then(|h| h.dmarc.clone());
+    let dmarc_result = match (used, rules.mode) {
+        (Some(AuthSource::Dmarc | AuthSource::Arc), _) => Some("pass".to_owned()),
+        (Some(_), _) | (None, SenderAuthMode::Headers) => header_dmarc.clone(),
+        (None, SenderAuthMode::Verify) => own_dmarc,
+        (None, SenderAuthMode::Either) if header_fails => header_dmarc.clone(),
+        (None, SenderAuthMode::Either) => own_dmarc.or_else(|| header_dmarc.clone()),
+    };
     SenderAuth {
-        dmarc_pass,
-        authserv_id: Some(authserv_id),
-        dmarc_result: dmarc.map(|r| r.result),
+        dmarc_pass: used.is_some(),
+        authserv_id: header.as_ref().and_then(|h| h.authserv_id.clone()),
+        dmarc_result,
+        used,
+        header: header.as_ref().map(|h| h.source),
+        header_dmarc,
+        verified: verified.cloned(),
+        from_ambiguous,
     }
 }
 
-/// One `method=result` of a header, with the `header.from` property.
-#[derive(Debug, PartialEq, Eq)]
-struct MethodResult {
-    /// Lowercase method without version (`dmarc`).
-    method: String,
-    /// Lowercase result (`pass`, `fail`, `none`, …).
-    result: String,
-    /// `header.from` domain, lowercased, without a leading `@` or a
-    /// trailing dot (a full address is reduced to its domain).
-    header_from: Option<String>,
+/// Whether the own verification authenticates `from_domain`, and how.
+fn own_pass(v: &Verification, from_domain: Option<&str>) -> Option<AuthSource> {
+    let from = from_domain?;
+    let same = |d: &Option<String>| d.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(from));
+    if v.dmarc == AuthResult::Pass && same(&v.dmarc_domain) {
+        return Some(AuthSource::Dmarc);
+    }
+    let sealed_pass = v.arc == AuthResult::Pass
+        && v.arc_trusted
+        && v.arc_dmarc.as_deref() == Some("pass")
+        && same(&v.arc_header_from);
+    sealed_pass.then_some(AuthSource::Arc)
 }
 
-/// The authserv-id and results of one header value.
-fn parse_header(value: &str) -> (String, Vec<MethodResult>) {
-    let cleaned = strip_comments(value);
-    let mut statements = split_unquoted(&cleaned, ';').into_iter();
-    let authserv_id = statements
-        .next()
-        .and_then(|first| first.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_default();
-    let results = statements.filter_map(|s| parse_resinfo(&s)).collect();
-    (authserv_id, results)
-}
-
-/// `method[/version]=result [reason=…] [ptype.property=value …]`.
-fn parse_resinfo(statement: &str) -> Option<MethodResult> {
-    let mut tokens = tokens(statement).into_iter();
-    let (method, result) = tokens.next()?.split_once('=').map(|(m, r)| {
-        let method = m.split('/').next().unwrap_or(m).trim().to_ascii_lowercase();
-        (method, r.trim().to_ascii_lowercase())
-    })?;
-    let header_from = tokens
-        .filter_map(|t| {
-            let (key, value) = t.split_once('=')?;
-            key.trim()
-                .eq_ignore_ascii_case("header.from")
-                .then(|| domain_of(value))
+/// The verdict of the configured trusted headers: a `fail` from any source
+/// wins, else a pass, else whatever was read.
+fn header_verdict(
+    email: &ParsedEmail,
+    rules: &AuthRules,
+    from_domain: Option<&str>,
+) -> Option<HeaderVerdict> {
+    let mut verdicts = Vec::new();
+    if !rules.trusted_ids.is_empty() {
+        let edge = |by: &str| rules.received_by.iter().any(|ours| ours == by);
+        let found = trusted_above_edge(
+            email,
+            |r| {
+                r.authserv_id
+                    .as_deref()
+                    .is_some_and(|id| rules.trusted_ids.iter().any(|t| t.eq_ignore_ascii_case(id)))
+            },
+            (!rules.received_by.is_empty()).then_some(&edge as &dyn Fn(&str) -> bool),
+        );
+        verdicts.extend(found.map(|r| (AuthSource::TrustedHeader, r)));
+    }
+    for provider in &rules.providers {
+        let found = match provider {
+            Provider::Microsoft365 => trusted_above_edge(
+                email,
+                |r| r.authserv_id.is_none() && !r.results.is_empty(),
+                Some(&|by: &str| MICROSOFT_EDGE_SUFFIXES.iter().any(|s| by.ends_with(s))),
+            )
+            .map(|r| (AuthSource::Microsoft365, r)),
+            Provider::Google => trusted_above_edge(
+                email,
+                |r| {
+                    r.authserv_id
+                        .as_deref()
+                        .is_some_and(|id| id.eq_ignore_ascii_case(GOOGLE_MX))
+                },
+                Some(&|by: &str| by == GOOGLE_MX),
+            )
+            .map(|r| (AuthSource::Google, r)),
+        };
+        verdicts.extend(found);
+    }
+    let verdicts: Vec<HeaderVerdict> = verdicts
+        .into_iter()
+        .map(|(source, r)| {
+            let dmarc = r.method("dmarc");
+            let pass = dmarc.is_some_and(|d| {
+                d.result == "pass"
+                    && from_domain.is_some()
+                    && d.header_from
+                        .as_deref()
+                        .is_none_or(|h| Some(h) == from_domain)
+            });
+            HeaderVerdict {
+                source,
+                dmarc: dmarc.map(|d| d.result.clone()),
+                authserv_id: r.authserv_id,
+                pass,
+            }
         })
-        .next();
-    Some(MethodResult {
-        method,
-        result,
-        header_from,
-    })
+        .collect();
+    let fail = verdicts
+        .iter()
+        .position(|v| v.dmarc.as_deref() == Some("fail"));
+    let pass = verdicts.iter().position(|v| v.pass);
+    let pick = fail.or(pass).unwrap_or(0);
+    verdicts.into_iter().nth(pick)
 }
 
-fn domain_of(value: &str) -> String {
-    let value = value.trim().trim_matches('"');
-    let domain = value.rsplit_once('@').map_or(value, |(_, d)| d);
-    domain.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// Whitespace-separated tokens, `a = b` joined to `a=b`, quotes kept.
-fn tokens(statement: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for word in split_unquoted_whitespace(statement) {
-        let joins_last = word.starts_with('=') || out.last().is_some_and(|l| l.ends_with('='));
-        match out.last_mut() {
-            Some(last) if joins_last => last.push_str(&word),
-            _ => out.push(word),
+/// The topmost `Authentication-Results` that `matches`, provided it lies
+/// above the topmost `Received` whose `by` host is an `edge` (when an
+/// edge is required). Nothing below the edge is ever read.
+fn trusted_above_edge(
+    email: &ParsedEmail,
+    matches: impl Fn(&AuthResults) -> bool,
+    edge: Option<&dyn Fn(&str) -> bool>,
+) -> Option<AuthResults> {
+    let mut found = None;
+    for h in &email.headers {
+        if h.name.eq_ignore_ascii_case("authentication-results") && found.is_none() {
+            let read = auth_results::parse(&h.value);
+            if matches(&read) {
+                found = Some(read);
+            }
+        } else if let Some(is_edge) = edge
+            && h.name.eq_ignore_ascii_case("received")
+            && received::parse(&h.value).by.as_deref().is_some_and(is_edge)
+        {
+            return found;
         }
     }
-    out
-}
-
-/// `value` without `( … )` comments (nested, escapes honoured), quoted
-/// strings left intact; each comment becomes a space.
-fn strip_comments(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut depth = 0usize;
-    let mut quoted = false;
-    let mut escaped = false;
-    for c in value.chars() {
-        if escaped {
-            escaped = false;
-            if depth == 0 {
-                out.push(c);
-            }
-            continue;
-        }
-        match c {
-            '\\' => {
-                escaped = true;
-                if depth == 0 {
-                    out.push(c);
-                }
-            }
-            '"' if depth == 0 => {
-                quoted = !quoted;
-                out.push(c);
-            }
-            '(' if !quoted => depth += 1,
-            ')' if !quoted && depth > 0 => {
-                depth -= 1;
-                if depth == 0 {
-                    out.push(' ');
-                }
-            }
-            c if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// `s` split at `sep` outside double quotes.
-fn split_unquoted(s: &str, sep: char) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in s.chars() {
-        if c == '"' {
-            quoted = !quoted;
-        }
-        if c == sep && !quoted {
-            parts.push(std::mem::take(&mut current));
-        } else {
-            current.push(c);
-        }
-    }
-    parts.push(current);
-    parts
-}
-
-fn split_unquoted_whitespace(s: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in s.chars() {
-        if c == '"' {
-            quoted = !quoted;
-        }
-        if c.is_whitespace() && !quoted {
-            if !current.is_empty() {
-                words.push(std::mem::take(&mut current));
-            }
-        } else {
-            current.push(c);
-        }
-    }
-    if !current.is_empty() {
-        words.push(current);
-    }
-    words
+    if edge.is_some() { None } else { found }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::parse::parse;
-
-    const TRUSTED: &str = "mx.anumi.app";
-
-    fn verdict(from: &str, results: &[&str]) -> SenderAuth {
-        let mut raw = String::new();
-        for r in results {
-            raw.push_str(&format!("Authentication-Results: {r}\r\n"));
-        }
-        raw.push_str(&format!("From: {from}\r\nSubject: x\r\n\r\nbody\r\n"));
-        let email = parse(raw.as_bytes()).expect("parses");
-        sender_auth(&email, &[TRUSTED.to_owned(), "backup.anumi.app".to_owned()])
-    }
-
-    fn pass() -> SenderAuth {
-        SenderAuth {
-            dmarc_pass: true,
-            authserv_id: Some(TRUSTED.into()),
-            dmarc_result: Some("pass".into()),
-        }
-    }
-
-    fn fails_with(id: &str, result: Option<&str>) -> SenderAuth {
-        SenderAuth {
-            dmarc_pass: false,
-            authserv_id: Some(id.into()),
-            dmarc_result: result.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn only_the_topmost_trusted_header_counts() {
-        let ann = "Ann <ann@example.com>";
-        let cases: Vec<(&str, Vec<&str>, SenderAuth)> = vec![
-            (
-                "a trusted pass with matching header.from",
-                vec![
-                    "mx.anumi.app; spf=pass smtp.mailfrom=example.com; dkim=pass header.d=example.com; dmarc=pass (p=reject) header.from=example.com",
-                ],
-                pass(),
-            ),
-            (
-                "a trusted pass without header.from",
-                vec!["mx.anumi.app; dmarc=pass"],
-                pass(),
-            ),
-            (
-                "authserv-id is case-insensitive, version allowed",
-                vec!["MX.Anumi.App 1; dmarc=pass header.from=Example.COM"],
-                SenderAuth {
-                    authserv_id: Some("MX.Anumi.App".into()),
-                    ..pass()
-                },
-            ),
-            (
-                "a forged pass below our fail is ignored",
-                vec![
-                    "mx.anumi.app; dmarc=fail (p=none) header.from=example.com",
-                    "mx.anumi.app; dmarc=pass header.from=example.com",
-                ],
-                fails_with(TRUSTED, Some("fail")),
-            ),
-            (
-                "an untrusted pass above ours is ignored",
-                vec![
-                    "evil.example; dmarc=pass header.from=example.com",
-                    "mx.anumi.app; dmarc=none header.from=example.com",
-                ],
-                fails_with(TRUSTED, Some("none")),
-            ),
-            (
-                "no trusted header at all",
-                vec!["mx.google.com; dmarc=pass header.from=example.com"],
-                SenderAuth::default(),
-            ),
-            ("no header at all", vec![], SenderAuth::default()),
-            (
-                "header.from of another domain does not pass",
-                vec!["mx.anumi.app; dmarc=pass header.from=attacker.test"],
-                fails_with(TRUSTED, Some("pass")),
-            ),
-            (
-                "the none form has no dmarc result",
-                vec!["mx.anumi.app; none"],
-                fails_with(TRUSTED, None),
-            ),
-            (
-                "comments everywhere, spaces around equals, method version",
-                vec![
-                    "mx.anumi.app (our (nested) server); dkim=pass; dmarc/1 = pass (policy=reject) reason=\"ok; fine\" header.from = example.com (checked)",
-                ],
-                pass(),
-            ),
-            (
-                "a comment cannot smuggle a pass",
-                vec![
-                    "mx.anumi.app; dmarc=fail (dmarc=pass header.from=example.com) header.from=example.com",
-                ],
-                fails_with(TRUSTED, Some("fail")),
-            ),
-            (
-                "the second trusted id counts when it is topmost",
-                vec![
-                    "backup.anumi.app; dmarc=pass header.from=example.com",
-                    "mx.anumi.app; dmarc=fail",
-                ],
-                SenderAuth {
-                    authserv_id: Some("backup.anumi.app".into()),
-                    ..pass()
-                },
-            ),
-            (
-                "folded header",
-                vec![
-                    "mx.anumi.app;\r\n\tdkim=pass header.d=example.com;\r\n\tdmarc=pass header.from=example.com",
-                ],
-                pass(),
-            ),
-            (
-                "a full address in header.from is reduced to its domain",
-                vec!["mx.anumi.app; dmarc=pass header.from=ann@example.com."],
-                pass(),
-            ),
-            (
-                "temperror is not a pass",
-                vec!["mx.anumi.app; dmarc=temperror"],
-                fails_with(TRUSTED, Some("temperror")),
-            ),
-        ];
-        for (name, headers, expected) in cases {
-            assert_eq!(verdict(ann, &headers), expected, "{name}");
-        }
-    }
-
-    #[test]
-    fn without_trusted_ids_nobody_is_verified() {
-        let raw =
-            "Authentication-Results: mx.anumi.app; dmarc=pass\r\nFrom: a@example.com\r\n\r\nx";
-        let email = parse(raw.as_bytes()).unwrap();
-        assert_eq!(sender_auth(&email, &[]), SenderAuth::default());
-    }
-}
+mod tests;

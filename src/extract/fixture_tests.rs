@@ -20,6 +20,7 @@ const ORDER_UUID: &str = "3f6c1d2e-8a4b-4c7d-9e0f-1a2b3c4d5e6f";
 static EXTRACTOR: LazyLock<Extractor> = LazyLock::new(|| {
     let auth = SenderAuthConfig {
         trusted_authserv_ids: vec!["mx.anumi.app".into()],
+        ..SenderAuthConfig::default()
     };
     Extractor::new(&ExtractConfig::default(), &auth).expect("the default configuration builds")
 });

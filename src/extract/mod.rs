@@ -38,14 +38,14 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::MessageFacts;
+use crate::domain::{MessageFacts, Verification};
 use crate::parse::ParsedEmail;
 use config::{ExtractConfig, SenderAuthConfig};
 use generations::GenerationFinder;
 use order_refs::OrderRefFinder;
 use scan::Scan;
 
-pub use auth::sender_auth;
+pub use auth::{AuthRules, sender_auth};
 pub use fold::fold_text;
 pub use intent::{BUILT_IN_ORIGIN, Intent, IntentRules, Target};
 pub use quotes::fresh_text;
@@ -101,7 +101,7 @@ pub struct Extractor {
     order_refs: OrderRefFinder,
     generations: GenerationFinder,
     intent: IntentRules,
-    trusted_authserv_ids: Vec<String>,
+    auth: AuthRules,
 }
 
 /// The text of the intent rules `config` names: the file's, or the shipped
@@ -128,12 +128,25 @@ impl Extractor {
                 &config.result_link_patterns,
             )?,
             intent,
-            trusted_authserv_ids: auth.trusted_authserv_ids.clone(),
+            auth: AuthRules::new(auth),
         })
     }
 
-    /// The facts of `email`, received by our server at `received_at`.
+    /// The facts of `email`, received by our server at `received_at`,
+    /// without an own verification (in `verify` mode nobody is then
+    /// authenticated).
     pub fn extract(&self, email: &ParsedEmail, received_at: DateTime<Utc>) -> MessageFacts {
+        self.extract_verified(email, received_at, None)
+    }
+
+    /// The facts of `email`, with the own sender verification the pipeline
+    /// did before extraction (`verify::SenderVerifier`).
+    pub fn extract_verified(
+        &self,
+        email: &ParsedEmail,
+        received_at: DateTime<Utc>,
+        verified: Option<&Verification>,
+    ) -> MessageFacts {
         let scan = Scan::new(email);
         let intent = self.intent(&scan);
         let result_link = self.generations.has_result_link(scan.own());
@@ -153,7 +166,7 @@ impl Extractor {
             evidence: evidence::evidence(&email.attachments, result_link),
             category: intent.category,
             flags: intent.flags,
-            auth: sender_auth(email, &self.trusted_authserv_ids),
+            auth: sender_auth(email, &self.auth, verified),
             auto: None,
         }
     }

@@ -21,9 +21,19 @@
 //!
 //! [`redact_secrets`] removes Polar customer-session tokens from raw bytes;
 //! it runs before a message is stored or logged.
+//!
+//! Line endings: CRLF and bare LF are read as they are; a message with
+//! bare CR line endings only (classic Mac OS, some broken report
+//! generators) is read as if each CR were CRLF, so its header is not one
+//! long line (RFC 5322 §2.1 requires CRLF).
+//!
+//! [`auth_results`] and [`received`] read the two trace headers that sender
+//! authentication needs.
 
+pub mod auth_results;
 mod headers;
 mod html;
+pub mod received;
 mod redact;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -155,8 +165,18 @@ pub struct ParsedEmail {
     pub attachments: Vec<Attachment>,
     /// The top-level content type is `multipart/report` (RFC 6522).
     pub is_multipart_report: bool,
-    /// Some part is `message/delivery-status` (RFC 3464).
+    /// Some part is `message/delivery-status` (RFC 3464) or
+    /// `message/global-delivery-status` (RFC 6533).
     pub has_delivery_status: bool,
+    /// The `report-type` parameter of a top-level `multipart/report`,
+    /// lowercased (`delivery-status`, `feedback-report`, `tlsrpt`, …).
+    pub report_type: Option<String>,
+    /// Some part is `message/feedback-report` (ARF, RFC 5965).
+    pub has_feedback_report: bool,
+    /// How many mailboxes the `From:` headers name together. One is the
+    /// norm; RFC 5322 allows one `From:` field, and a message with more
+    /// (or with several addresses in it) never authenticates its sender.
+    pub from_count: usize,
     /// Top-level headers, top to bottom.
     pub headers: Vec<HeaderField>,
 }
@@ -181,6 +201,8 @@ impl ParsedEmail {
 
 /// Parses one raw message.
 pub fn parse(raw: &[u8]) -> Result<ParsedEmail, ParseError> {
+    let normalised = cr_only_to_crlf(raw);
+    let raw: &[u8] = &normalised;
     let message = MessageParser::default()
         .parse(raw)
         .ok_or(ParseError::NotMail { len: raw.len() })?;
@@ -208,12 +230,59 @@ pub fn parse(raw: &[u8]) -> Result<ParsedEmail, ParseError> {
         links,
         attachments: attachments(&message),
         is_multipart_report: message.root_part().is_content_type("multipart", "report"),
-        has_delivery_status: message
+        has_delivery_status: message.parts.iter().any(|p| {
+            p.is_content_type("message", "delivery-status")
+                || p.is_content_type("message", "global-delivery-status")
+        }),
+        report_type: message
+            .root_part()
+            .content_type()
+            .filter(|ct| {
+                ct.ctype().eq_ignore_ascii_case("multipart")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            })
+            .and_then(|ct| ct.attribute("report-type"))
+            .map(|t| t.trim().to_ascii_lowercase()),
+        has_feedback_report: message
             .parts
             .iter()
-            .any(|p| p.is_content_type("message", "delivery-status")),
+            .any(|p| p.is_content_type("message", "feedback-report")),
+        from_count: from_count(&message),
         headers,
     })
+}
+
+/// `raw` with bare CR line endings turned into CRLF when the message has
+/// no LF at all; anything else is returned as it is.
+fn cr_only_to_crlf(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if raw.contains(&b'\n') || !raw.contains(&b'\r') {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for &b in raw {
+        out.push(b);
+        if b == b'\r' {
+            out.push(b'\n');
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Mailboxes named by every `From:` header together (groups included).
+fn from_count(message: &Message<'_>) -> usize {
+    message
+        .header_values(mail_parser::HeaderName::From)
+        .map(|value| match value {
+            HeaderValue::Address(Address::List(list)) => list.len(),
+            HeaderValue::Address(Address::Group(groups)) => {
+                groups.iter().map(|g| g.addresses.len()).sum()
+            }
+            // A From that is not an address still counts as a From.
+            _ => 1,
+        })
+        .sum()
 }
 
 /// `s` cut to at most `max` bytes at a char boundary.

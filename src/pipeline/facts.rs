@@ -55,8 +55,22 @@ impl FactsReader {
         raw: &[u8],
         received_at: DateTime<Utc>,
     ) -> Result<(ParsedEmail, MessageFacts), ParseError> {
+        self.message_verified(raw, received_at, None)
+    }
+
+    /// [`message`](Self::message), with the sender verification the
+    /// pipeline did before extraction (`[sender_auth] mode` `verify` or
+    /// `either`).
+    pub fn message_verified(
+        &self,
+        raw: &[u8],
+        received_at: DateTime<Utc>,
+        verified: Option<&crate::domain::Verification>,
+    ) -> Result<(ParsedEmail, MessageFacts), ParseError> {
         let parsed = parse::parse(raw)?;
-        let mut facts = self.extractor.extract(&parsed, received_at);
+        let mut facts = self
+            .extractor
+            .extract_verified(&parsed, received_at, verified);
         facts.auto = screen::screen(&parsed, &self.own_addresses);
         Ok((parsed, facts))
     }

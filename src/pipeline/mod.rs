@@ -41,6 +41,7 @@ use crate::reply::{ReplyError, Templates};
 use crate::store::{
     CaseId, CaseRow, DecisionBasis, NewEngineDecision, NewReply, Store, StoreError, StoredMessage,
 };
+use crate::verify::{SenderVerifier, VerifyError};
 
 pub use answer::Addressee;
 pub use facts::{FactsReader, case_tag, merge_case_facts};
@@ -64,6 +65,8 @@ pub enum PipelineError {
     Rules(#[source] ExtractError),
     #[error("the reply templates cannot be used")]
     Templates(#[source] ReplyError),
+    #[error("sender verification cannot start")]
+    Verifier(#[source] VerifyError),
     #[error("the deciding configuration cannot be read")]
     Config(#[source] crate::config::ConfigError),
     #[error("case {case} cannot take this decision")]
@@ -100,6 +103,9 @@ pub struct Processed {
 pub struct Pipeline {
     store: Store,
     facts: FactsReader,
+    /// In-process sender verification (`[sender_auth] mode = "verify"` or
+    /// `"either"`); `None` in `headers` mode.
+    verifier: Option<SenderVerifier>,
     templates: Templates,
     settings: Arc<Settings>,
     lifecycle: Lifecycle,
@@ -124,12 +130,15 @@ impl Pipeline {
         templates: Templates,
     ) -> Result<Pipeline, PipelineError> {
         let facts = FactsReader::new(&settings).map_err(PipelineError::Rules)?;
+        let verifier =
+            SenderVerifier::for_config(&settings.sender_auth).map_err(PipelineError::Verifier)?;
         let fingerprint = settings
             .decision_fingerprint()
             .map_err(PipelineError::Config)?;
         Ok(Pipeline {
             store,
             facts,
+            verifier,
             templates,
             lifecycle: settings.lifecycle(),
             fingerprint,
@@ -196,7 +205,16 @@ impl Pipeline {
         message: &StoredMessage,
         now: DateTime<Utc>,
     ) -> Result<Processed, PipelineError> {
-        let (parsed, facts) = match self.facts.message(&message.raw, message.received_at) {
+        // Sender verification talks to DNS, so it runs here, before the
+        // synchronous extraction, which applies the mode's rule to it.
+        let verification = match &self.verifier {
+            Some(verifier) => Some(verifier.verify(&message.raw).await),
+            None => None,
+        };
+        let read =
+            self.facts
+                .message_verified(&message.raw, message.received_at, verification.as_ref());
+        let (parsed, facts) = match read {
             Ok(read) => read,
             Err(err) => return self.record_unreadable(message, &err.to_string(), now).await,
         };

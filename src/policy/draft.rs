@@ -115,6 +115,14 @@ impl Draft {
         });
     }
 
+    /// Adds facts to the latest trace step (the deciding one): what a
+    /// verdict rests on, without a step of its own.
+    pub fn attest(&mut self, facts: Vec<(String, String)>) {
+        if let Some(step) = self.trace.last_mut() {
+            step.facts.extend(facts);
+        }
+    }
+
     /// The decision, with the verdict of the clause that stopped.
     pub fn finish(self, verdict: Verdict) -> Decision {
         Decision {

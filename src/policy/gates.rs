@@ -27,6 +27,12 @@ pub(super) fn screen(msg: &MessageFacts, draft: &mut Draft) -> Option<Verdict> {
         AutoKind::Bounce => (Flag::Bounce, "bounce", "a bounce"),
         // A loop is our own automatic mail coming back: an auto-reply.
         AutoKind::Loop => (Flag::AutoReply, "loop", "our own mail coming back (a loop)"),
+        // The flags vocabulary is stable: a machine report is automatic mail.
+        AutoKind::Report => (
+            Flag::AutoReply,
+            "report",
+            "a machine report (DMARC aggregate, TLS-RPT or abuse feedback)",
+        ),
     };
     draft.flag(flag);
     draft.note(
@@ -224,31 +230,45 @@ impl AbuseCount {
     }
 }
 
-/// AUTH: without a trusted DMARC pass, an approval that moves money or
-/// credits becomes review; the trace says what would have been approved.
+/// AUTH: without an authenticated sender (see `extract::auth` for the
+/// `[sender_auth] mode` rule), an approval that moves money or credits
+/// becomes review; the trace says what would have been approved and what
+/// every source said. Every other decision records, on its deciding step,
+/// the authentication evidence it had (`auth_evidence`, `sender_auth`).
 /// Other outcomes stand (their replies go to the wallet's own address).
 pub(super) fn auth(msg: &MessageFacts, verdict: Verdict, draft: &mut Draft) -> Verdict {
-    if msg.auth.dmarc_pass || verdict.outcome != Outcome::Approved || verdict.actions.is_empty() {
+    let evidence = vec![
+        fact(
+            "auth_evidence",
+            msg.auth.used.map_or("none", |u| u.as_str()),
+        ),
+        fact("sender_auth", msg.auth.summary()),
+    ];
+    let moves = verdict.outcome == Outcome::Approved && !verdict.actions.is_empty();
+    if !moves || msg.auth.dmarc_pass {
+        draft.attest(evidence);
         return verdict;
     }
     let would: Vec<String> = verdict.actions.iter().map(describe_action).collect();
+    let mut facts = vec![
+        fact(
+            "dmarc_result",
+            msg.auth.dmarc_result.as_deref().unwrap_or("none"),
+        ),
+        fact(
+            "authserv_id",
+            msg.auth.authserv_id.as_deref().unwrap_or("none"),
+        ),
+    ];
+    facts.extend(evidence);
     draft.note(
         Clause::Auth,
         format!(
-            "The sender is not authenticated (no DMARC pass from a trusted authserv-id), \
-             so nothing is moved; would have approved: {}.",
+            "The sender is not authenticated ({}), so nothing is moved; would have approved: {}.",
+            msg.auth.summary(),
             would.join("; ")
         ),
-        vec![
-            fact(
-                "dmarc_result",
-                msg.auth.dmarc_result.as_deref().unwrap_or("none"),
-            ),
-            fact(
-                "authserv_id",
-                msg.auth.authserv_id.as_deref().unwrap_or("none"),
-            ),
-        ],
+        facts,
     );
     Verdict::review()
 }

@@ -20,6 +20,7 @@ mod operator_words;
 mod payments;
 mod replay;
 mod replies;
+mod sender_auth;
 mod smtp;
 mod support;
 mod web;

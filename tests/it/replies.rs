@@ -239,6 +239,7 @@ fn message(s: &Story) -> MessageFacts {
             dmarc_pass: true,
             authserv_id: Some("mx.anumi.example".into()),
             dmarc_result: Some("pass".into()),
+            ..SenderAuth::default()
         },
         auto: None,
     }

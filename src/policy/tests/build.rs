@@ -74,6 +74,10 @@ pub fn case(category: Category) -> Case {
                 dmarc_pass: true,
                 authserv_id: Some("mx.anumi.example".into()),
                 dmarc_result: Some("pass".into()),
+                used: Some(crate::domain::AuthSource::TrustedHeader),
+                header: Some(crate::domain::AuthSource::TrustedHeader),
+                header_dmarc: Some("pass".into()),
+                ..SenderAuth::default()
             },
             auto: None,
         },
@@ -336,6 +340,9 @@ impl Case {
             dmarc_pass: false,
             authserv_id: Some("mx.anumi.example".into()),
             dmarc_result: Some("fail".into()),
+            header: Some(crate::domain::AuthSource::TrustedHeader),
+            header_dmarc: Some("fail".into()),
+            ..SenderAuth::default()
         };
         self
     }
