@@ -25,6 +25,7 @@
 mod headers;
 mod html;
 mod redact;
+pub mod search;
 
 use chrono::{DateTime, TimeZone, Utc};
 use mail_parser::{

@@ -15,5 +15,6 @@ mod mailstack;
 mod metrics;
 mod payments;
 mod replies;
+mod search;
 mod smtp;
 mod support;
