@@ -781,7 +781,7 @@ pub async fn report(
         bail!("--until must be later than --since");
     }
     let store = connect(settings).await?;
-    let report = refundd::report::build(&store, since, until, now).await?;
+    let report = refundd::report::build(&store, since, until, now, zone).await?;
     let out = if csv {
         refundd::report::to_csv(&report)
     } else if json {

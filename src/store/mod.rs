@@ -63,7 +63,7 @@ pub use records::{
     CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply, RawRemoval,
     ReplyStatus, StoredAction, StoredMessage, StoredReply,
 };
-pub use reports::{QueueGauges, ReportCase, ReviewerEvent};
+pub use reports::{PeriodVolume, QueueGauges, ReportCase, ReviewerEvent};
 pub use reviewers::{
     AuditAction, AuditEntry, LoginAttempt, QueueFilter, QueueItem, QueuePage, Reviewer,
     ReviewerRole, Session,
