@@ -63,11 +63,29 @@ ALTER TABLE audit_log ADD CONSTRAINT audit_log_action_check CHECK (action IN
      'reviewer_disabled', 'reviewer_enabled', 'token_revoked', 'erase'));
 
 -- ---------------------------------------------------------------------
--- The overview page and `refundd report` (one query path): messages in
--- per period, and each case's first message, first reply and review
--- history read from indexes, so that a 30-day overview over 100,000
--- cases does not visit message or reply rows.
+-- The overview page and `refundd report` (one query path).
 -- ---------------------------------------------------------------------
+-- Deadline compliance needs the deadline a case had when a reviewer
+-- answered it, but a case leaving the queue loses its `deadline` (it is
+-- no longer due). `last_deadline` keeps the deadline a case had when it
+-- last left the queue, set by this trigger whatever path moved it (every
+-- move is `Tx::apply_transition`, which writes `deadline`). Cases closed
+-- before this migration have none: their compliance cannot be known.
+ALTER TABLE cases ADD COLUMN last_deadline TIMESTAMPTZ;
+CREATE FUNCTION cases_keep_last_deadline() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.deadline IS NOT NULL AND NEW.deadline IS NULL THEN
+        NEW.last_deadline := OLD.deadline;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER cases_keep_last_deadline BEFORE UPDATE OF deadline ON cases
+    FOR EACH ROW EXECUTE FUNCTION cases_keep_last_deadline();
+
+-- Messages in per period, and each case's first message, first reply and
+-- review history read from indexes, so that a 30-day overview over 100,000 cases does
+-- not visit message or reply rows.
 CREATE INDEX messages_received ON messages (received_at);
 CREATE INDEX messages_case_received ON messages (case_id, received_at);
 CREATE INDEX replies_case_created ON replies (case_id, created_at, to_addr);

@@ -76,11 +76,24 @@ ALTER TABLE audit_log_new RENAME TO audit_log;
 CREATE INDEX audit_log_case ON audit_log (case_id, id);
 
 -- ---------------------------------------------------------------------
--- The overview page and `refundd report` (one query path): messages in
--- per period, and each case's first message, first reply and review
--- history read from indexes alone (covering), so that a 30-day overview
--- over 100,000 cases does not read message or reply bodies.
+-- The overview page and `refundd report` (one query path).
 -- ---------------------------------------------------------------------
+-- Deadline compliance needs the deadline a case had when a reviewer
+-- answered it, but a case leaving the queue loses its `deadline` (it is
+-- no longer due). `last_deadline` keeps the deadline a case had when it
+-- last left the queue, set by this trigger whatever path moved it (every
+-- move is `Tx::apply_transition`, which writes `deadline`). Cases closed
+-- before this migration have none: their compliance cannot be known.
+ALTER TABLE cases ADD COLUMN last_deadline TEXT;
+CREATE TRIGGER cases_keep_last_deadline AFTER UPDATE OF deadline ON cases
+    FOR EACH ROW WHEN OLD.deadline IS NOT NULL AND NEW.deadline IS NULL
+BEGIN
+    UPDATE cases SET last_deadline = OLD.deadline WHERE id = OLD.id;
+END;
+
+-- Messages in per period, and each case's first message, first reply and
+-- review history read from indexes alone (covering), so that a 30-day
+-- overview over 100,000 cases does not read message or reply bodies.
 CREATE INDEX messages_received ON messages (received_at);
 CREATE INDEX messages_case_received ON messages (case_id, received_at);
 CREATE INDEX replies_case_created ON replies (case_id, created_at, to_addr);

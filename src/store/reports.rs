@@ -23,7 +23,8 @@ pub struct ReportCase {
     pub category: Category,
     pub status: CaseStatus,
     pub created_at: DateTime<Utc>,
-    /// The current reply deadline, if the case has (had) one.
+    /// The reply deadline: the current one of an open case, else the one
+    /// it had when it last left the queue (migration 0012 keeps it).
     pub deadline: Option<DateTime<Utc>>,
     /// When the case's first message arrived.
     pub first_received_at: Option<DateTime<Utc>>,
@@ -103,7 +104,8 @@ impl Store {
     ) -> Result<Vec<ReportCase>> {
         let rows: Vec<ReportTuple> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT c.id, c.outcome, c.category, c.status, c.created_at, c.deadline,
+                "SELECT c.id, c.outcome, c.category, c.status, c.created_at,
+                        COALESCE(c.deadline, c.last_deadline),
                         (SELECT MIN(m.received_at) FROM messages m WHERE m.case_id = c.id),
                         (SELECT MIN(r.created_at) FROM replies r
                          WHERE r.case_id = c.id AND lower(r.to_addr) = lower(c.sender)),

@@ -24,6 +24,7 @@
 mod api;
 pub mod auth;
 mod error;
+mod overview;
 mod pages;
 pub mod view;
 
@@ -115,6 +116,7 @@ pub fn router(state: WebState) -> Router {
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/", get(pages::queue))
+        .route("/overview", get(overview::overview))
         .route("/audit", get(pages::audit))
         .route("/cases/bulk", post(pages::bulk))
         .route("/cases/{id}", get(pages::case))

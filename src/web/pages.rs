@@ -30,7 +30,8 @@ pub(super) fn case_id(text: &str) -> Result<CaseId, WebError> {
     text.parse().map_err(|_| WebError::NotFound)
 }
 
-fn me(signed: &SignedIn) -> Me {
+/// The signed-in reviewer as the page header shows them.
+pub(super) fn me(signed: &SignedIn) -> Me {
     Me {
         email: signed.reviewer.email.clone(),
         admin: signed.reviewer.role == ReviewerRole::Admin,

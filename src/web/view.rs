@@ -23,7 +23,7 @@ use super::WebError;
 use super::auth::new_secret;
 
 /// The console's templates, embedded in the binary.
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 8] = [
     (
         "layout.html",
         include_str!("../../templates/console/layout.html"),
@@ -51,6 +51,10 @@ const TEMPLATES: [(&str, &str); 7] = [
     (
         "audit.html",
         include_str!("../../templates/console/audit.html"),
+    ),
+    (
+        "overview.html",
+        include_str!("../../templates/console/overview.html"),
     ),
 ];
 

@@ -143,6 +143,14 @@ pub struct Console {
 
 impl Console {
     pub async fn start(db: &TestDb) -> Console {
+        let mut settings = Settings::default();
+        settings.web.secure_cookies = false;
+        Console::start_with(db, settings).await
+    }
+
+    /// A console with these settings (plain-HTTP cookies are the caller's
+    /// business).
+    pub async fn start_with(db: &TestDb, settings: Settings) -> Console {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = Store::connect(&db.url).await.unwrap();
         let report = refundd::store::import_jsonl(&store, LEDGER.as_bytes(), |_| {})
@@ -158,8 +166,6 @@ impl Console {
                 .await
                 .unwrap();
         }
-        let mut settings = Settings::default();
-        settings.web.secure_cookies = false;
         let minutes_ahead = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let ahead = minutes_ahead.clone();
         let clock = Arc::new(move || {

@@ -13,6 +13,7 @@ mod lifecycle;
 mod lifecycle_props;
 mod mailstack;
 mod metrics;
+mod overview;
 mod payments;
 mod replies;
 mod search;
