@@ -16,7 +16,8 @@
 //! is the shared backoff; [`secret`] reads secrets from files and commands.
 //! [`pipeline`] wires the stages for one message and runs the workers around
 //! it (outbox, reviewer decisions, the deadline sweep); [`report`] gives the
-//! desk's numbers; [`config`] is the typed settings tree.
+//! desk's numbers; [`privacy`] keeps raw mail only as long as allowed and
+//! erases a person on request; [`config`] is the typed settings tree.
 
 pub mod act;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod polar_sim;
 pub mod policy;
+pub mod privacy;
 pub mod queue;
 pub mod reply;
 pub mod report;

@@ -90,3 +90,7 @@ CREATE INDEX messages_received ON messages (received_at);
 CREATE INDEX messages_case_received ON messages (case_id, received_at);
 CREATE INDEX replies_case_created ON replies (case_id, created_at, to_addr);
 CREATE INDEX case_events_case_status ON case_events (case_id, to_status, actor, at);
+-- Money refunded and credits granted per day.
+CREATE INDEX actions_refunds_done ON actions (updated_at)
+    WHERE kind = 'cash_refund' AND status = 'done';
+CREATE INDEX wallet_credits_granted ON wallet_credits (created_at) WHERE case_id IS NOT NULL;

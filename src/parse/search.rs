@@ -163,10 +163,7 @@ SWNoIG3DtmNodGUgZWluZSBSw7xja2Vyc3RhdHR1bmcu\r\n";
     #[test]
     fn search_terms_are_folded_deduplicated_and_capped() {
         assert_eq!(search_terms("Müller muller  R-12"), ["muller", "r", "12"]);
-        assert_eq!(
-            search_terms("a b c d e f g h i j").len(),
-            MAX_SEARCH_WORDS
-        );
+        assert_eq!(search_terms("a b c d e f g h i j").len(), MAX_SEARCH_WORDS);
         assert!(search_terms("%%% ---").is_empty());
     }
 

@@ -34,6 +34,7 @@ mod lifecycle;
 mod messages;
 mod outbox;
 mod payments;
+mod privacy;
 mod records;
 mod reports;
 mod reviewers;
@@ -58,6 +59,7 @@ pub use payments::{
     DeliveryState, HeldReply, HeldRole, HeldState, LedgerOrderMoney, LedgerRefundStatus,
     PaymentOutcome, PaymentRow, PaymentState, RefundJob, WebhookDelivery,
 };
+pub use privacy::{ERASED, Erasure};
 pub use records::{
     ActionStatus, Actor, Backend, CaseEvent, CaseFilter, CaseId, CaseOrder, CaseRow, CaseStatus,
     CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply, RawRemoval,

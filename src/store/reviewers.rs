@@ -107,6 +107,8 @@ pub enum AuditAction {
     ReviewerDisabled,
     ReviewerEnabled,
     TokenRevoked,
+    /// A person's data erased on request (`refundd erase`).
+    Erase,
 }
 
 impl AuditAction {
@@ -128,10 +130,11 @@ impl AuditAction {
             AuditAction::ReviewerDisabled => "reviewer_disabled",
             AuditAction::ReviewerEnabled => "reviewer_enabled",
             AuditAction::TokenRevoked => "token_revoked",
+            AuditAction::Erase => "erase",
         }
     }
 
-    const ALL: [AuditAction; 15] = [
+    const ALL: [AuditAction; 16] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::Logout,
@@ -147,6 +150,7 @@ impl AuditAction {
         AuditAction::ReviewerDisabled,
         AuditAction::ReviewerEnabled,
         AuditAction::TokenRevoked,
+        AuditAction::Erase,
     ];
 
     fn parse(name: &str) -> std::result::Result<Self, UnknownName> {

@@ -15,6 +15,7 @@ mod mailstack;
 mod metrics;
 mod overview;
 mod payments;
+mod privacy;
 mod replies;
 mod search;
 mod smtp;
