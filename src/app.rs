@@ -382,7 +382,11 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
             },
             "messages": messages.iter().map(|m| serde_json::json!({
                 "id": m.id, "message_id": m.message_id, "received_at": m.received_at,
-                "source": m.source, "raw": String::from_utf8_lossy(&m.raw),
+                "source": m.source,
+                "raw": m.removed.is_none().then(|| String::from_utf8_lossy(&m.raw)),
+                "removed": m.removed.map(|(why, at)| serde_json::json!({
+                    "why": why, "at": at, "shown_as": why.shown_as(),
+                })),
             })).collect::<Vec<_>>(),
             "replies": replies.iter().map(|r| serde_json::json!({
                 "message_id": r.message_id, "to": r.to_addr, "subject": r.subject, "status": r.status.as_str(),
@@ -452,7 +456,14 @@ pub async fn show_case(settings: &Settings, id: &str, json: bool) -> anyhow::Res
             m.received_at.to_rfc3339(),
             m.source
         );
-        println!("{}", String::from_utf8_lossy(&m.raw));
+        match m.removed {
+            Some((why, at)) => println!(
+                "[{}: the raw mail was removed on {}; the decision and its trace above stay]",
+                why.shown_as(),
+                at.to_rfc3339()
+            ),
+            None => println!("{}", String::from_utf8_lossy(&m.raw)),
+        }
     }
     for r in &replies {
         println!(
@@ -1045,7 +1056,7 @@ pub async fn report(
         bail!("--until must be later than --since");
     }
     let store = connect(settings).await?;
-    let report = refundd::report::build(&store, since, until, now).await?;
+    let report = refundd::report::build(&store, since, until, now, zone).await?;
     let out = if csv {
         refundd::report::to_csv(&report)
     } else if json {
@@ -1190,6 +1201,36 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<Exi
             ExitCode::FAILURE
         },
     )
+}
+
+/// `refundd erase --sender EMAIL`: a person's erasure request.
+pub async fn erase(
+    settings: &Settings,
+    sender: &str,
+    operator: Option<&str>,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = connect(settings).await?;
+    let actor = operator.map_or("cli".to_owned(), |who| format!("operator:{who}"));
+    let report = match refundd::privacy::erase(&store, sender, &actor, Utc::now(), dry_run).await {
+        Ok(report) => report,
+        Err(refundd::privacy::PrivacyError::Store(refundd::store::StoreError::Conflict {
+            detail,
+            ..
+        })) => {
+            eprintln!("not erased: {detail}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let out = if json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        refundd::privacy::to_text(&report)
+    };
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `YYYY-MM-DD` as midnight in the calendar's zone, or an RFC 3339 instant.

@@ -15,6 +15,8 @@ pub use crate::ingest::imap::ImapConfig;
 // [review]: the deny reasons, defined next to the review desk.
 pub use crate::pipeline::deny::{DenyReasonConfig, ReviewConfig};
 pub use crate::policy::PolicyConfig;
+// [retention]: defined next to the retention and erasure code.
+pub use crate::privacy::RetentionConfig;
 // [calendar] and [escalation]: defined next to the deadline code.
 pub use crate::queue::config::{CalendarConfig, EscalationConfig};
 pub use crate::reply::smtp::SmtpConfig;
@@ -66,6 +68,8 @@ pub struct Settings {
     /// `[polar]` (payments, act::config): absent = payments off, cash
     /// refunds stay pending and replies go out at once.
     pub polar: Option<PolarSettings>,
+    /// `[retention]`: how long raw mail of closed cases is kept.
+    pub retention: RetentionConfig,
 }
 
 /// `[daemon]`: how `refundd run` paces its loops.
@@ -328,6 +332,12 @@ impl Settings {
                     reason: format!("must be positive, is {days}"),
                 });
             }
+        }
+        if self.retention.raw_mail_days == Some(0) {
+            return Err(ConfigError::Invalid {
+                key: "retention.raw_mail_days",
+                reason: "must be at least 1 (leave it out to keep raw mail)".into(),
+            });
         }
         if p.abuse_refunded_share_percent > 100 {
             return Err(ConfigError::Invalid {

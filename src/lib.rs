@@ -21,6 +21,8 @@
 //! [`replay`] decides stored or archived mail again (in force or with a
 //! candidate configuration) without side effects; [`progress`] shows how
 //! far long commands are.
+//! [`privacy`] keeps raw mail only as long as allowed and erases a person
+//! on request.
 
 pub mod act;
 pub mod config;
@@ -33,6 +35,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod polar_sim;
 pub mod policy;
+pub mod privacy;
 pub mod progress;
 pub mod queue;
 pub mod replay;

@@ -194,6 +194,23 @@ enum Command {
         #[command(subcommand)]
         command: TemplatesCommand,
     },
+    /// Erase a person on request: their mail, subjects, replies' text and address
+    /// (replaced by a pseudonym everywhere) go; decisions, amounts, payments and the
+    /// audit log stay. Refused while they have an open case or money in flight.
+    Erase {
+        /// The person's email address.
+        #[arg(long)]
+        sender: String,
+        /// Say what would be erased; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who carries out the request (recorded in the audit log; default `cli`).
+        #[arg(long = "as", env = "REFUNDD_OPERATOR")]
+        operator: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole pipeline on sample data in a demo folder; needs nothing but this binary.
     Demo {
         /// Where to create the demo (replaced if it exists).
@@ -442,6 +459,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             app::replay(&settings, args).await
         }
+        Command::Erase {
+            sender,
+            dry_run,
+            operator,
+            json,
+        } => app::erase(&settings, &sender, operator.as_deref(), dry_run, json).await,
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }

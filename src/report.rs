@@ -1,13 +1,18 @@
-//! The desk's numbers for a period: volume by outcome and category, the
-//! auto-decision rate, first-response times, deadline compliance, money
-//! refunded and credits granted, and what each reviewer did. Behind
-//! `refundd report` and (later) the console's report page.
+//! The desk's numbers for a period: messages in, volume by outcome and
+//! category, the auto-decision rate, first-response times, deadline
+//! compliance, money refunded and credits granted (in total and day by
+//! day), what each reviewer did, shadow mode's agreement, and the queue as
+//! it stands. Behind `refundd report` and the console's overview page
+//! (`/overview`): both call [`build`], so they cannot disagree.
 //!
-//! Takes the store's plain rows for `[since, until)` and `now`; gives a
-//! [`Report`] (serde), its CSV ([`to_csv`]) and text ([`to_text`]) forms,
-//! and [`svg_bar_chart`] for server-rendered charts. [`summarize`] is PURE;
-//! [`build`] only reads. Definitions:
+//! Takes the store's plain rows for `[since, until)`, `now` and the
+//! calendar's time zone (days are local days); gives a [`Report`] (serde),
+//! its CSV ([`to_csv`]) and text ([`to_text`]) forms, and
+//! [`svg_bar_chart`] / [`svg_day_chart`] for server-rendered charts.
+//! [`summarize`] is PURE; [`build`] only reads. Definitions:
 //!
+//! - *messages*: messages received in the period (duplicates are not
+//!   stored twice, so not counted twice);
 //! - *auto-decided*: a case never in review, among cases not ignored;
 //! - *first response*: the first reply queued to the customer minus the
 //!   arrival of the case's first message (nearest-rank percentiles);
@@ -15,11 +20,16 @@
 //!   (passed by `min(until, now)`) or answered, those a reviewer acted on by
 //!   the deadline; cases waiting on the customer are paused and not counted;
 //! - *refunded*: cash refunds carried out in the period, per currency;
-//!   *credits*: wallet credits refundd granted in the period.
+//!   *credits*: wallet credits refundd granted in the period;
+//! - *days*: the same counts per local day of `[calendar] time_zone` (the
+//!   first and last day are cut at `since` and `until`); the period's
+//!   totals are the sums of its days;
+//! - *open now*: the queue when the report was made, whatever the period.
 //!
 //! Fails only with the store's [`StoreError`].
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,7 +37,9 @@ use std::fmt::Write as _;
 use crate::domain::Outcome;
 use crate::reply::escape_html;
 use crate::store::CaseStatus;
-use crate::store::{ReportCase, ReviewerEvent, ShadowAgreement, Store, StoreError};
+use crate::store::{
+    PeriodVolume, QueueGauges, ReportCase, ReviewerEvent, ShadowAgreement, Store, StoreError,
+};
 
 /// Everything `refundd report` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,6 +69,12 @@ pub struct Report {
     /// Shadow mode: reviewer decisions on cases the engine only proposed,
     /// and how many matched the proposal (outcome, action, amount).
     pub shadow: ShadowAgreement,
+    /// Messages received in the period.
+    pub messages: i64,
+    /// The queue when the report was made (not bound to the period).
+    pub open_now: OpenNow,
+    /// The period day by day (local days of `[calendar] time_zone`).
+    pub days: Vec<Day>,
 }
 
 /// Nearest-rank percentiles of a duration in seconds.
@@ -97,46 +115,136 @@ pub struct ReviewerStats {
     pub resolved: usize,
 }
 
-/// Reads the period's rows and summarizes them.
+/// The queue at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OpenNow {
+    pub as_of: DateTime<Utc>,
+    /// Cases waiting for a reviewer.
+    pub review: i64,
+    /// Cases waiting on the customer.
+    pub needs_info: i64,
+    /// The earliest deadline of a case waiting for a reviewer.
+    pub oldest_deadline: Option<DateTime<Utc>>,
+}
+
+/// One local day of the period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Day {
+    pub date: NaiveDate,
+    /// Messages received.
+    pub messages: i64,
+    /// Cases created.
+    pub cases: usize,
+    /// Of those, decided without a person / not ignored.
+    pub auto_decided: usize,
+    pub not_ignored: usize,
+    /// Cash refunded, per currency, in minor units.
+    pub refunded: Vec<Money>,
+    /// Wallet credits granted.
+    pub credits: i64,
+}
+
+/// The local days of `[since, until)` in `zone`: (date, start, end), the
+/// first starting at `since` and the last ending at `until`.
+pub fn day_spans(
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    zone: Tz,
+) -> Vec<(NaiveDate, DateTime<Utc>, DateTime<Utc>)> {
+    let mut spans = Vec::new();
+    let mut start = since;
+    while start < until {
+        let date = start.with_timezone(&zone).date_naive();
+        let end = date
+            .succ_opt()
+            .and_then(|next| local_midnight(next, zone))
+            .map_or(until, |next| next.min(until));
+        // A zone whose clocks skip midnight could give a day no length;
+        // never loop on it.
+        let end = if end <= start { until } else { end };
+        spans.push((date, start, end));
+        start = end;
+    }
+    spans
+}
+
+/// Midnight of `date` in `zone` (the earliest, when clocks go back; the
+/// first instant of the day when midnight is skipped).
+pub fn local_midnight(date: NaiveDate, zone: Tz) -> Option<DateTime<Utc>> {
+    (0..=3).find_map(|hour| {
+        zone.from_local_datetime(&date.and_hms_opt(hour, 0, 0)?)
+            .earliest()
+            .map(|at| at.with_timezone(&Utc))
+    })
+}
+
+/// Reads the period's rows (one volume query per local day of `zone`) and
+/// summarizes them.
 pub async fn build(
     store: &Store,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
+    zone: Tz,
 ) -> Result<Report, StoreError> {
+    let mut volumes = Vec::new();
+    for (date, start, end) in day_spans(since, until, zone) {
+        volumes.push((date, store.period_volume(start, end).await?));
+    }
     let cases = store.report_cases(since, until).await?;
-    let refunded = store.refunded_by_currency(since, until).await?;
-    let credits = store.credits_by_reason(since, until).await?;
     let events = store.reviewer_events(since, until).await?;
-    let mut report = summarize(since, until, now, &cases, &refunded, &credits, &events);
+    let gauges = store.queue_gauges().await?;
+    let mut report = summarize(
+        &Period {
+            since,
+            until,
+            now,
+            zone,
+        },
+        &cases,
+        &volumes,
+        &events,
+        &gauges,
+    );
     report.shadow = store.shadow_agreement(since, until).await?;
     Ok(report)
 }
 
-/// The report from the rows (PURE).
+/// The period a report covers, and when it was made.
+#[derive(Debug, Clone, Copy)]
+pub struct Period {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    /// Days are local days of this zone.
+    pub zone: Tz,
+}
+
+/// The report from the rows (PURE): `volumes` are the period's days with
+/// their messages, refunds and credits ([`day_spans`] order).
 pub fn summarize(
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-    now: DateTime<Utc>,
+    period: &Period,
     cases: &[ReportCase],
-    refunded: &[(String, i64)],
-    credits: &[(String, i64)],
+    volumes: &[(NaiveDate, PeriodVolume)],
     events: &[ReviewerEvent],
+    gauges: &QueueGauges,
 ) -> Report {
+    let Period {
+        since,
+        until,
+        now,
+        zone,
+    } = *period;
     let mut by_outcome = BTreeMap::new();
     let mut by_category = BTreeMap::new();
     for case in cases {
         *by_outcome.entry(case.outcome.to_string()).or_insert(0) += 1;
         *by_category.entry(case.category.to_string()).or_insert(0) += 1;
     }
-    let not_ignored = cases
-        .iter()
-        .filter(|c| c.outcome != Outcome::Ignored)
-        .count();
-    let auto_decided = cases
-        .iter()
-        .filter(|c| c.outcome != Outcome::Ignored && !c.ever_in_review)
-        .count();
+    let counts_as_decided = |c: &ReportCase| c.outcome != Outcome::Ignored;
+    let auto = |c: &ReportCase| counts_as_decided(c) && !c.ever_in_review;
+    let not_ignored = cases.iter().filter(|c| counts_as_decided(c)).count();
+    let auto_decided = cases.iter().filter(|c| auto(c)).count();
 
     let mut waits: Vec<i64> = cases
         .iter()
@@ -180,6 +288,41 @@ pub fn summarize(
         }
     }
 
+    // The period's money is the sum of its days.
+    let mut refunded: BTreeMap<String, i64> = BTreeMap::new();
+    let mut credits: BTreeMap<String, i64> = BTreeMap::new();
+    let mut messages = 0;
+    // Cases by local day of creation: (cases, auto-decided, not ignored).
+    let mut by_day: BTreeMap<NaiveDate, (usize, usize, usize)> = BTreeMap::new();
+    for case in cases {
+        let day = by_day
+            .entry(case.created_at.with_timezone(&zone).date_naive())
+            .or_default();
+        day.0 += 1;
+        day.1 += usize::from(auto(case));
+        day.2 += usize::from(counts_as_decided(case));
+    }
+    let mut days = Vec::with_capacity(volumes.len());
+    for (date, volume) in volumes {
+        messages += volume.messages;
+        for (currency, amount) in &volume.refunded {
+            *refunded.entry(currency.clone()).or_default() += amount;
+        }
+        for (reason, n) in &volume.credits {
+            *credits.entry(reason.clone()).or_default() += n;
+        }
+        let (n, auto_n, decided_n) = by_day.get(date).copied().unwrap_or_default();
+        days.push(Day {
+            date: *date,
+            messages: volume.messages,
+            cases: n,
+            auto_decided: auto_n,
+            not_ignored: decided_n,
+            refunded: money_list(&volume.refunded),
+            credits: volume.credits.iter().map(|(_, n)| n).sum(),
+        });
+    }
+
     Report {
         since,
         until,
@@ -197,14 +340,11 @@ pub fn summarize(
         },
         deadlines,
         refunded: refunded
-            .iter()
-            .map(|(currency, amount)| Money {
-                currency: currency.clone(),
-                amount: *amount,
-            })
+            .into_iter()
+            .map(|(currency, amount)| Money { currency, amount })
             .collect(),
-        credits_by_reason: credits.iter().cloned().collect(),
-        credits_total: credits.iter().map(|(_, n)| n).sum(),
+        credits_total: credits.values().sum(),
+        credits_by_reason: credits,
         reviewers: reviewers
             .into_iter()
             .map(|(reviewer, (actions, cases, resolved))| ReviewerStats {
@@ -215,7 +355,25 @@ pub fn summarize(
             })
             .collect(),
         shadow: ShadowAgreement::default(),
+        messages,
+        open_now: OpenNow {
+            as_of: now,
+            review: gauges.in_review,
+            needs_info: gauges.needs_info,
+            oldest_deadline: gauges.oldest_open_deadline,
+        },
+        days,
     }
+}
+
+fn money_list(pairs: &[(String, i64)]) -> Vec<Money> {
+    pairs
+        .iter()
+        .map(|(currency, amount)| Money {
+            currency: currency.clone(),
+            amount: *amount,
+        })
+        .collect()
 }
 
 fn ratio(part: usize, whole: usize) -> Option<f64> {
@@ -350,6 +508,45 @@ pub fn to_csv(report: &Report) -> String {
             .rate()
             .map_or(String::new(), |r| format!("{r:.4}")),
     ));
+    rows.push((
+        "volume".into(),
+        "messages".into(),
+        report.messages.to_string(),
+    ));
+    let open = &report.open_now;
+    rows.push(("open_now".into(), "as_of".into(), open.as_of.to_rfc3339()));
+    rows.push(("open_now".into(), "review".into(), open.review.to_string()));
+    rows.push((
+        "open_now".into(),
+        "needs_info".into(),
+        open.needs_info.to_string(),
+    ));
+    rows.push((
+        "open_now".into(),
+        "oldest_deadline".into(),
+        open.oldest_deadline
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_default(),
+    ));
+    for day in &report.days {
+        let date = day.date.to_string();
+        for (section, value) in [
+            ("messages_by_day", day.messages.to_string()),
+            ("cases_by_day", day.cases.to_string()),
+            ("auto_decided_by_day", day.auto_decided.to_string()),
+            ("not_ignored_by_day", day.not_ignored.to_string()),
+            ("credits_by_day", day.credits.to_string()),
+        ] {
+            rows.push((section.into(), date.clone(), value));
+        }
+        rows.extend(day.refunded.iter().map(|m| {
+            (
+                "refunded_minor_by_day".into(),
+                format!("{date} {}", m.currency),
+                m.amount.to_string(),
+            )
+        }));
+    }
     let mut out = String::from("section,key,value\r\n");
     for (section, key, value) in rows {
         let _ = write!(
@@ -429,13 +626,7 @@ pub fn to_text(report: &Report) -> String {
         pct(report.deadlines.rate)
     );
     for m in &report.refunded {
-        let _ = writeln!(
-            out,
-            "Refunded: {} {}.{:02}",
-            m.currency,
-            m.amount / 100,
-            m.amount % 100
-        );
+        let _ = writeln!(out, "Refunded: {} {}", m.currency, minor_units(m.amount));
     }
     let _ = writeln!(out, "Credits granted: {}", report.credits_total);
     if report.shadow.decided > 0 {
@@ -457,7 +648,46 @@ pub fn to_text(report: &Report) -> String {
             r.reviewer, r.actions, r.cases, r.resolved
         );
     }
+    let _ = writeln!(out, "Messages in: {}", report.messages);
+    let open = &report.open_now;
+    let _ = writeln!(
+        out,
+        "Open at {}: {} in review, {} waiting on the customer{}",
+        open.as_of.to_rfc3339(),
+        open.review,
+        open.needs_info,
+        open.oldest_deadline
+            .map(|d| format!("; oldest deadline {}", d.to_rfc3339()))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "By day:      messages  cases  auto   credits  refunded"
+    );
+    for day in &report.days {
+        let refunded: Vec<String> = day
+            .refunded
+            .iter()
+            .map(|m| format!("{} {}", minor_units(m.amount), m.currency))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {} {:>8} {:>6} {:>5} {:>9}  {}",
+            day.date,
+            day.messages,
+            day.cases,
+            pct(ratio(day.auto_decided, day.not_ignored)),
+            day.credits,
+            refunded.join(", ")
+        );
+    }
     out
+}
+
+/// Minor units as a decimal (`1499` → `14.99`).
+fn minor_units(amount: i64) -> String {
+    let sign = if amount < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", amount.abs() / 100, amount.abs() % 100)
 }
 
 /// A horizontal bar chart as a standalone SVG: one bar per `(label,
@@ -499,6 +729,86 @@ pub fn svg_bar_chart(bars: &[(&str, f64)]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// A column chart of one value per day as a standalone SVG: one column
+/// per `(label, value)` in order, scaled to the largest value, each with a
+/// `<title>` (`label: value`, what a pointer shows); the first, middle and
+/// last labels are written under the axis and the largest value above it.
+/// Labels are XML-escaped; negative or non-finite values draw as nothing.
+pub fn svg_day_chart(columns: &[(String, f64)], unit: &str) -> String {
+    const WIDTH: f64 = 560.0;
+    const PLOT: f64 = 120.0;
+    const TOP: f64 = 16.0;
+    let max = columns
+        .iter()
+        .map(|(_, v)| *v)
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    let n = columns.len().max(1) as f64;
+    let step = WIDTH / n;
+    let bar = (step * 0.8).max(1.0);
+    let shown = |v: f64| {
+        if v.fract() == 0.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    let unit = xml_escape(unit);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\">\n",
+        WIDTH,
+        TOP + PLOT + 20.0,
+        WIDTH,
+        TOP + PLOT + 20.0
+    );
+    let _ = writeln!(
+        svg,
+        "  <text x=\"0\" y=\"11\" font-size=\"11\" fill=\"#555\">max {} {unit}</text>\n  <line x1=\"0\" y1=\"{}\" x2=\"{WIDTH}\" y2=\"{}\" stroke=\"#bbb\"/>",
+        shown(max),
+        TOP + PLOT,
+        TOP + PLOT
+    );
+    for (i, (label, value)) in columns.iter().enumerate() {
+        let height = if max > 0.0 && value.is_finite() {
+            (value.max(0.0) / max * PLOT).round()
+        } else {
+            0.0
+        };
+        let x = i as f64 * step + (step - bar) / 2.0;
+        let label = xml_escape(label);
+        let _ = writeln!(
+            svg,
+            "  <rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{height}\" fill=\"#4a7bd0\"><title>{label}: {} {unit}</title></rect>",
+            TOP + PLOT - height,
+            shown(*value),
+        );
+    }
+    let last = columns.len().saturating_sub(1);
+    let mut marks = vec![0, last / 2, last];
+    marks.dedup();
+    for i in marks {
+        if let Some((label, _)) = columns.get(i) {
+            let x = (i as f64 * step + step / 2.0).clamp(30.0, WIDTH - 30.0);
+            let _ = writeln!(
+                svg,
+                "  <text x=\"{x:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
+                TOP + PLOT + 14.0,
+                xml_escape(label)
+            );
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 #[cfg(test)]
@@ -561,15 +871,40 @@ mod tests {
                 at: t(21),
             },
         ];
-        let report = summarize(
-            t(0),
-            t(100),
-            t(100),
-            &cases,
-            &[("EUR".into(), 1499)],
-            &[("courtesy".into(), 5), ("failed_generation".into(), 2)],
-            &events,
-        );
+        // Case 2 was created on the second day (UTC).
+        cases[1].created_at = t(30);
+        let period = Period {
+            since: t(0),
+            until: t(48),
+            now: t(100),
+            zone: chrono_tz::UTC,
+        };
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 6, d).unwrap();
+        let volumes = vec![
+            (
+                day(1),
+                PeriodVolume {
+                    messages: 7,
+                    refunded: vec![("EUR".into(), 1000)],
+                    credits: vec![("courtesy".into(), 5)],
+                },
+            ),
+            (
+                day(2),
+                PeriodVolume {
+                    messages: 2,
+                    refunded: vec![("EUR".into(), 499), ("USD".into(), 100)],
+                    credits: vec![("courtesy".into(), 0), ("failed_generation".into(), 2)],
+                },
+            ),
+        ];
+        let gauges = QueueGauges {
+            in_review: 2,
+            needs_info: 1,
+            oldest_open_deadline: Some(t(10)),
+            ..QueueGauges::default()
+        };
+        let report = summarize(&period, &cases, &volumes, &events, &gauges);
         assert_eq!(report.cases, 6);
         assert_eq!(report.by_outcome["approved"], 2);
         assert_eq!((report.auto_decided, report.not_ignored), (2, 5));
@@ -579,12 +914,30 @@ mod tests {
         assert_eq!((report.deadlines.due, report.deadlines.met), (2, 1));
         assert_eq!(
             report.refunded,
-            vec![Money {
-                currency: "EUR".into(),
-                amount: 1499
-            }]
+            vec![
+                Money {
+                    currency: "EUR".into(),
+                    amount: 1499
+                },
+                Money {
+                    currency: "USD".into(),
+                    amount: 100
+                }
+            ]
         );
         assert_eq!(report.credits_total, 7);
+        assert_eq!(report.credits_by_reason["courtesy"], 5);
+        assert_eq!(report.messages, 9);
+        assert_eq!((report.open_now.review, report.open_now.needs_info), (2, 1));
+        assert_eq!(report.days.len(), 2);
+        assert_eq!((report.days[0].cases, report.days[0].auto_decided), (5, 1));
+        assert_eq!((report.days[1].cases, report.days[1].auto_decided), (1, 1));
+        assert_eq!(report.days[1].credits, 2);
+        assert_eq!(
+            report.days.iter().map(|d| d.cases).sum::<usize>(),
+            report.cases,
+            "the days add up to the period"
+        );
         assert_eq!(
             report.reviewers,
             vec![ReviewerStats {
@@ -598,6 +951,49 @@ mod tests {
         assert!(csv.starts_with("section,key,value\r\n"));
         assert!(csv.contains("auto,rate,0.4000\r\n"));
         assert!(csv.contains("refunded_minor,EUR,1499\r\n"));
+        assert!(csv.contains("volume,messages,9\r\n"));
+        assert!(csv.contains("cases_by_day,2026-06-02,1\r\n"));
+        assert!(csv.contains("refunded_minor_by_day,2026-06-02 USD,100\r\n"));
+        let text = to_text(&report);
+        assert!(text.contains("Refunded: EUR 14.99"), "{text}");
+        assert!(text.contains("  2026-06-02        2      1"), "{text}");
+    }
+
+    #[test]
+    fn days_are_local_days_cut_at_the_period_and_survive_clock_changes() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // Sunday 29 March 2026: clocks go forward at 02:00 (a 23-hour day).
+        let spans = day_spans(
+            at("2026-03-28T12:00:00+01:00"),
+            at("2026-03-30T08:00:00+02:00"),
+            berlin,
+        );
+        let dates: Vec<String> = spans.iter().map(|(d, _, _)| d.to_string()).collect();
+        assert_eq!(dates, ["2026-03-28", "2026-03-29", "2026-03-30"]);
+        assert_eq!(spans[0].1, at("2026-03-28T12:00:00+01:00"));
+        assert_eq!(spans[1].1, at("2026-03-29T00:00:00+01:00"));
+        assert_eq!(spans[1].2 - spans[1].1, Duration::hours(23));
+        assert_eq!(spans[2].2, at("2026-03-30T08:00:00+02:00"));
+        assert!(day_spans(t(5), t(5), berlin).is_empty());
+    }
+
+    #[test]
+    fn a_day_chart_draws_one_column_per_day_with_escaped_labels() {
+        let svg = svg_day_chart(
+            &[
+                ("06-01".into(), 4.0),
+                ("<b>".into(), 2.0),
+                ("06-03".into(), 0.0),
+            ],
+            "messages",
+        );
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert!(svg.contains("height=\"120\""));
+        assert!(svg.contains("height=\"60\""));
+        assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
+        assert!(svg.contains("max 4 messages"));
+        assert!(!svg.contains("<script"));
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod headers;
 mod html;
 pub mod received;
 mod redact;
+pub mod search;
 
 use chrono::{DateTime, TimeZone, Utc};
 use mail_parser::{

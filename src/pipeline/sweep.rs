@@ -9,7 +9,9 @@
 //! the newly alerted cases; and, for cases that waited on the customer for
 //! `needs_info_close_after_days`, the case resolved with a polite final note
 //! in the customer's language (the `needs_info_closed` reply template, which
-//! the operator may replace like every other).
+//! the operator may replace like every other); and, with `[retention]
+//! raw_mail_days`, the raw bytes of closed cases' older mail removed
+//! ([`crate::privacy`]).
 //!
 //! A case waiting on the customer (`needs_info`) is paused: it is never
 //! warned about or breached (the pipeline gives it a new deadline from the
@@ -73,10 +75,13 @@ pub struct SweepReport {
     pub closed: Vec<CaseId>,
     /// Cases that changed while the sweep closed them (left alone).
     pub conflicts: usize,
+    /// Messages whose raw bytes passed `[retention] raw_mail_days`.
+    pub raw_removed: u64,
 }
 
-/// One pass: alerts and digest, then closing abandoned cases, whose final
-/// note is rendered with `templates`.
+/// One pass: alerts and digest, closing abandoned cases (whose final note
+/// is rendered with `templates`), then removing raw mail past its
+/// retention.
 #[tracing::instrument(skip_all, fields(stage = "sweep"))]
 pub async fn sweep(
     store: &Store,
@@ -88,11 +93,17 @@ pub async fn sweep(
     let mut report = SweepReport::default();
     escalate(store, settings, &lifecycle, now, &mut report).await?;
     close_abandoned(store, settings, templates, &lifecycle, now, &mut report).await?;
-    if !report.warned.is_empty() || !report.breached.is_empty() || !report.closed.is_empty() {
+    report.raw_removed = crate::privacy::expire_raw_mail(store, &settings.retention, now).await?;
+    if !report.warned.is_empty()
+        || !report.breached.is_empty()
+        || !report.closed.is_empty()
+        || report.raw_removed > 0
+    {
         tracing::info!(
             warned = report.warned.len(),
             breached = report.breached.len(),
             closed = report.closed.len(),
+            raw_removed = report.raw_removed,
             "deadline sweep"
         );
     }

@@ -1,6 +1,14 @@
 //! Messages: every email as received, stored once (by Message-ID or by
-//! bytes), and the pipeline's work list over them; plus the IMAP
-//! checkpoint per folder.
+//! bytes), and the pipeline's work list over them; the search index of
+//! what they say; the removal of their raw bytes (retention, erasure);
+//! plus the IMAP checkpoint per folder.
+//!
+//! A message is indexed for the queue's search in the transaction that
+//! stores it, from [`parse::search::message_words`] of its bytes (decoded
+//! text, never raw MIME); [`Store::index_pending_messages`] catches up on
+//! messages stored before the index existed. SQLite keeps the index in a
+//! contentless FTS5 table, PostgreSQL in a `tsvector` with a GIN index
+//! (migration 0012 says why).
 //!
 //! Never an error for a duplicate: [`Inserted::Duplicate`] names the row
 //! that already holds it. Fails with [`StoreError`] on database errors.
@@ -8,8 +16,9 @@
 use chrono::{DateTime, Utc};
 
 use super::error::{corrupt, db};
-use super::records::{CaseId, Inserted, MailboxCursor, NewMessage, StoredMessage};
-use super::{Result, Store, StoreError, Tx, on_pool, on_tx};
+use super::records::{CaseId, Inserted, MailboxCursor, NewMessage, RawRemoval, StoredMessage};
+use super::{Result, Store, StoreError, Tx, TxInner, on_pool, on_tx};
+use crate::parse::search::{SearchWords, message_words};
 
 /// Columns of a stored message, in `message_columns!()` order.
 type MessageTuple = (
@@ -22,17 +31,40 @@ type MessageTuple = (
     String,
     Option<String>,
     Option<i64>,
+    Option<String>,
+    Option<DateTime<Utc>>,
 );
 
 /// The columns of `MessageTuple`, as a literal for `concat!`.
 macro_rules! message_columns {
     () => {
-        "id, message_id, sha256, raw, received_at, source, status, error, case_id"
+        "id, message_id, sha256, raw, received_at, source, status, error, case_id,
+         raw_removed, raw_removed_at"
     };
 }
 
 fn message_from(t: MessageTuple) -> Result<StoredMessage> {
-    let (id, message_id, sha256, raw, received_at, source, status, error, case_id) = t;
+    let (
+        id,
+        message_id,
+        sha256,
+        raw,
+        received_at,
+        source,
+        status,
+        error,
+        case_id,
+        removed,
+        removed_at,
+    ) = t;
+    let removed = match removed {
+        Some(why) => Some((
+            why.parse::<RawRemoval>()
+                .map_err(corrupt("message raw removal"))?,
+            removed_at.unwrap_or(received_at),
+        )),
+        None => None,
+    };
     Ok(StoredMessage {
         id,
         message_id,
@@ -43,19 +75,30 @@ fn message_from(t: MessageTuple) -> Result<StoredMessage> {
         status: status.parse().map_err(corrupt("message status"))?,
         error,
         case_id: case_id.map(CaseId),
+        removed,
     })
 }
+
+/// How many messages one catch-up transaction indexes.
+const INDEX_BATCH: i64 = 200;
 
 impl Store {
     /// Stores an email unless the same Message-ID or the same bytes
     /// (SHA-256) are already stored. Race-safe: two instances inserting the
     /// same message at once get one `New` and one `Duplicate`.
+    /// The message's words go into the search index in the same
+    /// transaction.
     pub async fn insert_message(&self, message: &NewMessage) -> Result<Inserted> {
         let size = i64::try_from(message.raw.len()).unwrap_or(i64::MAX);
-        let inserted: Option<i64> = on_pool!(self, pool => {
+        // Decoded before the transaction: SQLite's write lock is not held
+        // while MIME is parsed.
+        let words = message_words(&message.raw);
+        let mut tx = self.begin().await?;
+        let inserted: Option<i64> = on_tx!(tx, conn => {
             sqlx::query_scalar(
-                "INSERT INTO messages (message_id, sha256, raw, size, received_at, source, status)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'received')
+                "INSERT INTO messages (message_id, sha256, raw, size, received_at, source, status,
+                                       search_indexed)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'received', TRUE)
                  ON CONFLICT DO NOTHING
                  RETURNING id",
             )
@@ -65,13 +108,16 @@ impl Store {
             .bind(size)
             .bind(message.received_at)
             .bind(&message.source)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *conn)
             .await
         })
         .map_err(db("insert a message"))?;
         if let Some(id) = inserted {
+            tx.index_message(id, &words).await?;
+            tx.commit().await?;
             return Ok(Inserted::New(id));
         }
+        tx.rollback().await?;
         // The conflicting row is committed by now: ON CONFLICT waited for it.
         let existing: Option<i64> = on_pool!(self, pool => {
             sqlx::query_scalar(
@@ -213,6 +259,49 @@ impl Store {
         .map_err(db("save a mailbox cursor"))?;
         Ok(())
     }
+
+    /// Indexes, for the queue's search, every message not indexed yet
+    /// whose bytes are still kept (those stored before the index existed,
+    /// or left by a crash), in batches; returns how many. Runs at start
+    /// ([`Store::connect`]); cheap when there is nothing to do.
+    pub async fn index_pending_messages(&self) -> Result<u64> {
+        let mut done = 0;
+        loop {
+            let rows: Vec<(i64, Vec<u8>)> = on_pool!(self, pool => {
+                sqlx::query_as(
+                    "SELECT id, raw FROM messages
+                     WHERE NOT search_indexed AND raw_removed IS NULL
+                     ORDER BY id LIMIT $1",
+                )
+                .bind(INDEX_BATCH)
+                .fetch_all(pool)
+                .await
+            })
+            .map_err(db("list messages to index"))?;
+            if rows.is_empty() {
+                return Ok(done);
+            }
+            let words: Vec<(i64, SearchWords)> = rows
+                .into_iter()
+                .map(|(id, raw)| (id, message_words(&raw)))
+                .collect();
+            let mut tx = self.begin().await?;
+            for (id, words) in &words {
+                tx.forget_message_words(*id).await?;
+                tx.index_message(*id, words).await?;
+                on_tx!(tx, conn => {
+                    sqlx::query("UPDATE messages SET search_indexed = TRUE WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await
+                        .map(|done| done.rows_affected())
+                })
+                .map_err(db("mark a message indexed"))?;
+            }
+            tx.commit().await?;
+            done += words.len() as u64;
+        }
+    }
 }
 
 impl Tx {
@@ -270,5 +359,80 @@ impl Tx {
         }
         .map_err(db("claim a message"))?;
         row.map(message_from).transpose()
+    }
+
+    /// Puts a message's words into the search index (nothing when it has
+    /// none).
+    pub(super) async fn index_message(&mut self, id: i64, words: &SearchWords) -> Result<()> {
+        if words.is_empty() {
+            return Ok(());
+        }
+        match &mut self.inner {
+            TxInner::Sqlite(t) => {
+                sqlx::query("INSERT INTO message_search (rowid, words) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(words.document())
+                    .execute(&mut **t)
+                    .await
+                    .map(|done| done.rows_affected())
+            }
+            TxInner::Postgres(t) => sqlx::query(
+                "INSERT INTO message_search (message_id, words)
+                     VALUES ($1, array_to_tsvector($2))
+                     ON CONFLICT (message_id) DO UPDATE SET words = excluded.words",
+            )
+            .bind(id)
+            .bind(&words.0)
+            .execute(&mut **t)
+            .await
+            .map(|done| done.rows_affected()),
+        }
+        .map_err(db("index a message for search"))?;
+        Ok(())
+    }
+
+    /// Takes a message out of the search index (its words go with it).
+    pub(super) async fn forget_message_words(&mut self, id: i64) -> Result<()> {
+        match &mut self.inner {
+            TxInner::Sqlite(t) => sqlx::query("DELETE FROM message_search WHERE rowid = $1")
+                .bind(id)
+                .execute(&mut **t)
+                .await
+                .map(|done| done.rows_affected()),
+            TxInner::Postgres(t) => sqlx::query("DELETE FROM message_search WHERE message_id = $1")
+                .bind(id)
+                .execute(&mut **t)
+                .await
+                .map(|done| done.rows_affected()),
+        }
+        .map_err(db("remove a message from the search index"))?;
+        Ok(())
+    }
+
+    /// Removes a message's raw bytes and its words, keeping its record:
+    /// `raw` becomes empty and says why and when. A message already
+    /// removed keeps its first reason. Returns whether bytes were removed.
+    pub(super) async fn remove_message_raw(
+        &mut self,
+        id: i64,
+        why: RawRemoval,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.forget_message_words(id).await?;
+        let done = on_tx!(self, conn => {
+            sqlx::query(
+                "UPDATE messages SET raw = $2, raw_removed = $3, raw_removed_at = $4
+                 WHERE id = $1 AND raw_removed IS NULL",
+            )
+            .bind(id)
+            .bind(Vec::<u8>::new())
+            .bind(why.as_str())
+            .bind(at)
+            .execute(&mut *conn)
+            .await
+            .map(|done| done.rows_affected())
+        })
+        .map_err(db("remove a message's raw bytes"))?;
+        Ok(done > 0)
     }
 }

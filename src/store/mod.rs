@@ -36,6 +36,7 @@ mod lifecycle;
 mod messages;
 mod outbox;
 mod payments;
+mod privacy;
 mod records;
 mod replay;
 mod reports;
@@ -65,16 +66,17 @@ pub use payments::{
     DeliveryState, HeldReply, HeldRole, HeldState, LedgerOrderMoney, LedgerRefundStatus,
     PaymentOutcome, PaymentRow, PaymentState, RefundJob, WebhookDelivery,
 };
+pub use privacy::{ERASED, Erasure};
 pub use records::{
     ActionStatus, Actor, Backend, CaseEvent, CaseFilter, CaseId, CaseOrder, CaseRow, CaseStatus,
-    CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply,
+    CaseSummary, Inserted, MailboxCursor, MessageStatus, NewCase, NewMessage, NewReply, RawRemoval,
     ReplyStatus, StoredAction, StoredMessage, StoredReply,
 };
 pub use replay::{
     CashRefundRecord, DecidedMessage, OrderMatch, PeopleDecision, ReplayScope, ThreadMessage,
     WalletHistory, address_key,
 };
-pub use reports::{QueueGauges, ReportCase, ReviewerEvent};
+pub use reports::{PeriodVolume, QueueGauges, ReportCase, ReviewerEvent};
 pub use reviewers::{
     AuditAction, AuditEntry, QueueFilter, QueueItem, QueuePage, Reviewer, ReviewerRole,
 };
@@ -140,6 +142,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0009_engine_decisions.sql"),
         include_str!("../../migrations/postgres/0009_engine_decisions.sql"),
     ),
+    (
+        12,
+        "desk data",
+        include_str!("../../migrations/sqlite/0012_desk_data.sql"),
+        include_str!("../../migrations/postgres/0012_desk_data.sql"),
+    ),
 ];
 
 /// How long a SQLite writer waits for the lock before failing with BUSY.
@@ -202,12 +210,18 @@ pub(crate) enum TxInner {
 }
 
 impl Store {
-    /// Opens the database at `url` and applies the embedded migrations.
+    /// Opens the database at `url`, applies the embedded migrations and
+    /// indexes for search any message not indexed yet (after the migration
+    /// that brought the index, every message stored before it).
     /// `sqlite://PATH` creates the file on first use (WAL journal, busy
     /// timeout, foreign keys on); `postgres://…` connects to a server.
     pub async fn connect(url: &str) -> Result<Store> {
         let store = Store::open(url).await?;
         store.migrate().await?;
+        let indexed = store.index_pending_messages().await?;
+        if indexed > 0 {
+            tracing::info!(messages = indexed, "indexed stored messages for search");
+        }
         Ok(store)
     }
 
@@ -224,7 +238,11 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Deleted bytes (raw mail after retention or erasure) are
+                // overwritten where that costs no extra I/O, instead of
+                // lingering in free pages of the file.
+                .pragma("secure_delete", "fast");
             // Every connection to `sqlite::memory:` is its own database, so
             // an in-memory store must keep to one connection.
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");

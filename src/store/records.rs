@@ -36,6 +36,26 @@ state! {
 }
 
 state! {
+    /// Why a message's raw bytes were removed (its record stays).
+    RawRemoval, "raw removal" {
+        /// `[retention] raw_mail_days` passed after its case was closed.
+        Retention => "retention",
+        /// The person asked to be erased (`refundd erase`).
+        Erasure => "erasure",
+    }
+}
+
+impl RawRemoval {
+    /// What the console and `refundd case` show instead of the message.
+    pub const fn shown_as(self) -> &'static str {
+        match self {
+            RawRemoval::Retention => "removed (retention)",
+            RawRemoval::Erasure => "erased",
+        }
+    }
+}
+
+state! {
     /// Where an action (cash refund, wallet credit) stands.
     ActionStatus, "action status" {
         /// Recorded, not carried out yet (or the outcome is unknown).
@@ -120,6 +140,9 @@ pub struct StoredMessage {
     /// Why the pipeline failed on it, when `status` is `failed`.
     pub error: Option<String>,
     pub case_id: Option<CaseId>,
+    /// Set when the raw bytes were removed (`raw` is then empty): why and
+    /// when. Everything decided about the message stays.
+    pub removed: Option<(RawRemoval, DateTime<Utc>)>,
 }
 
 /// A case to create, with the decision that opened it.

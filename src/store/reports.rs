@@ -1,5 +1,6 @@
-//! Read-only queries behind reports, metrics and health checks:
-//! one row per case created in a time range, money and credits granted,
+//! Read-only queries behind reports (`refundd report` and the console's
+//! overview), metrics and health checks: one row per case created in a
+//! time range, messages in and money and credits out per period,
 //! reviewers' status changes, the queue's gauges, and a ping.
 //!
 //! Takes time ranges (half-open, `[since, until)`); gives plain rows that
@@ -22,7 +23,8 @@ pub struct ReportCase {
     pub category: Category,
     pub status: CaseStatus,
     pub created_at: DateTime<Utc>,
-    /// The current reply deadline, if the case has (had) one.
+    /// The reply deadline: the current one of an open case, else the one
+    /// it had when it last left the queue (migration 0012 keeps it).
     pub deadline: Option<DateTime<Utc>>,
     /// When the case's first message arrived.
     pub first_received_at: Option<DateTime<Utc>>,
@@ -41,6 +43,17 @@ pub struct ReviewerEvent {
     pub case_id: CaseId,
     pub to_status: CaseStatus,
     pub at: DateTime<Utc>,
+}
+
+/// What came in and went out in a period (see [`Store::period_volume`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeriodVolume {
+    /// Messages received.
+    pub messages: i64,
+    /// Cash refunds carried out: (currency, minor units), by currency.
+    pub refunded: Vec<(String, i64)>,
+    /// Wallet credits refundd granted: (reason, credits), by reason.
+    pub credits: Vec<(String, i64)>,
 }
 
 /// The queue's state at one instant, for `/metrics`.
@@ -91,7 +104,8 @@ impl Store {
     ) -> Result<Vec<ReportCase>> {
         let rows: Vec<ReportTuple> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT c.id, c.outcome, c.category, c.status, c.created_at, c.deadline,
+                "SELECT c.id, c.outcome, c.category, c.status, c.created_at,
+                        COALESCE(c.deadline, c.last_deadline),
                         (SELECT MIN(m.received_at) FROM messages m WHERE m.case_id = c.id),
                         (SELECT MIN(r.created_at) FROM replies r
                          WHERE r.case_id = c.id AND lower(r.to_addr) = lower(c.sender)),
@@ -140,46 +154,46 @@ impl Store {
             .collect()
     }
 
-    /// Cash refunds carried out in `[since, until)`: (currency, sum of
-    /// minor units), by currency.
-    pub async fn refunded_by_currency(
+    /// What came in and went out in `[since, until)`, in one round trip:
+    /// messages received, cash refunds carried out (sum of minor units per
+    /// currency) and wallet credits refundd granted (sum per reason). A
+    /// report asks once per day of its period and adds the days up.
+    pub async fn period_volume(
         &self,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<Vec<(String, i64)>> {
-        on_pool!(self, pool => {
+    ) -> Result<PeriodVolume> {
+        let rows: Vec<(String, String, i64)> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT currency, CAST(SUM(amount) AS BIGINT) FROM actions
+                "SELECT 'messages', '', CAST(COUNT(*) AS BIGINT) FROM messages
+                 WHERE received_at >= $1 AND received_at < $2
+                 UNION ALL
+                 SELECT 'refunded', currency, CAST(SUM(amount) AS BIGINT) FROM actions
                  WHERE kind = 'cash_refund' AND status = 'done'
                    AND updated_at >= $1 AND updated_at < $2
-                 GROUP BY currency ORDER BY currency",
-            )
-            .bind(since)
-            .bind(until)
-            .fetch_all(pool)
-            .await
-        })
-        .map_err(db("sum refunds for a report"))
-    }
-
-    /// Wallet credits refundd granted in `[since, until)`: (reason, sum).
-    pub async fn credits_by_reason(
-        &self,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<(String, i64)>> {
-        on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT reason, CAST(SUM(credits) AS BIGINT) FROM wallet_credits
+                 GROUP BY currency
+                 UNION ALL
+                 SELECT 'credits', reason, CAST(SUM(credits) AS BIGINT) FROM wallet_credits
                  WHERE case_id IS NOT NULL AND created_at >= $1 AND created_at < $2
-                 GROUP BY reason ORDER BY reason",
+                 GROUP BY reason",
             )
             .bind(since)
             .bind(until)
             .fetch_all(pool)
             .await
         })
-        .map_err(db("sum credits for a report"))
+        .map_err(db("sum a period's messages, refunds and credits"))?;
+        let mut volume = PeriodVolume::default();
+        for (what, key, n) in rows {
+            match what.as_str() {
+                "messages" => volume.messages = n,
+                "refunded" => volume.refunded.push((key, n)),
+                _ => volume.credits.push((key, n)),
+            }
+        }
+        volume.refunded.sort();
+        volume.credits.sort();
+        Ok(volume)
     }
 
     /// Status changes reviewers made in `[since, until)`, oldest first.

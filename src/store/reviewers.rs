@@ -18,6 +18,7 @@ use super::error::{corrupt, db};
 use super::records::{CaseId, CaseStatus};
 use super::{Result, Store, StoreError, Tx, on_pool, on_tx};
 use crate::domain::{Category, Flag, Outcome, UnknownName};
+use crate::parse::search::search_terms;
 
 /// What a reviewer may do. Admins also add reviewers and act on cases
 /// someone else has claimed.
@@ -87,6 +88,8 @@ pub enum AuditAction {
     ReviewerDisabled,
     ReviewerEnabled,
     TokenRevoked,
+    /// A person's data erased on request (`refundd erase`).
+    Erase,
 }
 
 impl AuditAction {
@@ -108,10 +111,11 @@ impl AuditAction {
             AuditAction::ReviewerDisabled => "reviewer_disabled",
             AuditAction::ReviewerEnabled => "reviewer_enabled",
             AuditAction::TokenRevoked => "token_revoked",
+            AuditAction::Erase => "erase",
         }
     }
 
-    const ALL: [AuditAction; 15] = [
+    const ALL: [AuditAction; 16] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::Logout,
@@ -127,6 +131,7 @@ impl AuditAction {
         AuditAction::ReviewerDisabled,
         AuditAction::ReviewerEnabled,
         AuditAction::TokenRevoked,
+        AuditAction::Erase,
     ];
 
     fn parse(name: &str) -> std::result::Result<Self, UnknownName> {
@@ -162,8 +167,9 @@ pub struct QueueFilter {
     pub flag: Option<Flag>,
     /// Only cases claimed by this reviewer (address).
     pub reviewer: Option<String>,
-    /// Sender, subject or message text containing this (any case), an
-    /// order id / invoice / receipt number, or a case tag.
+    /// Words of the messages (sender, subject, decoded text; all of them,
+    /// accents ignored, longer words as prefixes), a case tag, or an order
+    /// id / invoice / receipt number.
     pub search: Option<String>,
     /// Page size (default 50, at most 500).
     pub limit: Option<i64>,
@@ -269,47 +275,61 @@ fn queue_item_from(t: QueueTuple) -> Result<QueueItem> {
     })
 }
 
-/// The queue's WHERE over `cases c`, with the backend's text-search
-/// expression over a message's raw bytes. Parameters: $1 outcome,
-/// $2 category, $3 flag pattern, $4 reviewer, $5 lowercased `%search%`
-/// for sender and subject, $6 the search as an order reference, $7 the
-/// search as a case number, $8 lowercased `%search%` for message text.
+/// The queue's WHERE over `cases c`: open cases and the filters.
+/// Parameters: $1 outcome, $2 category, $3 flag pattern, $4 reviewer.
 /// Joins are avoided here so that counting walks the open-case index only.
 macro_rules! queue_where {
-    ($raw_text:literal) => {
+    () => {
+        " WHERE c.status IN ('review', 'needs_info')
+            AND ($1 IS NULL OR c.outcome = $1)
+            AND ($2 IS NULL OR c.category = $2)
+            AND ($3 IS NULL OR CAST(c.flags AS TEXT) LIKE $3)
+            AND ($4 IS NULL OR EXISTS (SELECT 1 FROM case_claims k
+                                       WHERE k.case_id = c.id AND k.reviewer = $4))"
+    };
+}
+
+/// The cases a search names, each from an index: by the words of their
+/// messages (`$text_match`: the backend's full-text index, migration 0012,
+/// given the query $7; NULL matches nothing), as a case number ($6), or by
+/// an order id, invoice or receipt number ($5). The set is small for any
+/// term a reviewer would type, and is cut down to open cases afterwards.
+macro_rules! search_cases {
+    ($text_match:literal) => {
         concat!(
-            " WHERE c.status IN ('review', 'needs_info')
-                AND ($1 IS NULL OR c.outcome = $1)
-                AND ($2 IS NULL OR c.category = $2)
-                AND ($3 IS NULL OR CAST(c.flags AS TEXT) LIKE $3)
-                AND ($4 IS NULL OR EXISTS (SELECT 1 FROM case_claims k
-                                           WHERE k.case_id = c.id AND k.reviewer = $4))
-                AND ($5 IS NULL
-                     OR lower(c.sender) LIKE $5 OR lower(c.subject) LIKE $5
-                     OR c.order_id = $6 OR c.id = $7
-                     OR c.order_id IN (SELECT r.id FROM orders r
-                                       WHERE upper(r.invoice_number) = upper($6)
-                                          OR upper(r.receipt_number) = upper($6))
-                     OR ($8 IS NOT NULL AND EXISTS (SELECT 1 FROM messages m
-                                WHERE m.case_id = c.id AND lower(",
-            $raw_text,
-            ") LIKE $8)))"
+            " AND c.id IN (
+                SELECT m.case_id FROM messages m WHERE m.id IN (",
+            $text_match,
+            ")
+                UNION SELECT CAST($6 AS BIGINT)
+                UNION SELECT k.id FROM cases k WHERE k.order_id = $5
+                UNION SELECT k.id FROM orders r JOIN cases k ON k.order_id = r.id
+                      WHERE upper(r.invoice_number) = upper($5)
+                         OR upper(r.receipt_number) = upper($5))"
         )
+    };
+}
+
+/// The columns of a queue row over `cases c` joined to the page.
+macro_rules! queue_columns {
+    () => {
+        "SELECT c.id, c.sender, c.subject, c.status, c.outcome, c.category,
+                CAST(c.flags AS TEXT), c.deadline, c.version, c.order_id, o.amount,
+                o.currency, cl.reviewer, c.created_at"
     };
 }
 
 /// One page of the queue: cases in deadline order (the open-case index
 /// order; a case without a deadline sorts first, as it needs a look),
-/// joined to their order and claim after the page is cut.
+/// joined to their order and claim after the page is cut. $5 limit,
+/// $6 offset.
 macro_rules! queue_select {
-    ($raw_text:literal) => {
+    () => {
         concat!(
-            "SELECT c.id, c.sender, c.subject, c.status, c.outcome, c.category,
-                    CAST(c.flags AS TEXT), c.deadline, c.version, c.order_id, o.amount,
-                    o.currency, cl.reviewer, c.created_at
-             FROM (SELECT c.id FROM cases c",
-            queue_where!($raw_text),
-            " ORDER BY c.deadline NULLS FIRST, c.id LIMIT $9 OFFSET $10) page
+            queue_columns!(),
+            " FROM (SELECT c.id FROM cases c",
+            queue_where!(),
+            " ORDER BY c.deadline NULLS FIRST, c.id LIMIT $5 OFFSET $6) page
              JOIN cases c ON c.id = page.id
              LEFT JOIN orders o ON o.id = c.order_id
              LEFT JOIN case_claims cl ON cl.case_id = c.id
@@ -319,8 +339,36 @@ macro_rules! queue_select {
 }
 
 macro_rules! queue_count {
-    ($raw_text:literal) => {
-        concat!("SELECT COUNT(*) FROM cases c", queue_where!($raw_text))
+    () => {
+        concat!("SELECT COUNT(*) FROM cases c", queue_where!())
+    };
+}
+
+/// A page of the cases a search names, with how many match in all (the
+/// window count, one pass). $8 limit, $9 offset.
+macro_rules! search_select {
+    ($text_match:literal) => {
+        concat!(
+            queue_columns!(),
+            ", page.total FROM (SELECT c.id, COUNT(*) OVER () AS total FROM cases c",
+            queue_where!(),
+            search_cases!($text_match),
+            " ORDER BY c.deadline NULLS FIRST, c.id LIMIT $8 OFFSET $9) page
+             JOIN cases c ON c.id = page.id
+             LEFT JOIN orders o ON o.id = c.order_id
+             LEFT JOIN case_claims cl ON cl.case_id = c.id
+             ORDER BY c.deadline NULLS FIRST, c.id"
+        )
+    };
+}
+
+macro_rules! search_count {
+    ($text_match:literal) => {
+        concat!(
+            "SELECT COUNT(*) FROM cases c",
+            queue_where!(),
+            search_cases!($text_match)
+        )
     };
 }
 
@@ -531,74 +579,204 @@ impl Store {
     }
 
     /// Open cases (review, needs_info) matching `filter`, earliest
-    /// deadline first (cases without one last), one page of them.
+    /// deadline first (cases without one first), one page of them.
+    ///
+    /// A search finds a case by the words of its messages (sender, subject,
+    /// decoded text; every word of the search, the longer ones as
+    /// prefixes, accents ignored), by its tag (`R-12`), or by the order it
+    /// names (order id, invoice or receipt number).
     pub async fn queue(&self, filter: &QueueFilter) -> Result<QueuePage> {
         let outcome = filter.outcome.map(|o| o.as_str());
         let category = filter.category.map(|c| c.as_str());
         let flag = filter.flag.map(|f| format!("%\"{}\"%", f.as_str()));
+        let reviewer = filter.reviewer.as_deref();
+        let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let offset = filter.offset.max(0);
         let search = filter
             .search
             .as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty());
-        let pattern = search.map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
-        let case_number = search.and_then(|s| s.parse::<CaseId>().ok()).map(|c| c.0);
-        // A term that looks like a reference (no spaces, has a digit) is
-        // looked up as one; only words are searched for in message text,
-        // which is a scan of every open case's mail.
-        let text_pattern = pattern.clone().filter(|_| {
-            search.is_some_and(|s| {
-                s.contains(char::is_whitespace) || !s.contains(|c: char| c.is_ascii_digit())
-            })
-        });
-        let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let offset = filter.offset.max(0);
-        macro_rules! run {
-            ($pool:expr, $raw_text:literal) => {{
-                let rows: Vec<QueueTuple> = sqlx::query_as(queue_select!($raw_text))
+        let Some(search) = search else {
+            let (rows, total) = on_pool!(self, pool => {
+                let rows: Vec<QueueTuple> = sqlx::query_as(queue_select!())
                     .bind(outcome)
                     .bind(category)
                     .bind(flag.as_deref())
-                    .bind(filter.reviewer.as_deref())
-                    .bind(pattern.as_deref())
+                    .bind(reviewer)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db("list the queue"))?;
+                let total: i64 = sqlx::query_scalar(queue_count!())
+                    .bind(outcome)
+                    .bind(category)
+                    .bind(flag.as_deref())
+                    .bind(reviewer)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(db("count the queue"))?;
+                (rows, total)
+            });
+            return queue_page(rows, total);
+        };
+        let case_number = search.parse::<CaseId>().ok().map(|c| c.0);
+        let terms = search_terms(search);
+        // A case tag is looked up as one, not as the words `r` and `12`.
+        let terms = if search.starts_with(['R', 'r']) && case_number.is_some() {
+            Vec::new()
+        } else {
+            terms
+        };
+        macro_rules! run {
+            ($pool:expr, $select:expr, $count:expr, $text:expr) => {{
+                let rows: Vec<(QueueTuple, i64)> = sqlx::query_as::<_, SearchTuple>($select)
+                    .bind(outcome)
+                    .bind(category)
+                    .bind(flag.as_deref())
+                    .bind(reviewer)
                     .bind(search)
                     .bind(case_number)
-                    .bind(text_pattern.as_deref())
+                    .bind($text)
                     .bind(limit)
                     .bind(offset)
                     .fetch_all($pool)
                     .await
-                    .map_err(db("list the queue"))?;
-                let total: i64 = sqlx::query_scalar(queue_count!($raw_text))
-                    .bind(outcome)
-                    .bind(category)
-                    .bind(flag.as_deref())
-                    .bind(filter.reviewer.as_deref())
-                    .bind(pattern.as_deref())
-                    .bind(search)
-                    .bind(case_number)
-                    .bind(text_pattern.as_deref())
-                    .fetch_one($pool)
-                    .await
-                    .map_err(db("count the queue"))?;
-                (rows, total)
+                    .map_err(db("search the queue"))?
+                    .into_iter()
+                    .map(split_total)
+                    .collect();
+                let total = match rows.first() {
+                    Some((_, total)) => *total,
+                    // Past the last page: the window had nothing to count.
+                    None if offset > 0 => sqlx::query_scalar($count)
+                        .bind(outcome)
+                        .bind(category)
+                        .bind(flag.as_deref())
+                        .bind(reviewer)
+                        .bind(search)
+                        .bind(case_number)
+                        .bind($text)
+                        .fetch_one($pool)
+                        .await
+                        .map_err(db("count a queue search"))?,
+                    None => 0,
+                };
+                (rows.into_iter().map(|(row, _)| row).collect(), total)
             }};
         }
-        // The raw message is bytes: SQLite casts them to text, PostgreSQL
-        // escapes them (non-ASCII as octal), which is enough for an ASCII
-        // search term and never fails on invalid UTF-8.
-        let (rows, total) = match &self.db {
-            super::Db::Sqlite(pool) => run!(pool, "CAST(m.raw AS TEXT)"),
-            super::Db::Postgres(pool) => run!(pool, "encode(m.raw, 'escape')"),
+        let (rows, total): (Vec<QueueTuple>, i64) = match &self.db {
+            super::Db::Sqlite(pool) => match sqlite_match(&terms) {
+                Some(text) => run!(
+                    pool,
+                    search_select!(
+                        "SELECT rowid FROM message_search WHERE message_search MATCH $7"
+                    ),
+                    search_count!("SELECT rowid FROM message_search WHERE message_search MATCH $7"),
+                    Some(text.as_str())
+                ),
+                // FTS5 refuses to match NULL: no words, no text lookup.
+                None => run!(
+                    pool,
+                    search_select!("SELECT CAST($7 AS INTEGER) WHERE 0"),
+                    search_count!("SELECT CAST($7 AS INTEGER) WHERE 0"),
+                    None::<&str>
+                ),
+            },
+            super::Db::Postgres(pool) => {
+                let text = postgres_tsquery(&terms);
+                run!(
+                    pool,
+                    search_select!(
+                        "SELECT s.message_id FROM message_search s
+                         WHERE s.words @@ CAST($7 AS tsquery)"
+                    ),
+                    search_count!(
+                        "SELECT s.message_id FROM message_search s
+                         WHERE s.words @@ CAST($7 AS tsquery)"
+                    ),
+                    text.as_deref()
+                )
+            }
         };
-        Ok(QueuePage {
-            items: rows
-                .into_iter()
-                .map(queue_item_from)
-                .collect::<Result<_>>()?,
-            total,
-        })
+        queue_page(rows, total)
     }
+}
+
+fn queue_page(rows: Vec<QueueTuple>, total: i64) -> Result<QueuePage> {
+    Ok(QueuePage {
+        items: rows
+            .into_iter()
+            .map(queue_item_from)
+            .collect::<Result<_>>()?,
+        total,
+    })
+}
+
+type SearchTuple = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<DateTime<Utc>>,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+    i64,
+);
+
+fn split_total(t: SearchTuple) -> (QueueTuple, i64) {
+    let (a, b, c, d, e, f, g, h, i, j, k, l, m, n, total) = t;
+    ((a, b, c, d, e, f, g, h, i, j, k, l, m, n), total)
+}
+
+/// Words shorter than this are matched whole; longer ones as prefixes
+/// (`ruckerst` finds `ruckerstattung`). A one- or two-letter prefix would
+/// match half the dictionary.
+const MIN_PREFIX_CHARS: usize = 3;
+
+/// The FTS5 query for search words: every word must occur (AND). The
+/// words are letters and digits only, so quoting them is enough.
+fn sqlite_match(terms: &[String]) -> Option<String> {
+    (!terms.is_empty()).then(|| {
+        terms
+            .iter()
+            .map(|t| {
+                if t.chars().count() >= MIN_PREFIX_CHARS {
+                    format!("\"{t}\"*")
+                } else {
+                    format!("\"{t}\"")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+/// The `tsquery` for search words, written as lexemes (no parser, no
+/// dictionary: the index holds refundd's own words): every word must
+/// occur (`&`), the longer ones as prefixes (`:*`).
+fn postgres_tsquery(terms: &[String]) -> Option<String> {
+    (!terms.is_empty()).then(|| {
+        terms
+            .iter()
+            .map(|t| {
+                if t.chars().count() >= MIN_PREFIX_CHARS {
+                    format!("'{t}':*")
+                } else {
+                    format!("'{t}'")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" & ")
+    })
 }
 
 impl Store {
@@ -638,11 +816,6 @@ impl Store {
         .map_err(db("find a case's neighbours in the queue"))?;
         Ok((prev.map(CaseId), next.map(CaseId)))
     }
-}
-
-/// A search term without `%` and `_`, which LIKE would read as wildcards.
-fn escape_like(term: &str) -> String {
-    term.replace(['%', '_'], "")
 }
 
 impl Tx {
@@ -690,10 +863,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn like_wildcards_in_a_search_term_are_dropped() {
-        for (term, want) in [("ann%", "ann"), ("a_b", "ab"), ("plain", "plain")] {
-            assert_eq!(escape_like(term), want);
-        }
+    fn search_words_become_and_queries_with_prefixes_for_longer_words() {
+        let terms = search_terms("Rückerst 12 Müller");
+        assert_eq!(
+            sqlite_match(&terms).unwrap(),
+            "\"ruckerst\"* \"12\" \"muller\"*"
+        );
+        assert_eq!(
+            postgres_tsquery(&terms).unwrap(),
+            "'ruckerst':* & '12' & 'muller':*"
+        );
+        assert_eq!(sqlite_match(&[]), None);
+        assert_eq!(postgres_tsquery(&[]), None);
     }
 
     #[test]

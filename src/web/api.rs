@@ -65,6 +65,9 @@ pub struct ApiMessage {
     /// The HTML body sanitized with the console's rules.
     pub html_sanitized: Option<String>,
     pub attachments: Vec<ApiAttachment>,
+    /// Set when the raw mail was removed: `removed (retention)` or
+    /// `erased` (every other field is then empty).
+    pub removed: Option<String>,
 }
 
 /// One attachment's metadata.
@@ -153,6 +156,7 @@ pub async fn case(
                         size: a.size,
                     })
                     .collect(),
+                removed: m.removed.map(|(why, _)| why.shown_as().to_owned()),
             }
         })
         .collect();

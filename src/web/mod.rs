@@ -28,6 +28,7 @@ mod admin;
 mod api;
 pub mod auth;
 mod error;
+mod overview;
 mod pages;
 pub mod view;
 
@@ -168,6 +169,7 @@ pub fn router(state: WebState) -> Router {
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/", get(pages::queue))
+        .route("/overview", get(overview::overview))
         .route("/audit", get(pages::audit))
         .route("/admin/replay", get(admin::page).post(admin::run))
         .route("/cases/bulk", post(pages::bulk))

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::SignedIn;
 use super::view::{
-    Me, Page, SAFE_IMAGE_TYPES, mail_view, major, money, parse_major, time_left, to_value,
+    Me, Page, SAFE_IMAGE_TYPES, major, message_view, money, parse_major, time_left, to_value,
 };
 use super::{WebError, WebState};
 use crate::domain::{Category, Flag, Outcome, WalletFacts};
@@ -30,6 +30,7 @@ pub(super) fn case_id(text: &str) -> Result<CaseId, WebError> {
     text.parse().map_err(|_| WebError::NotFound)
 }
 
+/// The signed-in reviewer as the page header shows them.
 pub(super) fn me(signed: &SignedIn) -> Me {
     Me {
         email: signed.reviewer.email.clone(),
@@ -441,7 +442,7 @@ pub async fn case(
         .case_messages(id)
         .await?
         .iter()
-        .map(|m| mail_view(&id.to_string(), m.id, &m.raw, m.received_at))
+        .map(|m| message_view(&id.to_string(), m))
         .collect();
     let wallet = store.wallet_facts_by_email(&case.sender).await?;
     let limits = limits_of(&case, wallet.as_ref());

@@ -21,9 +21,10 @@ use std::sync::LazyLock;
 
 use super::WebError;
 use super::auth::new_secret;
+use crate::store::StoredMessage;
 
 /// The console's templates, embedded in the binary.
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 9] = [
     (
         "layout.html",
         include_str!("../../templates/console/layout.html"),
@@ -55,6 +56,10 @@ const TEMPLATES: [(&str, &str); 8] = [
     (
         "replay.html",
         include_str!("../../templates/console/replay.html"),
+    ),
+    (
+        "overview.html",
+        include_str!("../../templates/console/overview.html"),
     ),
 ];
 
@@ -163,6 +168,10 @@ pub struct MailView {
     pub attachments: Vec<AttachmentView>,
     /// The bytes do not parse as mail; `text` holds them lossily.
     pub unreadable: bool,
+    /// The raw mail was removed: `removed (retention)` or `erased`, and
+    /// when. Nothing else of the message is shown.
+    pub removed: Option<String>,
+    pub removed_at: Option<String>,
 }
 
 /// One attachment as listed.
@@ -195,7 +204,28 @@ pub fn sanitize_html(html: &str) -> String {
     SANITIZER.clean(html).to_string()
 }
 
-/// The case page's view of one stored message.
+/// The case page's view of one stored message: the mail as written, or,
+/// when its raw bytes were removed (retention, erasure), saying so.
+pub fn message_view(case_tag: &str, message: &StoredMessage) -> MailView {
+    match message.removed {
+        Some((why, at)) => MailView {
+            id: message.id,
+            received_at: message.received_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            from: String::new(),
+            from_name: None,
+            subject: String::new(),
+            text: String::new(),
+            html: None,
+            attachments: Vec::new(),
+            unreadable: false,
+            removed: Some(why.shown_as().to_owned()),
+            removed_at: Some(at.format("%Y-%m-%d").to_string()),
+        },
+        None => mail_view(case_tag, message.id, &message.raw, message.received_at),
+    }
+}
+
+/// The case page's view of one stored message's bytes.
 pub fn mail_view(case_tag: &str, id: i64, raw: &[u8], received_at: DateTime<Utc>) -> MailView {
     let received_at = received_at.format("%Y-%m-%d %H:%M UTC").to_string();
     let Ok(parsed) = crate::parse::parse(raw) else {
@@ -209,6 +239,8 @@ pub fn mail_view(case_tag: &str, id: i64, raw: &[u8], received_at: DateTime<Utc>
             html: None,
             attachments: Vec::new(),
             unreadable: true,
+            removed: None,
+            removed_at: None,
         };
     };
     let attachments = parsed
@@ -241,6 +273,8 @@ pub fn mail_view(case_tag: &str, id: i64, raw: &[u8], received_at: DateTime<Utc>
             .map(|h| Value::from_safe_string(sanitize_html(h))),
         attachments,
         unreadable: false,
+        removed: None,
+        removed_at: None,
     }
 }
 

@@ -6,8 +6,10 @@
 //! `onerror=` payloads in its subject, HTML body, sender name and
 //! attachment name executes nothing: the payloads would set
 //! `window.__pwned`, change the title or call a canary listener on
-//! loopback, and none of that happens. Screenshots of the queue and a case
-//! go to `examples/screenshots/` for the README.
+//! loopback, and none of that happens. The overview page draws its charts
+//! in the browser under the console's strict Content-Security-Policy.
+//! Screenshots of the queue, a case and the overview go to
+//! `examples/screenshots/` for the README.
 
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -22,6 +24,7 @@ use refundd::reply::FileSink;
 use refundd::store::ReplyStatus;
 
 use crate::console::{BEN_ORDER, Console, PASSWORD, mail, now, seed_case};
+use crate::overview::{a_month_of_mail, desk_settings};
 use crate::support::{TestDb, repo};
 
 const ENTER: char = '\u{E007}';
@@ -112,6 +115,33 @@ async fn press(client: &Client, key: char) {
     client.perform_actions(keys).await.unwrap();
 }
 
+/// Signs in through the login form and waits for the queue.
+async fn sign_in(client: &Client, base: &str) {
+    client.goto(&format!("{base}/login")).await.unwrap();
+    client
+        .find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("rita@anumi.example")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(client, "body[data-page=queue]").await;
+}
+
 async fn wait_for(client: &Client, css: &str) {
     client
         .wait()
@@ -183,29 +213,7 @@ async fn a_reviewer_sends_a_reply_in_three_keys_and_hostile_mail_runs_nothing() 
     let client = browser(&driver, profile.path()).await;
     let base = console.base.clone();
 
-    // Sign in.
-    client.goto(&format!("{base}/login")).await.unwrap();
-    client
-        .find(Locator::Css("input[name=email]"))
-        .await
-        .unwrap()
-        .send_keys("rita@anumi.example")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_in(&client, &base).await;
     wait_for(&client, "body[data-page=queue] tr.selected").await;
     let screenshots = repo().join("examples/screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
@@ -324,4 +332,60 @@ async fn a_reviewer_sends_a_reply_in_three_keys_and_hostile_mail_runs_nothing() 
     assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing called the canary");
 
     client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_overview_draws_its_charts_in_the_browser_without_scripts_from_anywhere() {
+    let db = TestDb::sqlite();
+    let settings = desk_settings();
+    let console = Console::start_with(&db, {
+        let settings = settings.clone();
+        move |s: &mut refundd::config::Settings| *s = settings
+    })
+    .await;
+    a_month_of_mail(&console.store, &Arc::new(settings)).await;
+
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, profile.path()).await;
+    sign_in(&client, &console.base).await;
+    client
+        .find(Locator::Css("header.top a[href='/overview']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "body[data-page=overview] figure.chart svg").await;
+    let drawn = client
+        .execute(
+            "return [document.querySelectorAll('figure.chart svg').length, \
+                     document.querySelectorAll('figure.chart svg rect').length, \
+                     Math.round(document.querySelector('figure.chart svg').getBoundingClientRect().width), \
+                     document.querySelectorAll('[data-metric]').length]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(drawn[0].as_u64().unwrap() >= 5, "charts: {drawn}");
+    assert!(
+        drawn[1].as_u64().unwrap() >= 60,
+        "columns and bars: {drawn}"
+    );
+    assert!(
+        drawn[2].as_u64().unwrap() >= 500,
+        "a chart has its size: {drawn}"
+    );
+    assert!(drawn[3].as_u64().unwrap() >= 20, "numbers: {drawn}");
+    // Tall enough for the whole page, charts included.
+    client.set_window_size(1400, 1900).await.unwrap();
+    let screenshots = repo().join("examples/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    std::fs::write(
+        screenshots.join("overview.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    client.close().await.unwrap();
+    console.shutdown.cancel();
 }

@@ -278,6 +278,7 @@ async fn the_report_counts_the_period_from_the_store() {
         received - Duration::days(1),
         received + Duration::days(1),
         received,
+        Berlin,
     )
     .await
     .unwrap();
