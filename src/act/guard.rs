@@ -49,17 +49,10 @@ fn finding(text: String, facts: Vec<(&str, String)>) -> Finding {
     }
 }
 
-/// Money as `9.00 EUR` for findings (two decimals; the facts keep the
-/// minor units).
+/// Money as `9.00 EUR` for findings, in the currency's own decimals (the
+/// facts keep the minor units).
 pub fn money(amount: i64, currency: &str) -> String {
-    let sign = if amount < 0 { "-" } else { "" };
-    let abs = amount.unsigned_abs();
-    format!(
-        "{sign}{}.{:02} {}",
-        abs / 100,
-        abs % 100,
-        currency.to_uppercase()
-    )
+    crate::reply::format_money(amount, currency)
 }
 
 /// The switch: with `auto_refunds = false` every cash refund goes to a

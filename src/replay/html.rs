@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::report::{DecisionView, ReplayReport, Side, SourceKind};
-use super::text::{describe, money_list};
+use super::text::{describe, money_change, money_list};
 use crate::domain::Outcome;
 use crate::reply::escape_html;
 use crate::report::svg_bar_chart;
@@ -151,7 +151,7 @@ pub fn to_html(report: &ReplayReport) -> String {
             format!(
                 " in force, {} candidate (change: {})",
                 e(&money_list(&report.totals.after.money)),
-                e(&money_list(&report.money_delta))
+                e(&money_change(&report.money_delta))
             )
         } else {
             String::new()

@@ -106,11 +106,7 @@ pub fn to_text(report: &ReplayReport) -> String {
             "Refunded: {} in force, {} candidate; change {}",
             money_list(&before.money),
             money_list(&after.money),
-            if report.money_delta.is_empty() {
-                "none".to_owned()
-            } else {
-                money_list(&report.money_delta)
-            }
+            money_change(&report.money_delta)
         );
         let _ = writeln!(
             out,
@@ -267,13 +263,31 @@ pub(crate) fn action_words(action: &Action) -> String {
 }
 
 /// `9.00 EUR, 12.50 USD`, or `0` when empty.
-pub(crate) fn money_list(money: &std::collections::BTreeMap<String, i64>) -> String {
+/// Amounts per currency, `43.40 EUR, 1200 JPY`; `0` when there are none.
+pub fn money_list(money: &std::collections::BTreeMap<String, i64>) -> String {
     if money.is_empty() {
         return "0".to_owned();
     }
     money
         .iter()
         .map(|(currency, amount)| format_money(*amount, currency))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A change of money per currency, signed: `+14.60 EUR, -9.00 USD`;
+/// `none` when nothing changes.
+pub fn money_change(delta: &std::collections::BTreeMap<String, i64>) -> String {
+    if delta.values().all(|amount| *amount == 0) {
+        return "none".to_owned();
+    }
+    delta
+        .iter()
+        .filter(|(_, amount)| **amount != 0)
+        .map(|(currency, amount)| {
+            let sign = if *amount > 0 { "+" } else { "" };
+            format!("{sign}{}", format_money(*amount, currency))
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

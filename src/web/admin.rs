@@ -136,12 +136,7 @@ async fn render(
     let latest = fresh.or_else(|| state.latest_replay());
     let report = latest.as_ref().map(|l| {
         let r = &l.report;
-        let money = |m: &std::collections::BTreeMap<String, i64>| {
-            m.iter()
-                .map(|(c, a)| format!("{}.{:02} {c}", a / 100, (a % 100).abs()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        use crate::replay::text::{money_change, money_list};
         context! {
             at => l.at.format("%Y-%m-%d %H:%M UTC").to_string(),
             by => &l.by,
@@ -151,9 +146,9 @@ async fn render(
             candidate => &r.fingerprints.candidate,
             before_auto => pct(r.totals.before.auto_decision_rate),
             after_auto => pct(r.totals.after.auto_decision_rate),
-            before_money => money(&r.totals.before.money),
-            after_money => money(&r.totals.after.money),
-            money_delta => money(&r.money_delta),
+            before_money => money_list(&r.totals.before.money),
+            after_money => money_list(&r.totals.after.money),
+            money_delta => money_change(&r.money_delta),
             credits_delta => r.credits_delta,
             changed => r.changed.iter().take(200).map(|c| context! {
                 case => c.case.map(|c| c.to_string()),

@@ -8,8 +8,12 @@
 //! `window.__pwned`, change the title or call a canary listener on
 //! loopback, and none of that happens. The overview page draws its charts
 //! in the browser under the console's strict Content-Security-Policy.
-//! Screenshots of the queue, a case and the overview go to
-//! `examples/screenshots/` for the README.
+//! An admin replays a month of stored mail against a candidate policy on
+//! the "Before going live" page, and the self-contained HTML report of
+//! `refundd replay --html` draws its charts offline under its own
+//! `default-src 'none'` policy. Screenshots of the queue, a case, the
+//! overview and both replay views go to `examples/screenshots/` for the
+//! README.
 
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -25,7 +29,9 @@ use refundd::store::ReplyStatus;
 
 use crate::console::{BEN_ORDER, Console, PASSWORD, mail, now, seed_case};
 use crate::overview::{a_month_of_mail, desk_settings};
+use crate::replay::{DEMO_AUTHSERV_ID, DemoDesk, case_of, window};
 use crate::support::{TestDb, repo};
+use refundd::pipeline::review::{ReviewChoice, ReviewDesk, ReviewRequest};
 
 const ENTER: char = '\u{E007}';
 
@@ -115,14 +121,19 @@ async fn press(client: &Client, key: char) {
     client.perform_actions(keys).await.unwrap();
 }
 
-/// Signs in through the login form and waits for the queue.
+/// Signs in as Rita, a reviewer, and waits for the queue.
 async fn sign_in(client: &Client, base: &str) {
+    sign_in_as(client, base, "rita@anumi.example").await;
+}
+
+/// Signs in through the login form and waits for the queue.
+async fn sign_in_as(client: &Client, base: &str, email: &str) {
     client.goto(&format!("{base}/login")).await.unwrap();
     client
         .find(Locator::Css("input[name=email]"))
         .await
         .unwrap()
-        .send_keys("rita@anumi.example")
+        .send_keys(email)
         .await
         .unwrap();
     client
@@ -388,4 +399,184 @@ async fn the_overview_draws_its_charts_in_the_browser_without_scripts_from_anywh
     .unwrap();
     client.close().await.unwrap();
     console.shutdown.cancel();
+}
+
+/// Counts what a page drew and whether anything failed to load: every
+/// `<img>`, stylesheet or script the page asked for shows up in the
+/// Resource Timing list, and a self-contained page asks for none.
+const DRAWN: &str = "return [document.querySelectorAll('svg').length, \
+     document.querySelectorAll('svg rect').length, \
+     performance.getEntriesByType('resource').length]";
+
+#[tokio::test]
+async fn an_admin_replays_a_candidate_and_the_html_report_draws_offline() {
+    // The demo's story, decided and paid, and a reviewer who denies
+    // Ivan's statutory claim where the engine asks a person.
+    let desk = DemoDesk::play(TestDb::sqlite()).await;
+    let console = Console::start_on(&desk.db, "", |s| {
+        s.sender_auth.trusted_authserv_ids = vec![DEMO_AUTHSERV_ID.into()];
+    })
+    .await;
+    let ivan = case_of(&desk.store, "ivan.cra@example.co.uk").await;
+    let version = desk.store.case(ivan).await.unwrap().unwrap().version;
+    ReviewDesk::new(desk.store.clone(), desk.settings.clone())
+        .unwrap()
+        .apply_reviewer_decision(
+            &ReviewRequest {
+                case_id: ivan,
+                expected_version: version,
+                reviewer: "rita@anumi.example".into(),
+                admin: false,
+                choice: ReviewChoice::Deny {
+                    reason: "window_expired".into(),
+                },
+                personal_note: None,
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    // What the library reports for a 3-day window: the page must say the
+    // same.
+    let candidate = window(&desk.settings, 3);
+    let expected = refundd::replay::replay(
+        &desk.store,
+        &desk.settings,
+        Some(&candidate),
+        refundd::replay::Source::Stored(refundd::store::ReplayScope::default()),
+        &refundd::progress::NoProgress,
+    )
+    .await
+    .unwrap();
+    // Ann's and Ben's refunds become too late, Kim's question goes away.
+    assert_eq!(expected.changed.len(), 3, "{:#?}", expected.changed);
+    assert!(expected.drift.is_empty(), "{:#?}", expected.drift);
+    assert_eq!(expected.agreement.disagree.len(), 1);
+
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, profile.path()).await;
+    sign_in_as(&client, &console.base, "ada@anumi.example").await;
+    client
+        .find(Locator::Css("header.top a[href='/admin/replay']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "body[data-page=replay] #replay-form").await;
+    client
+        .find(Locator::Css("#replay-form textarea[name=candidate]"))
+        .await
+        .unwrap()
+        .send_keys(&format!(
+            "[policy]\nrefund_window_days = 3\n[sender_auth]\ntrusted_authserv_ids = [\"{DEMO_AUTHSERV_ID}\"]\n"
+        ))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#replay-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "#replay-summary").await;
+    let summary = client
+        .find(Locator::Css("#replay-summary"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        summary.contains(&format!("{} messages decided", expected.decided)),
+        "{summary}"
+    );
+    assert!(summary.contains("drift: 0"), "{summary}");
+    let changed = client
+        .execute(
+            "return Array.from(document.querySelectorAll('#changed tbody tr td:first-child')).map(td => td.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut shown: Vec<String> = serde_json::from_value(changed).unwrap();
+    let mut want: Vec<String> = expected
+        .changed
+        .iter()
+        .map(|c| c.case.expect("stored mail names its case").to_string())
+        .collect();
+    shown.sort();
+    want.sort();
+    assert_eq!(shown, want);
+    let delta = client
+        .find(Locator::Css("#money-delta"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        delta.starts_with("+14.60 EUR"),
+        "+29.00 −9.00 −5.40 EUR: {delta}"
+    );
+    let disagree = client
+        .find(Locator::Css("#disagree tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(disagree.contains(&ivan.to_string()), "{disagree}");
+    let screenshots = repo().join("examples/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    client.set_window_size(1400, 1300).await.unwrap();
+    std::fs::write(
+        screenshots.join("replay-console.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // The report `refundd replay --html` writes, opened from disk.
+    let page = tempfile::Builder::new().suffix(".html").tempfile().unwrap();
+    std::fs::write(page.path(), refundd::replay::to_html(&expected)).unwrap();
+    client
+        .goto(&format!("file://{}", page.path().display()))
+        .await
+        .unwrap();
+    wait_for(&client, "figure svg").await;
+    let drawn = client.execute(DRAWN, vec![]).await.unwrap();
+    assert!(drawn[0].as_u64().unwrap() >= 2, "charts: {drawn}");
+    assert!(drawn[1].as_u64().unwrap() >= 4, "bars: {drawn}");
+    assert_eq!(drawn[2].as_u64().unwrap(), 0, "nothing loaded: {drawn}");
+    let width = client
+        .execute(
+            "return Math.round(document.querySelector('figure svg').getBoundingClientRect().width)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        width.as_u64().unwrap() >= 300,
+        "a chart has its size: {width}"
+    );
+    let text = client
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for case in &want {
+        assert!(text.contains(case.as_str()), "{case} is listed");
+    }
+    std::fs::write(
+        screenshots.join("replay-report.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    client.close().await.unwrap();
+    console.shutdown.cancel();
+    desk.sim.shutdown().await;
 }

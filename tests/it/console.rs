@@ -149,9 +149,16 @@ impl Console {
 
     /// [`start`](Self::start), with `tune` applied to the settings.
     pub async fn start_with(db: &TestDb, tune: impl FnOnce(&mut Settings)) -> Console {
+        Console::start_on(db, LEDGER, tune).await
+    }
+
+    /// [`start_with`](Self::start_with) over a database that holds its own
+    /// ledger: `ledger` (JSON Lines, may be empty) is imported instead of
+    /// the console tests' one.
+    pub async fn start_on(db: &TestDb, ledger: &str, tune: impl FnOnce(&mut Settings)) -> Console {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = Store::connect(&db.url).await.unwrap();
-        let report = refundd::store::import_jsonl(&store, LEDGER.as_bytes(), |_| {})
+        let report = refundd::store::import_jsonl(&store, ledger.as_bytes(), |_| {})
             .await
             .unwrap();
         assert!(report.rejected.is_empty(), "{:?}", report.rejected);

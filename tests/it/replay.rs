@@ -23,18 +23,18 @@ use refundd::store::{CaseFilter, CaseId, ReplayScope, Store, import_jsonl};
 
 use crate::support::{TestDb, header_date, refundd, repo, write_mail};
 
-const DEMO_AUTHSERV_ID: &str = "mx.anumi.example";
+pub(crate) const DEMO_AUTHSERV_ID: &str = "mx.anumi.example";
 const RITA: &str = "rita@anumi.example";
 
 /// The demo's story on one database, played as `refundd demo` plays it:
 /// the sample ledger, the sample mails received at their `Date:` and
 /// decided by the real pipeline, the refunds paid through the Polar test
 /// server, then Kim answering our question, decided and paid in turn.
-struct DemoDesk {
-    db: TestDb,
-    store: Store,
-    settings: Arc<Settings>,
-    sim: PolarSim,
+pub(crate) struct DemoDesk {
+    pub(crate) db: TestDb,
+    pub(crate) store: Store,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) sim: PolarSim,
 }
 
 fn demo_mail() -> Vec<(String, Vec<u8>)> {
@@ -71,7 +71,7 @@ fn at(day: u32, hour: u32) -> DateTime<Utc> {
 }
 
 impl DemoDesk {
-    async fn play(db: TestDb) -> DemoDesk {
+    pub(crate) async fn play(db: TestDb) -> DemoDesk {
         let store = Store::connect(&db.url).await.unwrap();
         let ledger = demo_ledger();
         let imported = import_jsonl(&store, ledger.as_bytes(), |_| {})
@@ -164,7 +164,7 @@ impl DemoDesk {
 }
 
 /// The case a message (by Message-ID) opened.
-async fn case_of(store: &Store, message_id: &str) -> CaseId {
+pub(crate) async fn case_of(store: &Store, message_id: &str) -> CaseId {
     store
         .list_cases(&CaseFilter {
             limit: Some(1000),
@@ -178,7 +178,7 @@ async fn case_of(store: &Store, message_id: &str) -> CaseId {
         .id
 }
 
-fn window(settings: &Settings, days: i64) -> Settings {
+pub(crate) fn window(settings: &Settings, days: i64) -> Settings {
     let mut changed = settings.clone();
     changed.policy.refund_window_days = days;
     changed
@@ -480,6 +480,150 @@ async fn a_seven_day_window_changes_no_demo_case_and_a_three_day_one_changes_thr
     assert_eq!(report.totals.after.outcomes["approved"], 4);
     assert_eq!(report.totals.after.outcomes["denied"], 5);
     desk.sim.shutdown().await;
+}
+
+/// Five customers who each bought a pack and ask for their money back
+/// unused, 2, 6, 8, 11 and 14 days after buying (Mia's pack is in USD),
+/// decided at receipt with the 14-day window in force.
+async fn a_fortnight_of_refund_requests(db: &TestDb) -> (Store, Arc<Settings>) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let bought = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+    let customers: [(&str, i64, i64, &str); 5] = [
+        ("noa", 2, 900, "EUR"),
+        ("oli", 6, 1500, "EUR"),
+        ("pia", 8, 2900, "EUR"),
+        ("mia", 11, 1200, "USD"),
+        ("rob", 14, 900, "EUR"),
+    ];
+    let mut ledger = String::new();
+    for (n, (name, _, amount, currency)) in customers.iter().enumerate() {
+        ledger.push_str(&format!(
+            "{{\"type\":\"wallet\",\"id\":\"w_{name}\",\"email\":\"{name}@example.org\",\"status\":\"active\",\"created_at\":\"2026-01-01T00:00:00Z\"}}\n\
+             {{\"type\":\"order\",\"id\":\"7a000000-0000-4000-8000-00000000000{n}\",\"wallet\":\"w_{name}\",\"product\":\"Starter 50\",\"credits\":50,\"amount\":{amount},\"currency\":\"{currency}\",\"invoice_number\":\"ANUMI-WINDOWTT-000{n}\",\"created_at\":\"{}\"}}\n",
+            bought.to_rfc3339(),
+        ));
+    }
+    let imported = import_jsonl(&store, ledger.as_bytes(), |_| {})
+        .await
+        .unwrap();
+    assert!(imported.rejected.is_empty(), "{:?}", imported.rejected);
+    let settings = Arc::new(demo_settings());
+    let pipeline = Pipeline::new(store.clone(), settings.clone()).unwrap();
+    for (n, (name, days, _, _)) in customers.iter().enumerate() {
+        let received_at = bought + chrono::Duration::days(*days) - chrono::Duration::hours(1);
+        let mail = format!(
+            "Authentication-Results: {DEMO_AUTHSERV_ID}; dmarc=pass header.from=example.org\r\n\
+             From: {name} <{name}@example.org>\r\nTo: refunds@anumi.example\r\n\
+             Subject: Refund please\r\nDate: {date}\r\nMessage-ID: <{name}@example.org>\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n\
+             I never used my Starter pack, please refund it. Invoice ANUMI-WINDOWTT-000{n}.\r\n",
+            date = received_at.to_rfc2822(),
+        );
+        store_message(
+            &store,
+            RawMessage {
+                source: format!("test:{name}"),
+                bytes: mail.into_bytes(),
+                received_at,
+                full_size: None,
+            },
+        )
+        .await
+        .unwrap();
+        pipeline.process_pending(received_at).await.unwrap();
+    }
+    (store, settings)
+}
+
+async fn a_seven_day_window_denies_exactly_the_late_requests(db: TestDb) {
+    let (store, settings) = a_fortnight_of_refund_requests(&db).await;
+    let seven = window(&settings, 7);
+    let report = replay::replay(
+        &store,
+        &settings,
+        Some(&seven),
+        Source::Stored(ReplayScope::default()),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.decided, 5);
+    assert!(report.drift.is_empty(), "{:#?}", report.drift);
+    let refund = |n: u8, amount: i64, currency: &str| Action::CashRefund {
+        order_id: format!("7a000000-0000-4000-8000-00000000000{n}"),
+        amount,
+        currency: currency.into(),
+    };
+    let mut changed: Vec<(String, Outcome, Vec<Action>, Outcome, Vec<Action>)> = report
+        .changed
+        .iter()
+        .map(|c| {
+            (
+                c.message_id.clone().unwrap(),
+                c.before.outcome,
+                c.before.actions.clone(),
+                c.after.outcome,
+                c.after.actions.clone(),
+            )
+        })
+        .collect();
+    changed.sort_by(|a, b| a.0.cmp(&b.0));
+    // Noa (2 days) and Oli (6 days) are inside both windows; Pia (8),
+    // Mia (11) and Rob (14) are paid under 14 days and denied under 7.
+    assert_eq!(
+        changed,
+        vec![
+            (
+                "mia@example.org".to_owned(),
+                Outcome::Approved,
+                vec![refund(3, 1200, "USD")],
+                Outcome::Denied,
+                vec![]
+            ),
+            (
+                "pia@example.org".to_owned(),
+                Outcome::Approved,
+                vec![refund(2, 2900, "EUR")],
+                Outcome::Denied,
+                vec![]
+            ),
+            (
+                "rob@example.org".to_owned(),
+                Outcome::Approved,
+                vec![refund(4, 900, "EUR")],
+                Outcome::Denied,
+                vec![]
+            ),
+        ]
+    );
+    for change in &report.changed {
+        let id = change.message_id.as_deref().unwrap();
+        assert_eq!(change.case, Some(case_of(&store, id).await), "{id}");
+        assert!(
+            change.trace.iter().any(|l| l.starts_with("+ P4:")),
+            "the candidate's reason: {:?}",
+            change.trace
+        );
+    }
+    assert_eq!(
+        report.money_delta,
+        BTreeMap::from([("EUR".to_owned(), -3800), ("USD".to_owned(), -1200)])
+    );
+    assert_eq!(report.totals.before.outcomes["approved"], 5);
+    assert_eq!(report.totals.after.outcomes["approved"], 2);
+    assert_eq!(report.totals.after.outcomes["denied"], 3);
+    assert_eq!(report.totals.after.money["EUR"], 900 + 1500);
+    assert!(!report.totals.after.money.contains_key("USD"));
+}
+
+#[tokio::test]
+async fn a_seven_day_window_denies_exactly_the_late_requests_on_sqlite() {
+    a_seven_day_window_denies_exactly_the_late_requests(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_seven_day_window_denies_exactly_the_late_requests_on_postgres() {
+    a_seven_day_window_denies_exactly_the_late_requests(TestDb::postgres().await).await;
 }
 
 // ---------------------------------------------------------------------
