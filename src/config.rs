@@ -225,7 +225,8 @@ impl WebConfig {
 impl Settings {
     /// The fingerprint of everything that decides a message: the policy's
     /// thresholds, the extract patterns and the intent rules' text, the
-    /// sender-auth settings (16 hex digits of a SHA-256). Two settings that
+    /// sender-auth settings and our own address (`[reply] from`, whose mail
+    /// is never a request) — 16 hex digits of a SHA-256. Two settings that
     /// decide alike have the same fingerprint; shadow mode and everything
     /// outside these sections do not change it.
     pub fn decision_fingerprint(&self) -> Result<String, ConfigError> {
@@ -239,11 +240,14 @@ impl Settings {
         policy.shadow = false;
         let mut extract = self.extract.clone();
         extract.rules_file = None;
+        // `[reply] from` decides too: mail from our own address is a loop,
+        // never a customer's request.
         let deciding = serde_json::json!({
             "policy": policy,
             "extract": extract,
             "intent_rules": rules,
             "sender_auth": self.sender_auth,
+            "own_address": self.reply.from.to_lowercase(),
         });
         let digest = Sha256::digest(deciding.to_string().as_bytes());
         Ok(hex::encode(&digest[..8]))

@@ -430,6 +430,7 @@ impl Pipeline {
             fingerprint: &self.fingerprint,
             shadow,
             at: now,
+            verification: facts.auth.verified.as_ref(),
         })
         .await
         .map_err(store_err)?;

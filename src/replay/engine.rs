@@ -119,7 +119,13 @@ fn read(job: Job, in_force: &Deciding, candidate: Option<&Deciding>) -> Read {
     let Job { mut row, earlier } = job;
     let raw = row.raw.take().unwrap_or_default();
     let facts_of = |deciding: &Deciding| -> Option<MessageFacts> {
-        let (_, latest) = deciding.reader.message(&raw, row.received_at).ok()?;
+        // The sender as refundd verified it when it decided (DNS answers
+        // and keys of today may differ); headers-only configurations
+        // ignore it.
+        let (_, latest) = deciding
+            .reader
+            .message_verified(&raw, row.received_at, row.verification.as_ref())
+            .ok()?;
         Some(match &earlier {
             Some(earlier) => deciding.reader.case(
                 earlier.iter().map(|(raw, at)| (raw.as_slice(), *at)),

@@ -13,7 +13,7 @@ use sqlx::types::Json;
 use super::error::{corrupt, db};
 use super::records::CaseId;
 use super::{Result, Store, Tx, on_pool, on_tx};
-use crate::domain::{Decision, vocabulary};
+use crate::domain::{Decision, Verification, vocabulary};
 
 vocabulary! {
     /// What an engine decision rests on.
@@ -57,6 +57,10 @@ pub struct NewEngineDecision<'a> {
     pub fingerprint: &'a str,
     pub shadow: bool,
     pub at: DateTime<Utc>,
+    /// refundd's own sender verification of the message, when it made one
+    /// (`[sender_auth] mode` `verify` or `either`), kept so that a replay
+    /// reads the sender as it was verified then.
+    pub verification: Option<&'a Verification>,
 }
 
 /// Shadow mode's agreement over a period.
@@ -114,8 +118,9 @@ impl Tx {
         on_tx!(self, conn => {
             sqlx::query_scalar(
                 "INSERT INTO engine_decisions (message_id, case_id, basis, decision, outcome,
-                                               fingerprint, version, shadow, decided_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                               fingerprint, version, shadow, decided_at,
+                                               verification)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                  RETURNING id",
             )
             .bind(d.message)
@@ -127,6 +132,7 @@ impl Tx {
             .bind(env!("CARGO_PKG_VERSION"))
             .bind(d.shadow)
             .bind(d.at)
+            .bind(d.verification.map(Json))
             .fetch_one(&mut *conn)
             .await
         })

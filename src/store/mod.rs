@@ -148,6 +148,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0012_desk_data.sql"),
         include_str!("../../migrations/postgres/0012_desk_data.sql"),
     ),
+    (
+        16,
+        "decision verification",
+        include_str!("../../migrations/sqlite/0016_decision_verification.sql"),
+        include_str!("../../migrations/postgres/0016_decision_verification.sql"),
+    ),
 ];
 
 /// How long a SQLite writer waits for the lock before failing with BUSY.

@@ -90,7 +90,7 @@ const fn free_text(
 }
 
 /// Every such column. Static names only: they are written into SQL.
-const FREE_TEXT: [FreeText; 8] = [
+const FREE_TEXT: [FreeText; 9] = [
     free_text("case_events", "id", true, "reason", false),
     free_text("actions", "id", true, "detail", false),
     free_text("payments", "action_id", true, "detail", false),
@@ -99,6 +99,7 @@ const FREE_TEXT: [FreeText; 8] = [
     free_text("webhook_deliveries", "webhook_id", false, "detail", false),
     free_text("audit_log", "id", true, "detail", true),
     free_text("engine_decisions", "id", true, "decision", true),
+    free_text("engine_decisions", "id", true, "verification", true),
 ];
 
 /// The address, any case, as a pattern.

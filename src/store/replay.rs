@@ -23,7 +23,7 @@ use super::ledger::{
 };
 use super::records::{ActionStatus, Actor, CaseId};
 use super::{Result, Store, StoreError, on_pool};
-use crate::domain::{Decision, OrderRef, PendingRefund, Refund, WalletFacts};
+use crate::domain::{Decision, OrderRef, PendingRefund, Refund, Verification, WalletFacts};
 
 /// How many ids or addresses one query reads at most.
 pub const CHUNK: usize = 500;
@@ -57,6 +57,9 @@ pub struct DecidedMessage {
     pub fingerprint: String,
     pub shadow: bool,
     pub decided_at: DateTime<Utc>,
+    /// refundd's own sender verification of the message, as made when it
+    /// was decided (`[sender_auth] mode` `verify` or `either`).
+    pub verification: Option<Verification>,
 }
 
 /// A message of a case and the engine decision that attached it.
@@ -136,6 +139,7 @@ type DecidedTuple = (
     String,
     bool,
     DateTime<Utc>,
+    Option<Json<Verification>>,
 );
 
 type ThreadTuple = (i64, i64, Option<i64>, DateTime<Utc>, Vec<u8>);
@@ -184,7 +188,8 @@ impl Store {
             sqlx::query_as(
                 "SELECT d.id, d.message_id, m.message_id, m.source, m.received_at,
                         CASE WHEN d.basis = 'screen' THEN NULL ELSE m.raw END,
-                        d.case_id, d.basis, d.decision, d.fingerprint, d.shadow, d.decided_at
+                        d.case_id, d.basis, d.decision, d.fingerprint, d.shadow, d.decided_at,
+                        d.verification
                  FROM engine_decisions d JOIN messages m ON m.id = d.message_id
                  WHERE d.id > $1
                    AND ($2 IS NULL OR m.received_at >= $2) AND ($3 IS NULL OR m.received_at < $3)
@@ -215,6 +220,7 @@ impl Store {
                     fingerprint,
                     shadow,
                     decided_at,
+                    verification,
                 ) = t;
                 Ok(DecidedMessage {
                     decision_id,
@@ -229,6 +235,7 @@ impl Store {
                     fingerprint,
                     shadow,
                     decided_at,
+                    verification: verification.map(|v| v.0),
                 })
             })
             .collect()

@@ -239,6 +239,72 @@ async fn in_process_verification_approves_a_signed_message_and_refuses_a_tampere
 }
 
 #[tokio::test]
+async fn a_replay_reads_the_sender_as_verified_when_decided_not_as_dns_says_today() {
+    let dns = StubDns::start().await.unwrap();
+    let public = base64::engine::general_purpose::STANDARD.encode(rsa().public_key());
+    dns.txt(
+        "s1._domainkey.example.com",
+        &format!("v=DKIM1; k=rsa; p={public}"),
+    );
+    dns.txt("_dmarc.example.com", "v=DMARC1; p=reject");
+    let config = SenderAuthConfig {
+        mode: SenderAuthMode::Verify,
+        resolver: Some(dns.addr().to_string()),
+        ..SenderAuthConfig::default()
+    };
+    let sent = format!("{}\r\n", ann_as_sent());
+    let signed = format!(
+        "{}{sent}",
+        DkimSigner::from_key(rsa())
+            .domain("example.com")
+            .selector("s1")
+            .headers(["From", "To", "Subject", "Date", "Message-ID"])
+            .sign(sent.as_bytes())
+            .unwrap()
+            .to_header()
+    );
+    let desk = Desk::new(config.clone()).await;
+    let (done, _) = desk.deliver(signed.into_bytes()).await;
+    assert_eq!(done.outcome, Outcome::Approved);
+
+    // The DNS server is gone since (keys rotate, domains lapse): a replay
+    // decides with the verification made at the time.
+    drop(dns);
+    let in_force = Settings {
+        sender_auth: config,
+        ..Settings::default()
+    };
+    let replay = |candidate: Option<Settings>| {
+        let store = desk.store.clone();
+        let in_force = in_force.clone();
+        async move {
+            refundd::replay::replay(
+                &store,
+                &in_force,
+                candidate.as_ref(),
+                refundd::replay::Source::Stored(refundd::store::ReplayScope::default()),
+                &refundd::progress::NoProgress,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let report = replay(None).await;
+    assert_eq!(report.decided, 1);
+    assert!(report.drift.is_empty(), "{:#?}", report.drift);
+    assert_eq!(report.totals.before.outcomes["approved"], 1);
+
+    // A candidate that trusts headers only has no header to trust here:
+    // the refund would wait for a person.
+    let mut headers_only = in_force.clone();
+    headers_only.sender_auth.mode = SenderAuthMode::Headers;
+    let report = replay(Some(headers_only)).await;
+    assert_eq!(report.changed.len(), 1, "{:#?}", report.changed);
+    assert_eq!(report.changed[0].before.outcome, Outcome::Approved);
+    assert_eq!(report.changed[0].after.outcome, Outcome::Review);
+}
+
+#[tokio::test]
 async fn machine_mail_in_every_line_ending_is_ignored_and_never_answered() {
     let dir = repo().join("tests/fixtures/machine_mail");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
