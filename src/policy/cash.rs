@@ -14,7 +14,7 @@ use crate::domain::{Action, Clause, Order, ReplyKind, WalletFacts};
 use super::PolicyConfig;
 use super::draft::{Draft, Verdict, capitalised, fact};
 use super::identify::{Identity, order_reference};
-use super::window::{elapsed, inside, stamp, window_end};
+use super::window::{inside, relative, stamp, window_end};
 
 /// Decides a `cash_refund` request: which order, then whether and how much.
 pub(super) fn cash_refund(
@@ -235,14 +235,14 @@ fn refund_order(
         }
         facts
     };
-    let since = elapsed(order.created_at, received_at);
+    let since = relative(order.created_at, received_at);
     if !inside(order.created_at, config.refund_window_days, received_at) {
         draft.reply_facts.purchased_at = Some(order.created_at);
         draft.reply_facts.window_days = Some(config.refund_window_days);
         draft.note(
             Clause::P4,
             format!(
-                "Received {since} after purchase, after the {}-day refund window: \
+                "Received {since} purchase, after the {}-day refund window: \
                  cash refunds are not possible.",
                 config.refund_window_days
             ),
@@ -253,9 +253,9 @@ fn refund_order(
     draft.note(
         Clause::P2,
         format!(
-            "Received {since} after purchase (processed {} after), inside the {}-day \
+            "Received {since} purchase (processed {}), inside the {}-day \
              window measured to receipt.",
-            elapsed(order.created_at, now),
+            relative(order.created_at, now),
             config.refund_window_days
         ),
         window_facts(order_facts()),

@@ -26,14 +26,15 @@ pub(super) fn in_days_before(t: DateTime<Utc>, days: i64, received_at: DateTime<
     t <= received_at && inside(t, days, received_at)
 }
 
-/// "13 days 2 hours 5 minutes" from `from` to `to` ("… before" when `to`
-/// precedes `from`).
-pub(super) fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+/// When `to` was, seen from `from`: "13 days 2 hours 5 minutes after",
+/// or "1 day before" when `to` precedes `from` (a message dated before the
+/// order it cites reads so, not as a negative span).
+pub(super) fn relative(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     let span = to.signed_duration_since(from);
     if span < TimeDelta::zero() {
         format!("{} before", span_words(-span))
     } else {
-        span_words(span)
+        format!("{} after", span_words(span))
     }
 }
 
@@ -112,16 +113,16 @@ mod tests {
     }
 
     #[test]
-    fn elapsed_time_reads_as_days_hours_and_minutes() {
+    fn elapsed_time_reads_as_days_hours_and_minutes_after_or_before() {
         let from = t("2026-06-01T10:00:00Z");
         for (to, expected) in [
-            ("2026-06-14T12:05:00Z", "13 days 2 hours 5 minutes"),
-            ("2026-06-15T10:00:00Z", "14 days"),
-            ("2026-06-01T11:00:00Z", "1 hour"),
-            ("2026-06-01T10:00:00Z", "0 minutes"),
+            ("2026-06-14T12:05:00Z", "13 days 2 hours 5 minutes after"),
+            ("2026-06-15T10:00:00Z", "14 days after"),
+            ("2026-06-01T11:00:00Z", "1 hour after"),
+            ("2026-06-01T10:00:00Z", "0 minutes after"),
             ("2026-05-31T10:00:00Z", "1 day before"),
         ] {
-            assert_eq!(elapsed(from, t(to)), expected);
+            assert_eq!(relative(from, t(to)), expected);
         }
     }
 }
