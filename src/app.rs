@@ -241,9 +241,16 @@ pub async fn serve_webhooks(
         signals.cancel();
     });
     let state = refundd::act::webhooks::WebhookState::new(store, secret);
-    refundd::act::webhooks::serve_on(listen, state, Some(client), settings.lifecycle(), shutdown)
-        .await
-        .with_context(|| format!("cannot serve webhooks on {listen}"))?;
+    refundd::act::webhooks::serve_on(
+        listen,
+        state,
+        Some(client),
+        settings.lifecycle(),
+        settings.web.header_read_timeout(),
+        shutdown,
+    )
+    .await
+    .with_context(|| format!("cannot serve webhooks on {listen}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

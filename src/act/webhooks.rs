@@ -196,12 +196,15 @@ pub async fn run_applier(
 }
 
 /// Serves the webhook endpoint on `listener` and applies deliveries in a
-/// task beside it, until `shutdown`.
+/// task beside it, until `shutdown`. Connections are served as the
+/// console's are ([`crate::web::serve_router`]): one that does not send its
+/// request header within `header_read_timeout` is closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: WebhookState,
     client: Option<PolarClient>,
     lifecycle: Lifecycle,
+    header_read_timeout: std::time::Duration,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let applier = tokio::spawn(run_applier(
@@ -211,10 +214,13 @@ pub async fn serve(
         state.wake.clone(),
         shutdown.clone(),
     ));
-    let stop = shutdown.clone();
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
+    let served = crate::web::serve_router(
+        listener,
+        router(state),
+        header_read_timeout,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     if let Err(err) = applier.await {
         tracing::error!(error = %err, "webhook applier task failed");
@@ -228,11 +234,20 @@ pub async fn serve_on(
     state: WebhookState,
     client: Option<PolarClient>,
     lifecycle: Lifecycle,
+    header_read_timeout: std::time::Duration,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving Polar webhooks");
-    serve(listener, state, client, lifecycle, shutdown).await
+    serve(
+        listener,
+        state,
+        client,
+        lifecycle,
+        header_read_timeout,
+        shutdown,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -224,21 +224,8 @@ pub(super) async fn api_envelope(request: Request, next: Next) -> Response {
     answer
 }
 
-/// Minimal HTML escaping for the fixed error page (templates auto-escape).
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+/// HTML escaping for the fixed error page (templates auto-escape).
+pub(crate) use crate::reply::escape_html as escape;
 
 #[cfg(test)]
 mod tests {

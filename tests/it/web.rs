@@ -274,3 +274,47 @@ async fn on_shutdown_the_request_in_flight_is_answered_before_the_server_returns
         "the listener is closed"
     );
 }
+
+#[tokio::test]
+async fn the_standalone_webhook_server_closes_a_connection_that_dribbles_its_header() {
+    let db = TestDb::sqlite();
+    let store = refundd::store::Store::connect(&db.url).await.unwrap();
+    let state = refundd::act::webhooks::WebhookState::new(store, "whsec_test");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(refundd::act::webhooks::serve(
+        listener,
+        state,
+        None,
+        refundd::config::Settings::default().lifecycle(),
+        Duration::from_secs(1),
+        shutdown.clone(),
+    ));
+
+    let connected = Instant::now();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /webhooks/polar HT").await.unwrap();
+    assert!(
+        closed_by_server(&mut slow, Duration::from_secs(5)).await,
+        "a dribbling client still holds its connection after 5 s"
+    );
+    assert!(connected.elapsed() >= Duration::from_millis(900));
+
+    // A whole request is answered (unsigned: refused, but answered).
+    let mut whole = TcpStream::connect(addr).await.unwrap();
+    whole
+        .write_all(
+            b"POST /webhooks/polar HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), whole.read_to_string(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
