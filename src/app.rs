@@ -956,8 +956,8 @@ pub async fn disable_reviewer(settings: &Settings, email: &str) -> anyhow::Resul
     let ended =
         refundd::web::accounts::disable_reviewer(&store, CLI_ACTOR, email, Utc::now()).await?;
     println!(
-        "{email} disabled: {} session(s) ended, {} token(s) revoked",
-        ended.sessions_ended, ended.tokens_revoked
+        "{email} disabled: {} session(s) ended, {} token(s) revoked, {} claimed case(s) released",
+        ended.sessions_ended, ended.tokens_revoked, ended.claims_released
     );
     Ok(ExitCode::SUCCESS)
 }

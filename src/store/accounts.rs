@@ -109,6 +109,8 @@ pub struct TokenHolder {
 pub struct AccessEnded {
     pub sessions_ended: u64,
     pub tokens_revoked: u64,
+    /// Cases they had claimed, back in the queue for anyone.
+    pub claims_released: u64,
 }
 
 impl Store {
@@ -490,8 +492,10 @@ impl Tx {
         Ok(changed == 1)
     }
 
-    /// Ends every session of a reviewer and revokes every token, so that
-    /// enabling them again later does not bring either back.
+    /// Ends every session of a reviewer, revokes every token, so that
+    /// enabling them again later does not bring either back, and releases
+    /// the cases they claimed: a reviewer who left must not hold cases
+    /// that only they (or an admin taking over) could decide.
     pub async fn end_reviewer_access(
         &mut self,
         reviewer_id: i64,
@@ -506,8 +510,20 @@ impl Tx {
         })
         .map_err(db("end a reviewer's sessions"))?;
         let tokens_revoked = self.revoke_api_tokens(reviewer_id, None, at).await?;
+        let claims_released = on_tx!(self, conn => {
+            sqlx::query(
+                "DELETE FROM case_claims
+                 WHERE LOWER(reviewer) = (SELECT LOWER(email) FROM reviewers WHERE id = $1)",
+            )
+            .bind(reviewer_id)
+            .execute(&mut *conn)
+            .await
+            .map(|done| done.rows_affected())
+        })
+        .map_err(db("release a reviewer's claims"))?;
         Ok(AccessEnded {
             sessions_ended,
+            claims_released,
             tokens_revoked,
         })
     }

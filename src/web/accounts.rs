@@ -117,8 +117,8 @@ pub async fn create_api_token(
     Ok(IssuedToken { token, expires_at })
 }
 
-/// Disables a reviewer: they can no longer sign in, and their sessions and
-/// API tokens end at once. Audited even when they were disabled already
+/// Disables a reviewer: they can no longer sign in, their sessions and
+/// API tokens end at once, and the cases they claimed go back to the queue. Audited even when they were disabled already
 /// (whatever access was left is ended all the same).
 pub async fn disable_reviewer(
     store: &Store,
@@ -139,6 +139,7 @@ pub async fn disable_reviewer(
             "was_disabled": !changed,
             "sessions_ended": ended.sessions_ended,
             "tokens_revoked": ended.tokens_revoked,
+            "claims_released": ended.claims_released,
         }),
         now,
     )

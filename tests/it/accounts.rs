@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 
 use refundd::store::AuditAction;
 
-use crate::console::{Console, PASSWORD, location, now, refundd_with_stdin};
+use refundd::domain::Category;
+
+use crate::console::{Console, PASSWORD, location, mail, now, refundd_with_stdin, seed_case};
 use crate::support::TestDb;
 
 const RITA: &str = "rita@anumi.example";
@@ -50,6 +52,32 @@ async fn disabling_and_enabling(db: TestDb) {
     let (_dir, config) = config_for(&db);
     let session = console.login(RITA).await;
     let issued_here = console.token(RITA).await;
+    // Rita holds a case: nobody but she (or an admin) may decide it.
+    let held = seed_case(
+        &console.store,
+        "ann@example.com",
+        None,
+        Category::CashRefund,
+        mail(
+            "ann@example.com",
+            "Ann",
+            "Refund",
+            "Please refund my pack.",
+            None,
+            None,
+        ),
+        12,
+    )
+    .await;
+    let (status, _) = console
+        .api(
+            &issued_here,
+            Method::POST,
+            &format!("/api/cases/{held}/claim"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let issued_by_cli = cli(
         &config,
         &["reviewer", "token", RITA, "--label", "script"],
@@ -66,9 +94,21 @@ async fn disabling_and_enabling(db: TestDb) {
 
     let said = cli(&config, &["reviewer", "disable", RITA], true);
     assert!(
-        said.contains("1 session(s) ended, 2 token(s) revoked"),
+        said.contains("1 session(s) ended, 2 token(s) revoked, 1 claimed case(s) released"),
         "{said}"
     );
+    // Her claim went with her: the case is back in the queue for anyone.
+    assert_eq!(console.store.case_claim(held).await.unwrap(), None);
+    let sam = console.token("sam@anumi.example").await;
+    let (status, _) = console
+        .api(
+            &sam,
+            Method::POST,
+            &format!("/api/cases/{held}/claim"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "another reviewer claims it");
     // The very next requests are refused: the page sends her to sign in,
     // the API answers 401 in its error envelope.
     let page = console.get(&session, "/").await;
@@ -132,6 +172,7 @@ async fn disabling_and_enabling(db: TestDb) {
     assert_eq!(disabled[0]["email"], RITA);
     assert_eq!(disabled[0]["sessions_ended"], 1);
     assert_eq!(disabled[0]["tokens_revoked"], 2);
+    assert_eq!(disabled[0]["claims_released"], 1);
     assert_eq!(audited(&audit, AuditAction::ReviewerEnabled).len(), 1);
     assert_eq!(audited(&audit, AuditAction::TokenCreated).len(), 1);
 }
