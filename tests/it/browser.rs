@@ -153,6 +153,17 @@ async fn sign_in_as(client: &Client, base: &str, email: &str) {
     wait_for(client, "body[data-page=queue]").await;
 }
 
+/// The text of the first element `css` finds.
+async fn text_of(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn wait_for(client: &Client, css: &str) {
     client
         .wait()
@@ -253,13 +264,7 @@ async fn a_reviewer_sends_a_reply_in_three_keys_and_hostile_mail_runs_nothing() 
     // 2: `a` approves as proposed and opens the confirmation with the reply.
     press(&client, 'a').await;
     wait_for(&client, "body[data-page=confirm]").await;
-    let reply = client
-        .find(Locator::Css("#reply"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let reply = text_of(&client, "#reply").await;
     assert!(
         reply.contains("15.00"),
         "the reply quotes the refund: {reply}"
@@ -293,35 +298,17 @@ async fn a_reviewer_sends_a_reply_in_three_keys_and_hostile_mail_runs_nothing() 
         .await
         .unwrap();
     wait_for(&client, "body[data-page=case]").await;
-    let subject = client
-        .find(Locator::Css("article.message .subject"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let subject = text_of(&client, "article.message .subject").await;
     assert!(
         subject.starts_with("<script>document.title='PWNED'"),
         "the subject is shown as text: {subject}"
     );
-    let name = client
-        .find(Locator::Css("article.message .from-name"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let name = text_of(&client, "article.message .from-name").await;
     assert!(
         name.starts_with("<img src=x onerror="),
         "the sender name is shown as text: {name}"
     );
-    let file = client
-        .find(Locator::Css(".attachment-name"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let file = text_of(&client, ".attachment-name").await;
     assert!(
         file.contains("onerror=window.__pwned=8"),
         "the attachment name is shown as text: {file}"
@@ -482,13 +469,7 @@ async fn an_admin_replays_a_candidate_and_the_html_report_draws_offline() {
         .await
         .unwrap();
     wait_for(&client, "#replay-summary").await;
-    let summary = client
-        .find(Locator::Css("#replay-summary"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let summary = text_of(&client, "#replay-summary").await;
     assert!(
         summary.contains(&format!("{} messages decided", expected.decided)),
         "{summary}"
@@ -510,24 +491,12 @@ async fn an_admin_replays_a_candidate_and_the_html_report_draws_offline() {
     shown.sort();
     want.sort();
     assert_eq!(shown, want);
-    let delta = client
-        .find(Locator::Css("#money-delta"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let delta = text_of(&client, "#money-delta").await;
     assert!(
         delta.starts_with("+14.60 EUR"),
         "+29.00 −9.00 −5.40 EUR: {delta}"
     );
-    let disagree = client
-        .find(Locator::Css("#disagree tbody"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let disagree = text_of(&client, "#disagree tbody").await;
     assert!(disagree.contains(&ivan.to_string()), "{disagree}");
     let screenshots = repo().join("examples/screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
@@ -561,13 +530,7 @@ async fn an_admin_replays_a_candidate_and_the_html_report_draws_offline() {
         width.as_u64().unwrap() >= 300,
         "a chart has its size: {width}"
     );
-    let text = client
-        .find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text_of(&client, "body").await;
     for case in &want {
         assert!(text.contains(case.as_str()), "{case} is listed");
     }

@@ -186,8 +186,22 @@ fn rsa() -> RsaKey<Sha256> {
     RsaKey::<Sha256>::from_rsa_pem(&pem).unwrap()
 }
 
-#[tokio::test]
-async fn in_process_verification_approves_a_signed_message_and_refuses_a_tampered_one() {
+/// Ann's request as example.com's server signs it (DKIM, key `s1`).
+fn signed_ann() -> String {
+    let sent = format!("{}\r\n", ann_as_sent());
+    let signature = DkimSigner::from_key(rsa())
+        .domain("example.com")
+        .selector("s1")
+        .headers(["From", "To", "Subject", "Date", "Message-ID"])
+        .sign(sent.as_bytes())
+        .unwrap()
+        .to_header();
+    format!("{signature}{sent}")
+}
+
+/// A stub DNS with example.com's DKIM key and DMARC policy, and the
+/// verify-mode configuration that asks it.
+async fn example_com_in_dns() -> (StubDns, SenderAuthConfig) {
     let dns = StubDns::start().await.unwrap();
     let public = base64::engine::general_purpose::STANDARD.encode(rsa().public_key());
     dns.txt(
@@ -200,15 +214,13 @@ async fn in_process_verification_approves_a_signed_message_and_refuses_a_tampere
         resolver: Some(dns.addr().to_string()),
         ..SenderAuthConfig::default()
     };
-    let sent = format!("{}\r\n", ann_as_sent());
-    let signature = DkimSigner::from_key(rsa())
-        .domain("example.com")
-        .selector("s1")
-        .headers(["From", "To", "Subject", "Date", "Message-ID"])
-        .sign(sent.as_bytes())
-        .unwrap()
-        .to_header();
-    let signed = format!("{signature}{sent}");
+    (dns, config)
+}
+
+#[tokio::test]
+async fn in_process_verification_approves_a_signed_message_and_refuses_a_tampered_one() {
+    let (_dns, config) = example_com_in_dns().await;
+    let signed = signed_ann();
 
     let desk = Desk::new(config.clone()).await;
     let (done, case) = desk.deliver(signed.clone().into_bytes()).await;
@@ -240,29 +252,8 @@ async fn in_process_verification_approves_a_signed_message_and_refuses_a_tampere
 
 #[tokio::test]
 async fn a_replay_reads_the_sender_as_verified_when_decided_not_as_dns_says_today() {
-    let dns = StubDns::start().await.unwrap();
-    let public = base64::engine::general_purpose::STANDARD.encode(rsa().public_key());
-    dns.txt(
-        "s1._domainkey.example.com",
-        &format!("v=DKIM1; k=rsa; p={public}"),
-    );
-    dns.txt("_dmarc.example.com", "v=DMARC1; p=reject");
-    let config = SenderAuthConfig {
-        mode: SenderAuthMode::Verify,
-        resolver: Some(dns.addr().to_string()),
-        ..SenderAuthConfig::default()
-    };
-    let sent = format!("{}\r\n", ann_as_sent());
-    let signed = format!(
-        "{}{sent}",
-        DkimSigner::from_key(rsa())
-            .domain("example.com")
-            .selector("s1")
-            .headers(["From", "To", "Subject", "Date", "Message-ID"])
-            .sign(sent.as_bytes())
-            .unwrap()
-            .to_header()
-    );
+    let (dns, config) = example_com_in_dns().await;
+    let signed = signed_ann();
     let desk = Desk::new(config.clone()).await;
     let (done, _) = desk.deliver(signed.into_bytes()).await;
     assert_eq!(done.outcome, Outcome::Approved);
