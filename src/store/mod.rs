@@ -150,9 +150,9 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     ),
     (
         13,
-        "report summary",
-        include_str!("../../migrations/sqlite/0013_report_summary.sql"),
-        include_str!("../../migrations/postgres/0013_report_summary.sql"),
+        "desk at scale",
+        include_str!("../../migrations/sqlite/0013_desk_scale.sql"),
+        include_str!("../../migrations/postgres/0013_desk_scale.sql"),
     ),
 ];
 

@@ -1,6 +1,6 @@
--- The overview page and `refundd report` at scale, PostgreSQL flavour. Kept
--- in step with migrations/sqlite/0013_report_summary.sql. Never edit once
--- landed.
+-- The desk at 100,000 cases, PostgreSQL flavour: the overview page and
+-- `refundd report` read sums. Kept in step with
+-- migrations/sqlite/0013_desk_scale.sql. Never edit once landed.
 --
 -- A report counts the cases created in a period by what happened to them:
 -- when their first message arrived, when the customer was first answered,
@@ -121,3 +121,7 @@ DROP INDEX wallet_credits_granted;
 CREATE INDEX actions_refunds_done_sum ON actions (updated_at) INCLUDE (currency, amount)
     WHERE kind = 'cash_refund' AND status = 'done';
 DROP INDEX actions_refunds_done;
+
+-- (The SQLite flavour also reads its search index's vocabulary, to look a
+-- search term up as the words it begins; PostgreSQL's GIN index finds a
+-- prefix among its ordered words itself.)
