@@ -791,7 +791,8 @@ fn sqlite_match(terms: &[String], words: &[Option<Vec<String>>]) -> Option<Strin
                 _ => format!("\"{t}\""),
             })
             .collect::<Vec<_>>()
-            .join(" ")
+            // Spelled out: FTS5 has no implicit AND between groups.
+            .join(" AND ")
     })
 }
 
@@ -924,7 +925,7 @@ mod tests {
         let terms = search_terms("Rückerst 12 Müller");
         assert_eq!(
             sqlite_match(&terms, &[None, None, None]).unwrap(),
-            "\"ruckerst\"* \"12\" \"muller\"*"
+            "\"ruckerst\"* AND \"12\" AND \"muller\"*"
         );
         // A prefix of a few indexed words is those words; of none, itself.
         assert_eq!(
@@ -937,7 +938,7 @@ mod tests {
                 ]
             )
             .unwrap(),
-            "(\"ruckerstattung\" OR \"ruckerstatten\") \"12\" \"muller\"*"
+            "(\"ruckerstattung\" OR \"ruckerstatten\") AND \"12\" AND \"muller\"*"
         );
         assert_eq!(
             postgres_tsquery(&terms).unwrap(),
