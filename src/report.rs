@@ -5,17 +5,21 @@
 //! it stands. Behind `refundd report` and the console's overview page
 //! (`/overview`): both call [`build`], so they cannot disagree.
 //!
-//! Takes the store's plain rows for `[since, until)`, `now` and the
-//! calendar's time zone (days are local days); gives a [`Report`] (serde),
-//! its CSV ([`to_csv`]) and text ([`to_text`]) forms, and
-//! [`svg_bar_chart`] / [`svg_day_chart`] for server-rendered charts.
-//! [`summarize`] is PURE; [`build`] only reads. Definitions:
+//! Takes `[since, until)`, `now` and the calendar's time zone (days are
+//! local days); gives a [`Report`] (serde), its CSV ([`to_csv`]) and text
+//! ([`to_text`]) forms, and [`svg_bar_chart`] / [`svg_day_chart`] for
+//! server-rendered charts. [`build`] only reads, and reads sums: the
+//! database counts and adds up per local day (and picks the percentile
+//! ranks), so a report over 100,000 cases reads a few hundred rows and
+//! holds no case in memory. [`summarize`] is PURE and turns the sums into
+//! numbers. Definitions:
 //!
 //! - *messages*: messages received in the period (duplicates are not
 //!   stored twice, so not counted twice);
 //! - *auto-decided*: a case never in review, among cases not ignored;
 //! - *first response*: the first reply queued to the customer minus the
-//!   arrival of the case's first message (nearest-rank percentiles);
+//!   arrival of the case's first message, in whole seconds (each instant
+//!   cut to its second; nearest-rank percentiles);
 //! - *deadline compliance*: among review cases with a deadline that is due
 //!   (passed by `min(until, now)`) or answered, those a reviewer acted on by
 //!   the deadline; cases waiting on the customer are paused and not counted;
@@ -36,9 +40,9 @@ use std::fmt::Write as _;
 
 use crate::domain::Outcome;
 use crate::reply::escape_html;
-use crate::store::CaseStatus;
 use crate::store::{
-    PeriodVolume, QueueGauges, ReportCase, ReviewerEvent, ShadowAgreement, Store, StoreError,
+    CaseCount, PeriodFacts, PeriodVolume, QueueGauges, ReviewerTally, ShadowAgreement, Store,
+    StoreError,
 };
 
 /// Everything `refundd report` prints.
@@ -178,8 +182,12 @@ pub fn local_midnight(date: NaiveDate, zone: Tz) -> Option<DateTime<Utc>> {
     })
 }
 
-/// Reads the period's rows (one volume query per local day of `zone`) and
-/// summarizes them.
+/// The percentiles a report gives of first-response times.
+const PERCENTILES: [usize; 3] = [50, 90, 99];
+
+/// Reads the period's sums (its local days of `zone` in one query, the
+/// facts of the whole period in a few more; never the cases themselves)
+/// and summarizes them.
 pub async fn build(
     store: &Store,
     since: DateTime<Utc>,
@@ -187,13 +195,21 @@ pub async fn build(
     now: DateTime<Utc>,
     zone: Tz,
 ) -> Result<Report, StoreError> {
-    let mut volumes = Vec::new();
-    for (date, start, end) in day_spans(since, until, zone) {
-        volumes.push((date, store.period_volume(start, end).await?));
-    }
-    let cases = store.report_cases(since, until).await?;
-    let events = store.reviewer_events(since, until).await?;
+    let spans = day_spans(since, until, zone);
+    let mut bounds: Vec<DateTime<Utc>> = spans.iter().map(|(_, start, _)| *start).collect();
+    bounds.extend(spans.last().map(|(_, _, end)| *end));
+    let (cases, volumes) = store.report_days(&bounds).await?;
+    let facts = store.report_period(since, until, until.min(now)).await?;
+    let answered = usize::try_from(facts.answered).unwrap_or(0);
+    let first_response = if answered == 0 {
+        Vec::new()
+    } else {
+        let ranks = PERCENTILES.map(|p| nearest_rank(p, answered) as i64);
+        store.first_response_at_ranks(since, until, ranks).await?
+    };
+    let reviewers = store.reviewer_tallies(since, until).await?;
     let gauges = store.queue_gauges().await?;
+    let dates: Vec<NaiveDate> = spans.iter().map(|(date, _, _)| *date).collect();
     let mut report = summarize(
         &Period {
             since,
@@ -201,9 +217,14 @@ pub async fn build(
             now,
             zone,
         },
-        &cases,
-        &volumes,
-        &events,
+        &Sums {
+            dates: &dates,
+            cases: &cases,
+            volumes: &volumes,
+            facts: &facts,
+            first_response: &first_response,
+            reviewers: &reviewers,
+        },
         &gauges,
     );
     report.shadow = store.shadow_agreement(since, until).await?;
@@ -220,90 +241,74 @@ pub struct Period {
     pub zone: Tz,
 }
 
-/// The report from the rows (PURE): `volumes` are the period's days with
-/// their messages, refunds and credits ([`day_spans`] order).
-pub fn summarize(
-    period: &Period,
-    cases: &[ReportCase],
-    volumes: &[(NaiveDate, PeriodVolume)],
-    events: &[ReviewerEvent],
-    gauges: &QueueGauges,
-) -> Report {
+/// What the store summed for a period (see [`build`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Sums<'a> {
+    /// The period's local days ([`day_spans`] order).
+    pub dates: &'a [NaiveDate],
+    /// The cases created, per day (an index into `dates`), outcome,
+    /// category and review history.
+    pub cases: &'a [CaseCount],
+    /// Messages, refunds and credits of each day, in `dates` order.
+    pub volumes: &'a [PeriodVolume],
+    /// Deadline compliance, and how many cases were answered.
+    pub facts: &'a PeriodFacts,
+    /// `(rank, seconds)`: first-response times at the [`nearest_rank`]s
+    /// of [`PERCENTILES`] among the answered cases.
+    pub first_response: &'a [(i64, i64)],
+    pub reviewers: &'a [ReviewerTally],
+}
+
+/// The report from the store's sums (PURE): the rules that make numbers of
+/// counts live here (what counts as decided without a person, rates,
+/// nearest-rank percentiles, the period as the sum of its days).
+pub fn summarize(period: &Period, sums: &Sums<'_>, gauges: &QueueGauges) -> Report {
     let Period {
-        since,
-        until,
-        now,
-        zone,
+        since, until, now, ..
     } = *period;
+    let counts_as_decided = |c: &CaseCount| c.outcome != Outcome::Ignored;
+    let auto = |c: &CaseCount| counts_as_decided(c) && !c.ever_in_review;
     let mut by_outcome = BTreeMap::new();
     let mut by_category = BTreeMap::new();
-    for case in cases {
-        *by_outcome.entry(case.outcome.to_string()).or_insert(0) += 1;
-        *by_category.entry(case.category.to_string()).or_insert(0) += 1;
-    }
-    let counts_as_decided = |c: &ReportCase| c.outcome != Outcome::Ignored;
-    let auto = |c: &ReportCase| counts_as_decided(c) && !c.ever_in_review;
-    let not_ignored = cases.iter().filter(|c| counts_as_decided(c)).count();
-    let auto_decided = cases.iter().filter(|c| auto(c)).count();
-
-    let mut waits: Vec<i64> = cases
-        .iter()
-        .filter_map(|c| {
-            Some(
-                (c.first_reply_at? - c.first_received_at?)
-                    .num_seconds()
-                    .max(0),
-            )
-        })
-        .collect();
-    waits.sort_unstable();
-
-    let cutoff = until.min(now);
-    let mut deadlines = Compliance::default();
-    for case in cases
-        .iter()
-        .filter(|c| c.ever_in_review && c.status != CaseStatus::NeedsInfo)
-    {
-        let Some(deadline) = case.deadline else {
-            continue;
-        };
-        if deadline <= cutoff || case.first_reviewer_at.is_some() {
-            deadlines.due += 1;
-            if case.first_reviewer_at.is_some_and(|at| at <= deadline) {
-                deadlines.met += 1;
-            }
+    // Cases by day: (cases, auto-decided, not ignored).
+    let mut by_day = vec![(0_usize, 0_usize, 0_usize); sums.dates.len()];
+    for count in sums.cases {
+        let n = usize::try_from(count.cases).unwrap_or(0);
+        *by_outcome.entry(count.outcome.to_string()).or_insert(0) += n;
+        *by_category.entry(count.category.to_string()).or_insert(0) += n;
+        if let Some(day) = by_day.get_mut(count.day) {
+            day.0 += n;
+            day.1 += if auto(count) { n } else { 0 };
+            day.2 += if counts_as_decided(count) { n } else { 0 };
         }
     }
-    deadlines.rate = ratio(deadlines.met, deadlines.due);
+    let total = |pick: fn(&(usize, usize, usize)) -> usize| by_day.iter().map(pick).sum::<usize>();
+    let (cases, auto_decided, not_ignored) = (total(|d| d.0), total(|d| d.1), total(|d| d.2));
 
-    let mut reviewers: BTreeMap<&str, (usize, Vec<i64>, usize)> = BTreeMap::new();
-    for event in events {
-        let entry = reviewers.entry(&event.reviewer).or_default();
-        entry.0 += 1;
-        if !entry.1.contains(&event.case_id.0) {
-            entry.1.push(event.case_id.0);
-        }
-        if event.to_status == CaseStatus::Resolved {
-            entry.2 += 1;
-        }
-    }
+    let answered = usize::try_from(sums.facts.answered).unwrap_or(0);
+    let at_percentile = |p: usize| {
+        let rank = nearest_rank(p, answered) as i64;
+        (answered > 0)
+            .then(|| {
+                sums.first_response
+                    .iter()
+                    .find(|(r, _)| *r == rank)
+                    .map(|(_, seconds)| *seconds)
+            })
+            .flatten()
+    };
+
+    let due = usize::try_from(sums.facts.deadlines_due).unwrap_or(0);
+    let met = usize::try_from(sums.facts.deadlines_met).unwrap_or(0);
 
     // The period's money is the sum of its days.
     let mut refunded: BTreeMap<String, i64> = BTreeMap::new();
     let mut credits: BTreeMap<String, i64> = BTreeMap::new();
     let mut messages = 0;
-    // Cases by local day of creation: (cases, auto-decided, not ignored).
-    let mut by_day: BTreeMap<NaiveDate, (usize, usize, usize)> = BTreeMap::new();
-    for case in cases {
-        let day = by_day
-            .entry(case.created_at.with_timezone(&zone).date_naive())
-            .or_default();
-        day.0 += 1;
-        day.1 += usize::from(auto(case));
-        day.2 += usize::from(counts_as_decided(case));
-    }
-    let mut days = Vec::with_capacity(volumes.len());
-    for (date, volume) in volumes {
+    let mut days = Vec::with_capacity(sums.dates.len());
+    for (i, date) in sums.dates.iter().enumerate() {
+        let empty = PeriodVolume::default();
+        let volume = sums.volumes.get(i).unwrap_or(&empty);
         messages += volume.messages;
         for (currency, amount) in &volume.refunded {
             *refunded.entry(currency.clone()).or_default() += amount;
@@ -311,7 +316,7 @@ pub fn summarize(
         for (reason, n) in &volume.credits {
             *credits.entry(reason.clone()).or_default() += n;
         }
-        let (n, auto_n, decided_n) = by_day.get(date).copied().unwrap_or_default();
+        let (n, auto_n, decided_n) = by_day[i];
         days.push(Day {
             date: *date,
             messages: volume.messages,
@@ -326,32 +331,37 @@ pub fn summarize(
     Report {
         since,
         until,
-        cases: cases.len(),
+        cases,
         by_outcome,
         by_category,
         auto_decided,
         not_ignored,
         auto_decision_rate: ratio(auto_decided, not_ignored),
         first_response: Percentiles {
-            count: waits.len(),
-            p50_seconds: percentile(&waits, 50),
-            p90_seconds: percentile(&waits, 90),
-            p99_seconds: percentile(&waits, 99),
+            count: answered,
+            p50_seconds: at_percentile(PERCENTILES[0]),
+            p90_seconds: at_percentile(PERCENTILES[1]),
+            p99_seconds: at_percentile(PERCENTILES[2]),
         },
-        deadlines,
+        deadlines: Compliance {
+            due,
+            met,
+            rate: ratio(met, due),
+        },
         refunded: refunded
             .into_iter()
             .map(|(currency, amount)| Money { currency, amount })
             .collect(),
         credits_total: credits.values().sum(),
         credits_by_reason: credits,
-        reviewers: reviewers
-            .into_iter()
-            .map(|(reviewer, (actions, cases, resolved))| ReviewerStats {
-                reviewer: reviewer.to_owned(),
-                actions,
-                cases: cases.len(),
-                resolved,
+        reviewers: sums
+            .reviewers
+            .iter()
+            .map(|r| ReviewerStats {
+                reviewer: r.reviewer.clone(),
+                actions: usize::try_from(r.actions).unwrap_or(0),
+                cases: usize::try_from(r.cases).unwrap_or(0),
+                resolved: usize::try_from(r.resolved).unwrap_or(0),
             })
             .collect(),
         shadow: ShadowAgreement::default(),
@@ -380,13 +390,10 @@ fn ratio(part: usize, whole: usize) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    Some(sorted[rank - 1])
+/// The 1-based rank of the `p`th percentile among `count` sorted values
+/// (nearest rank: the smallest value with at least `p` % at or below it).
+pub fn nearest_rank(p: usize, count: usize) -> usize {
+    (p * count).div_ceil(100).max(1)
 }
 
 /// The report as CSV: `section,key,value` rows, one fact per row.
@@ -815,7 +822,6 @@ fn xml_escape(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::domain::Category;
-    use crate::store::CaseId;
     use chrono::Duration;
 
     fn t(hours: i64) -> DateTime<Utc> {
@@ -825,54 +831,42 @@ mod tests {
             + Duration::hours(hours)
     }
 
-    fn case(id: i64, outcome: Outcome, in_review: bool) -> ReportCase {
-        ReportCase {
-            id: CaseId(id),
+    fn count(day: usize, outcome: Outcome, ever_in_review: bool, cases: i64) -> CaseCount {
+        CaseCount {
+            day,
             outcome,
             category: Category::CashRefund,
-            status: crate::queue::status_after(outcome),
-            created_at: t(0),
-            deadline: None,
-            first_received_at: Some(t(0)),
-            first_reply_at: Some(t(1)),
-            ever_in_review: in_review,
-            first_reviewer_at: None,
+            ever_in_review,
+            cases,
         }
     }
 
     #[test]
     fn a_period_is_counted_by_outcome_automation_deadlines_money_and_reviewer() {
-        let mut cases = vec![
-            case(1, Outcome::Approved, false),
-            case(2, Outcome::Denied, false),
-            case(3, Outcome::Ignored, false),
-            case(4, Outcome::Approved, true),
-            case(5, Outcome::Review, true),
-            case(6, Outcome::Review, true),
+        // Day 1: an approval by the engine, an ignored out-of-office, an
+        // approval after review and two cases still in review. Day 2: a
+        // denial by the engine.
+        let cases = vec![
+            count(0, Outcome::Approved, false, 1),
+            count(0, Outcome::Ignored, false, 1),
+            count(0, Outcome::Approved, true, 1),
+            count(0, Outcome::Review, true, 2),
+            count(1, Outcome::Denied, false, 1),
         ];
-        // 4: answered in time; 5: due and unanswered; 6: not due yet.
-        cases[3].deadline = Some(t(48));
-        cases[3].first_reviewer_at = Some(t(20));
-        cases[4].deadline = Some(t(10));
-        cases[5].deadline = Some(t(500));
-        cases[2].first_reply_at = None;
-        cases[0].first_reply_at = Some(t(3));
-        let events = vec![
-            ReviewerEvent {
-                reviewer: "ann@x".into(),
-                case_id: CaseId(4),
-                to_status: CaseStatus::Resolved,
-                at: t(20),
-            },
-            ReviewerEvent {
-                reviewer: "ann@x".into(),
-                case_id: CaseId(4),
-                to_status: CaseStatus::Review,
-                at: t(21),
-            },
-        ];
-        // Case 2 was created on the second day (UTC).
-        cases[1].created_at = t(30);
+        // Two review cases were due, one answered in time; five customers
+        // were answered, the 3rd fastest in an hour, the slowest in three.
+        let facts = PeriodFacts {
+            deadlines_due: 2,
+            deadlines_met: 1,
+            answered: 5,
+        };
+        let first_response = [(3, 3600), (5, 3 * 3600)];
+        let reviewers = vec![ReviewerTally {
+            reviewer: "ann@x".into(),
+            actions: 2,
+            cases: 1,
+            resolved: 1,
+        }];
         let period = Period {
             since: t(0),
             until: t(48),
@@ -880,23 +874,18 @@ mod tests {
             zone: chrono_tz::UTC,
         };
         let day = |d: u32| NaiveDate::from_ymd_opt(2026, 6, d).unwrap();
+        let dates = [day(1), day(2)];
         let volumes = vec![
-            (
-                day(1),
-                PeriodVolume {
-                    messages: 7,
-                    refunded: vec![("EUR".into(), 1000)],
-                    credits: vec![("courtesy".into(), 5)],
-                },
-            ),
-            (
-                day(2),
-                PeriodVolume {
-                    messages: 2,
-                    refunded: vec![("EUR".into(), 499), ("USD".into(), 100)],
-                    credits: vec![("courtesy".into(), 0), ("failed_generation".into(), 2)],
-                },
-            ),
+            PeriodVolume {
+                messages: 7,
+                refunded: vec![("EUR".into(), 1000)],
+                credits: vec![("courtesy".into(), 5)],
+            },
+            PeriodVolume {
+                messages: 2,
+                refunded: vec![("EUR".into(), 499), ("USD".into(), 100)],
+                credits: vec![("courtesy".into(), 0), ("failed_generation".into(), 2)],
+            },
         ];
         let gauges = QueueGauges {
             in_review: 2,
@@ -904,14 +893,29 @@ mod tests {
             oldest_open_deadline: Some(t(10)),
             ..QueueGauges::default()
         };
-        let report = summarize(&period, &cases, &volumes, &events, &gauges);
+        let sums = Sums {
+            dates: &dates,
+            cases: &cases,
+            volumes: &volumes,
+            facts: &facts,
+            first_response: &first_response,
+            reviewers: &reviewers,
+        };
+        let report = summarize(&period, &sums, &gauges);
         assert_eq!(report.cases, 6);
         assert_eq!(report.by_outcome["approved"], 2);
+        assert_eq!(report.by_outcome["review"], 2);
+        assert_eq!(report.by_category["cash_refund"], 6);
+        // Ignored cases are not decided at all; a case a person looked at
+        // was not decided without one.
         assert_eq!((report.auto_decided, report.not_ignored), (2, 5));
+        assert_eq!(report.auto_decision_rate, Some(0.4));
         assert_eq!(report.first_response.count, 5);
         assert_eq!(report.first_response.p50_seconds, Some(3600));
+        assert_eq!(report.first_response.p90_seconds, Some(3 * 3600));
         assert_eq!(report.first_response.p99_seconds, Some(3 * 3600));
         assert_eq!((report.deadlines.due, report.deadlines.met), (2, 1));
+        assert_eq!(report.deadlines.rate, Some(0.5));
         assert_eq!(
             report.refunded,
             vec![
@@ -998,11 +1002,48 @@ mod tests {
 
     #[test]
     fn percentiles_are_nearest_rank() {
-        let values: Vec<i64> = (1..=10).collect();
-        for (p, want) in [(50, 5), (90, 9), (99, 10), (1, 1)] {
-            assert_eq!(percentile(&values, p), Some(want), "p{p}");
+        for (p, count, want) in [
+            (50, 10, 5),
+            (90, 10, 9),
+            (99, 10, 10),
+            (1, 10, 1),
+            (50, 1, 1),
+            (99, 1, 1),
+            (50, 5, 3),
+            (99, 1000, 990),
+        ] {
+            assert_eq!(nearest_rank(p, count), want, "p{p} of {count}");
         }
-        assert_eq!(percentile(&[], 50), None);
+    }
+
+    #[test]
+    fn a_period_nobody_was_answered_in_has_no_percentiles_and_no_rates() {
+        let period = Period {
+            since: t(0),
+            until: t(24),
+            now: t(24),
+            zone: chrono_tz::UTC,
+        };
+        let dates = [NaiveDate::from_ymd_opt(2026, 6, 1).unwrap()];
+        let cases = [count(0, Outcome::Ignored, false, 3)];
+        let report = summarize(
+            &period,
+            &Sums {
+                dates: &dates,
+                cases: &cases,
+                volumes: &[PeriodVolume::default()],
+                facts: &PeriodFacts::default(),
+                first_response: &[],
+                reviewers: &[],
+            },
+            &QueueGauges::default(),
+        );
+        assert_eq!(report.cases, 3);
+        assert_eq!(report.first_response, Percentiles::default());
+        assert_eq!(report.auto_decision_rate, None);
+        assert_eq!(report.deadlines.rate, None);
+        assert_eq!(report.days.len(), 1);
+        assert_eq!(report.refunded, vec![]);
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub use replay::{
     CashRefundRecord, DecidedMessage, OrderMatch, PeopleDecision, ReplayScope, ThreadMessage,
     WalletHistory, address_key,
 };
-pub use reports::{PeriodVolume, QueueGauges, ReportCase, ReviewerEvent};
+pub use reports::{CaseCount, PeriodFacts, PeriodVolume, QueueGauges, ReviewerTally};
 pub use reviewers::{
     AuditAction, AuditEntry, QueueFilter, QueueItem, QueuePage, Reviewer, ReviewerRole,
 };
@@ -147,6 +147,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "desk data",
         include_str!("../../migrations/sqlite/0012_desk_data.sql"),
         include_str!("../../migrations/postgres/0012_desk_data.sql"),
+    ),
+    (
+        13,
+        "desk at scale",
+        include_str!("../../migrations/sqlite/0013_desk_scale.sql"),
+        include_str!("../../migrations/postgres/0013_desk_scale.sql"),
     ),
     (
         16,

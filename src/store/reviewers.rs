@@ -289,23 +289,30 @@ macro_rules! queue_where {
     };
 }
 
-/// The cases a search names, each from an index: by the words of their
-/// messages (`$text_match`: the backend's full-text index, migration 0012,
-/// given the query $7; NULL matches nothing), as a case number ($6), or by
-/// an order id, invoice or receipt number ($5). The set is small for any
-/// term a reviewer would type, and is cut down to open cases afterwards.
+/// The cases a search names: open cases with a message whose words match
+/// (`$text_match`: the backend's full-text index, migration 0012, given
+/// the query $7; NULL matches nothing), or named as a case number ($6), or
+/// by an order id, invoice or receipt number ($5).
+///
+/// The words are checked per open case (its messages through
+/// `messages_case`, each against the matching message ids, which the
+/// database gathers once per query), not the other way round: a common
+/// word matches tens of thousands of messages, but the queue holds a few
+/// thousand open cases, and walking from each matching message to its
+/// case read one message row per match. `+m.id` keeps SQLite from driving
+/// the lookup by the (long) list of matching ids.
 macro_rules! search_cases {
     ($text_match:literal) => {
         concat!(
-            " AND c.id IN (
-                SELECT m.case_id FROM messages m WHERE m.id IN (",
+            " AND (EXISTS (SELECT 1 FROM messages m
+                           WHERE m.case_id = c.id AND +m.id IN (",
             $text_match,
-            ")
-                UNION SELECT CAST($6 AS BIGINT)
-                UNION SELECT k.id FROM cases k WHERE k.order_id = $5
-                UNION SELECT k.id FROM orders r JOIN cases k ON k.order_id = r.id
-                      WHERE upper(r.invoice_number) = upper($5)
-                         OR upper(r.receipt_number) = upper($5))"
+            "))
+                 OR c.id IN (SELECT CAST($6 AS BIGINT)
+                    UNION SELECT k.id FROM cases k WHERE k.order_id = $5
+                    UNION SELECT k.id FROM orders r JOIN cases k ON k.order_id = r.id
+                          WHERE upper(r.invoice_number) = upper($5)
+                             OR upper(r.receipt_number) = upper($5)))"
         )
     };
 }
@@ -667,23 +674,31 @@ impl Store {
             }};
         }
         let (rows, total): (Vec<QueueTuple>, i64) = match &self.db {
-            super::Db::Sqlite(pool) => match sqlite_match(&terms) {
-                Some(text) => run!(
-                    pool,
-                    search_select!(
-                        "SELECT rowid FROM message_search WHERE message_search MATCH $7"
+            super::Db::Sqlite(pool) => {
+                let mut words = Vec::with_capacity(terms.len());
+                for term in &terms {
+                    words.push(sqlite_prefix_words(pool, term).await?);
+                }
+                match sqlite_match(&terms, &words) {
+                    Some(text) => run!(
+                        pool,
+                        search_select!(
+                            "SELECT rowid FROM message_search WHERE message_search MATCH $7"
+                        ),
+                        search_count!(
+                            "SELECT rowid FROM message_search WHERE message_search MATCH $7"
+                        ),
+                        Some(text.as_str())
                     ),
-                    search_count!("SELECT rowid FROM message_search WHERE message_search MATCH $7"),
-                    Some(text.as_str())
-                ),
-                // FTS5 refuses to match NULL: no words, no text lookup.
-                None => run!(
-                    pool,
-                    search_select!("SELECT CAST($7 AS INTEGER) WHERE 0"),
-                    search_count!("SELECT CAST($7 AS INTEGER) WHERE 0"),
-                    None::<&str>
-                ),
-            },
+                    // FTS5 refuses to match NULL: no words, no text lookup.
+                    None => run!(
+                        pool,
+                        search_select!("SELECT CAST($7 AS INTEGER) WHERE 0"),
+                        search_count!("SELECT CAST($7 AS INTEGER) WHERE 0"),
+                        None::<&str>
+                    ),
+                }
+            }
             super::Db::Postgres(pool) => {
                 let text = postgres_tsquery(&terms);
                 run!(
@@ -742,22 +757,65 @@ fn split_total(t: SearchTuple) -> (QueueTuple, i64) {
 /// match half the dictionary.
 const MIN_PREFIX_CHARS: usize = 3;
 
+/// A prefix that the index holds as at most this many words is searched
+/// as those words (see [`sqlite_match`]).
+const MAX_PREFIX_WORDS: usize = 32;
+
 /// The FTS5 query for search words: every word must occur (AND). The
 /// words are letters and digits only, so quoting them is enough.
-fn sqlite_match(terms: &[String]) -> Option<String> {
+///
+/// `words[i]` are the indexed words that `terms[i]` is a prefix of, when
+/// there are at most [`MAX_PREFIX_WORDS`] (`None`: more, or a short term).
+/// Such a prefix is searched as those words (`("rucker" OR
+/// "ruckerstattung")`): FTS5 answers a prefix by first merging the lists
+/// of every message holding a word with it, which for a word nearly every
+/// message holds (the shop's name, `example` of an address) costs tens of
+/// milliseconds, where the same words as an OR of whole words are stepped
+/// through only as far as the other words of the search need. A prefix of
+/// many rarer words (`c17` of `c170`…`c1799`) stays a prefix.
+fn sqlite_match(terms: &[String], words: &[Option<Vec<String>>]) -> Option<String> {
     (!terms.is_empty()).then(|| {
         terms
             .iter()
-            .map(|t| {
-                if t.chars().count() >= MIN_PREFIX_CHARS {
-                    format!("\"{t}\"*")
-                } else {
-                    format!("\"{t}\"")
-                }
+            .enumerate()
+            .map(|(i, t)| match words.get(i) {
+                Some(Some(words)) if !words.is_empty() => format!(
+                    "({})",
+                    words
+                        .iter()
+                        .map(|w| format!("\"{w}\""))
+                        .collect::<Vec<_>>()
+                        .join(" OR ")
+                ),
+                _ if t.chars().count() >= MIN_PREFIX_CHARS => format!("\"{t}\"*"),
+                _ => format!("\"{t}\""),
             })
             .collect::<Vec<_>>()
-            .join(" ")
+            // Spelled out: FTS5 has no implicit AND between groups.
+            .join(" AND ")
     })
+}
+
+/// The indexed words `term` is a prefix of (itself included), when there
+/// are at most [`MAX_PREFIX_WORDS`]; `None` for more, or for a term too
+/// short to be a prefix. Read from `message_search_terms`, the FTS5
+/// vocabulary of the index (migration 0013), in term order.
+async fn sqlite_prefix_words(pool: &sqlx::SqlitePool, term: &str) -> Result<Option<Vec<String>>> {
+    if term.chars().count() < MIN_PREFIX_CHARS {
+        return Ok(None);
+    }
+    let words: Vec<String> = sqlx::query_scalar(
+        "SELECT term FROM message_search_terms WHERE term >= $1 AND term <= $2
+         ORDER BY term LIMIT $3",
+    )
+    .bind(term)
+    // Every word that starts with `term` sorts before this.
+    .bind(format!("{term}\u{10FFFF}"))
+    .bind(MAX_PREFIX_WORDS as i64 + 1)
+    .fetch_all(pool)
+    .await
+    .map_err(db("look up the words a search term begins"))?;
+    Ok((words.len() <= MAX_PREFIX_WORDS).then_some(words))
 }
 
 /// The `tsquery` for search words, written as lexemes (no parser, no
@@ -866,14 +924,27 @@ mod tests {
     fn search_words_become_and_queries_with_prefixes_for_longer_words() {
         let terms = search_terms("Rückerst 12 Müller");
         assert_eq!(
-            sqlite_match(&terms).unwrap(),
-            "\"ruckerst\"* \"12\" \"muller\"*"
+            sqlite_match(&terms, &[None, None, None]).unwrap(),
+            "\"ruckerst\"* AND \"12\" AND \"muller\"*"
+        );
+        // A prefix of a few indexed words is those words; of none, itself.
+        assert_eq!(
+            sqlite_match(
+                &terms,
+                &[
+                    Some(vec!["ruckerstattung".into(), "ruckerstatten".into()]),
+                    None,
+                    Some(vec![]),
+                ]
+            )
+            .unwrap(),
+            "(\"ruckerstattung\" OR \"ruckerstatten\") AND \"12\" AND \"muller\"*"
         );
         assert_eq!(
             postgres_tsquery(&terms).unwrap(),
             "'ruckerst':* & '12' & 'muller':*"
         );
-        assert_eq!(sqlite_match(&[]), None);
+        assert_eq!(sqlite_match(&[], &[]), None);
         assert_eq!(postgres_tsquery(&[]), None);
     }
 

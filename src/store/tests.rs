@@ -131,6 +131,7 @@ on_both!(
     migrating_again_changes_nothing,
     one_instance_at_a_time_holds_the_mailbox,
     a_large_import_commits_in_batches_and_reports_progress,
+    a_report_sums_local_days_deadlines_first_responses_and_reviewers,
 );
 
 // ---------------------------------------------------------------------
@@ -1638,4 +1639,372 @@ async fn a_large_import_commits_in_batches_and_reports_progress(store: Store) {
         .unwrap()
         .unwrap();
     assert_eq!(last.wallet.id, "w_1200");
+}
+
+// ---------------------------------------------------------------------
+// Reports
+// ---------------------------------------------------------------------
+
+/// An instant to the millisecond.
+fn at_ms(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A case opened at `at` with one message received at `received`, its
+/// events and replies written as the pipeline writes them.
+async fn report_case(
+    store: &Store,
+    key: &str,
+    outcome: Outcome,
+    status: CaseStatus,
+    deadline: Option<DateTime<Utc>>,
+    received: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> CaseId {
+    let inserted = store
+        .insert_message(&new_message(Some(key), key, received))
+        .await
+        .unwrap();
+    let mut case = new_case(
+        &format!("{key}@example.com"),
+        decision(outcome, Category::WrongStyle),
+        status,
+        at,
+    );
+    case.deadline = deadline;
+    let mut tx = store.begin().await.unwrap();
+    let id = tx.create_case(&case).await.unwrap();
+    tx.add_case_event(id, &Actor::Engine, None, status, "opened", at)
+        .await
+        .unwrap();
+    tx.attach_message(inserted.id(), id).await.unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+async fn answer(store: &Store, case: CaseId, key: &str, to: &str, at: DateTime<Utc>) {
+    let mut tx = store.begin().await.unwrap();
+    tx.enqueue_reply(&reply(case, key, to, at)).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// A reviewer's status change; leaving the queue clears the deadline.
+async fn review(store: &Store, case: CaseId, reviewer: &str, to: CaseStatus, at: DateTime<Utc>) {
+    let mut tx = store.begin().await.unwrap();
+    let row = tx.case(case).await.unwrap().unwrap();
+    let deadline = if crate::queue::is_open(to) {
+        row.deadline
+    } else {
+        None
+    };
+    tx.update_case_decision(case, row.version, &row.decision, to, deadline, at)
+        .await
+        .unwrap();
+    tx.add_case_event(
+        case,
+        &Actor::Reviewer(reviewer.into()),
+        Some(row.status),
+        to,
+        "decided",
+        at,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn a_report_sums_local_days_deadlines_first_responses_and_reviewers(store: Store) {
+    seed_ledger(&store).await;
+    // Berlin days (UTC+2 in June): 1 June starts at 31 May 22:00 UTC.
+    let bounds = [
+        at_ms("2026-05-31T22:00:00Z"),
+        at_ms("2026-06-01T22:00:00Z"),
+        at_ms("2026-06-02T22:00:00Z"),
+    ];
+    let (since, until) = (bounds[0], bounds[2]);
+    let cutoff = at_ms("2026-06-02T20:00:00Z");
+    let h = |s: &str| at_ms(&format!("2026-06-{s}Z"));
+
+    // Before the period (23:00 on 31 May in Berlin): never counted.
+    report_case(
+        &store,
+        "before",
+        Outcome::Approved,
+        CaseStatus::Resolved,
+        None,
+        at_ms("2026-05-31T21:00:00Z"),
+        at_ms("2026-05-31T21:00:00Z"),
+    )
+    .await;
+    // Day 1. Decided by the engine, answered within the same second by
+    // the clock but one second apart by whole seconds.
+    let engine = report_case(
+        &store,
+        "engine",
+        Outcome::Approved,
+        CaseStatus::Resolved,
+        None,
+        h("01T08:00:00.900"),
+        h("01T08:00:01"),
+    )
+    .await;
+    answer(
+        &store,
+        engine,
+        "r-engine",
+        "engine@example.com",
+        h("01T08:00:01.100"),
+    )
+    .await;
+    // 23:30 in Berlin: a review case answered by a reviewer in time; a
+    // note to a colleague first is no answer to the customer.
+    let in_time = report_case(
+        &store,
+        "in-time",
+        Outcome::Review,
+        CaseStatus::Review,
+        Some(h("03T21:30:00")),
+        h("01T21:29:00"),
+        h("01T21:30:00"),
+    )
+    .await;
+    answer(
+        &store,
+        in_time,
+        "r-colleague",
+        "rita@anumi.example",
+        h("01T21:29:30"),
+    )
+    .await;
+    answer(
+        &store,
+        in_time,
+        "r-in-time",
+        "IN-TIME@example.com",
+        h("01T21:30:00"),
+    )
+    .await;
+    review(
+        &store,
+        in_time,
+        "rita@anumi.example",
+        CaseStatus::Resolved,
+        h("02T10:00:00"),
+    )
+    .await;
+    // Day 2 (00:30 in Berlin): due and never answered.
+    report_case(
+        &store,
+        "overdue",
+        Outcome::Review,
+        CaseStatus::Review,
+        Some(h("02T08:00:00")),
+        h("01T22:31:00"),
+        h("01T22:31:00"),
+    )
+    .await;
+    // Not due yet at the cutoff; acknowledged after two hours.
+    let not_due = report_case(
+        &store,
+        "not-due",
+        Outcome::Review,
+        CaseStatus::Review,
+        Some(h("09T09:00:00")),
+        h("02T09:00:00"),
+        h("02T09:00:00"),
+    )
+    .await;
+    answer(
+        &store,
+        not_due,
+        "r-not-due",
+        "not-due@example.com",
+        h("02T11:00:00"),
+    )
+    .await;
+    // Waiting on the customer: paused, not counted for deadlines.
+    let waiting = report_case(
+        &store,
+        "waiting",
+        Outcome::Review,
+        CaseStatus::Review,
+        Some(h("02T11:00:00")),
+        h("02T10:00:00"),
+        h("02T10:00:00"),
+    )
+    .await;
+    review(
+        &store,
+        waiting,
+        "ann@anumi.example",
+        CaseStatus::NeedsInfo,
+        h("02T10:30:00"),
+    )
+    .await;
+    report_case(
+        &store,
+        "ignored",
+        Outcome::Ignored,
+        CaseStatus::Ignored,
+        None,
+        h("02T11:00:00"),
+        h("02T11:00:00"),
+    )
+    .await;
+    // Answered by a reviewer after the deadline, five hours in.
+    let late = report_case(
+        &store,
+        "late",
+        Outcome::Review,
+        CaseStatus::Review,
+        Some(h("02T14:00:00")),
+        h("02T12:00:00"),
+        h("02T12:00:00"),
+    )
+    .await;
+    review(
+        &store,
+        late,
+        "rita@anumi.example",
+        CaseStatus::Resolved,
+        h("02T16:00:00"),
+    )
+    .await;
+    answer(&store, late, "r-late", "late@example.com", h("02T17:00:00")).await;
+    // Money: a refund carried out on day 2, a credit granted on day 1.
+    let key = refund_key(engine, ORDER_A);
+    let refund = Action::CashRefund {
+        order_id: ORDER_A.into(),
+        amount: 900,
+        currency: "EUR".into(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_action(
+        engine,
+        &refund,
+        ActionStatus::Pending,
+        &key,
+        h("01T08:00:01"),
+    )
+    .await
+    .unwrap();
+    tx.insert_wallet_credit_once(
+        engine,
+        &Action::WalletCredit {
+            wallet_id: "w_ann".into(),
+            credits: 3,
+            reason: CreditReason::Courtesy,
+            generation_id: None,
+        },
+        h("01T08:00:01"),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    store
+        .set_action_status(&key, ActionStatus::Done, Some("polar"), h("02T09:00:00"))
+        .await
+        .unwrap();
+
+    let (counts, volumes) = store.report_days(&bounds).await.unwrap();
+    let day = |d: usize, in_review: bool| -> i64 {
+        counts
+            .iter()
+            .filter(|c| c.day == d && c.ever_in_review == in_review)
+            .map(|c| c.cases)
+            .sum()
+    };
+    assert_eq!((day(0, false), day(0, true)), (1, 1), "{counts:?}");
+    assert_eq!((day(1, false), day(1, true)), (1, 4), "{counts:?}");
+    assert!(
+        counts.iter().any(|c| c.day == 1
+            && c.outcome == Outcome::Ignored
+            && !c.ever_in_review
+            && c.cases == 1)
+    );
+    assert_eq!(
+        volumes,
+        vec![
+            PeriodVolume {
+                messages: 2,
+                refunded: vec![],
+                credits: vec![("courtesy".into(), 3)],
+            },
+            PeriodVolume {
+                messages: 5,
+                refunded: vec![("EUR".into(), 900)],
+                credits: vec![],
+            },
+        ]
+    );
+
+    // Due: in time (kept after it left the queue), overdue, late.
+    let facts = store.report_period(since, until, cutoff).await.unwrap();
+    assert_eq!(
+        facts,
+        PeriodFacts {
+            deadlines_due: 3,
+            deadlines_met: 1,
+            answered: 4,
+        }
+    );
+    // 1 s (whole seconds), 60 s, 2 h, 5 h.
+    assert_eq!(
+        store
+            .first_response_at_ranks(since, until, [1, 2, 4])
+            .await
+            .unwrap(),
+        vec![(1, 1), (2, 60), (4, 5 * 3600)]
+    );
+    assert_eq!(
+        store
+            .first_response_at_ranks(since, until, [3, 3, 9])
+            .await
+            .unwrap(),
+        vec![(3, 2 * 3600)]
+    );
+
+    let tallies = store.reviewer_tallies(since, until).await.unwrap();
+    assert_eq!(
+        tallies,
+        vec![
+            ReviewerTally {
+                reviewer: "ann@anumi.example".into(),
+                actions: 1,
+                cases: 1,
+                resolved: 0,
+            },
+            ReviewerTally {
+                reviewer: "rita@anumi.example".into(),
+                actions: 2,
+                cases: 2,
+                resolved: 2,
+            },
+        ]
+    );
+
+    // Erasing a customer replaces their address on the case and on its
+    // replies alike: their first response still counts.
+    store
+        .erase_person(
+            "engine@example.com",
+            &[],
+            "erased-1@erased.invalid",
+            "cli",
+            h("03T09:00:00"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.report_period(since, until, cutoff).await.unwrap(),
+        facts
+    );
+    assert_eq!(
+        store
+            .first_response_at_ranks(since, until, [1, 2, 4])
+            .await
+            .unwrap(),
+        vec![(1, 1), (2, 60), (4, 5 * 3600)]
+    );
 }
