@@ -845,6 +845,10 @@ impl ImapMailbox {
     async fn expunge_if_only_ours(&mut self, uids: &[u32]) -> Result<(), ImapError> {
         let lowest = uids.iter().copied().min().unwrap_or(0);
         let ours: BTreeSet<u32> = uids.iter().copied().collect();
+        // Another client's delivery or flag change reaches this session
+        // only at a sync point (RFC 3501 §5.2): NOOP first, so that the
+        // search sees every \Deleted message the EXPUNGE would remove.
+        self.noop().await?;
         let foreign: Vec<u32> = self
             .search("DELETED")
             .await?
@@ -928,6 +932,16 @@ impl ImapMailbox {
         })
         .await;
         self.check(result).map(|_| ())
+    }
+
+    async fn noop(&mut self) -> Result<(), ImapError> {
+        let deadline = self.config.command_deadline();
+        let session = self.session()?;
+        let result = timed(deadline, "NOOP", async {
+            session.noop().await.map_err(ImapError::command("NOOP"))
+        })
+        .await;
+        self.check(result)
     }
 
     /// `UID SEARCH query`: the matching UIDs.

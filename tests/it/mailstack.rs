@@ -36,14 +36,14 @@ pub fn free_port() -> u16 {
 }
 
 /// A temp dir Dovecot's `mail` user can traverse (`mktemp -d` makes 0700).
-fn open_tempdir(prefix: &str) -> Result<tempfile::TempDir> {
+pub fn open_tempdir(prefix: &str) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     Ok(dir)
 }
 
 /// Kills a process group we started (its leader's pid), and reaps the leader.
-fn kill_group(child: &mut Child) {
+pub fn kill_group(child: &mut Child) {
     let pgid = child.id().to_string();
     let killed = Command::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])
@@ -55,7 +55,7 @@ fn kill_group(child: &mut Child) {
 }
 
 /// The uid and gid of the `mail` user (from /etc/passwd).
-fn mail_ids() -> Result<(u32, u32)> {
+pub fn mail_ids() -> Result<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd")?;
     let line = passwd
         .lines()
@@ -454,7 +454,7 @@ impl Drop for Dovecot {
 }
 
 /// Polls `port` until a connection greets with `prefix`.
-fn wait_for_greeting(port: u16, prefix: &[u8]) -> Result<()> {
+pub fn wait_for_greeting(port: u16, prefix: &[u8]) -> Result<()> {
     let start = Instant::now();
     loop {
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {

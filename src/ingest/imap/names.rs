@@ -127,7 +127,7 @@ mod tests {
             ("~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"),
             ("Café", "Caf&AOk-"),
             ("Rückerstattungen", "R&APw-ckerstattungen"),
-            ("📬", "&2D3cbA-"),
+            ("📬", "&2D3c7A-"),
         ];
         for (utf8, utf7) in cases {
             assert_eq!(encode_utf7(utf8), utf7, "{utf8}");
