@@ -719,6 +719,11 @@ async fn check_imap(
             )
         } else if extension == ImapExtension::Condstore {
             "CONDSTORE offered (refundd does not need it)".to_owned()
+        } else if extension == ImapExtension::Idle && !imap.idle {
+            format!(
+                "IDLE offered, not used (idle = false): NOOP polling every {} s",
+                imap.poll_every().as_secs()
+            )
         } else {
             format!("{} offered and used", extension.capability())
         };

@@ -695,3 +695,115 @@ async fn in_shadow_mode_every_case_waits_for_a_reviewer_and_agreement_is_measure
     assert_eq!(report["shadow"]["decided"], 2, "{report}");
     assert_eq!(report["shadow"]["agree"], 1, "{report}");
 }
+
+/// A processed folder the server refuses to create (as Cyrus does for a
+/// top-level folder without `altnamespace`): the daemon says so once, in
+/// the server's words, downloads nothing while it stands, and is not
+/// ready; `check-config` fails naming the folder and the server's answer.
+/// Once the operator fixes the server, a restart answers the mail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_processed_folder_the_server_refuses_stops_reading_until_fixed() {
+    let (dovecot, smtp) = servers(ImapKind::Dovecot, SinkOptions::default()).await;
+    let ImapServer::Dovecot(inner) = &dovecot else {
+        unreachable!()
+    };
+    let refusing = crate::support::refuse_new_folders(inner.folder_maildir("INBOX"));
+    let db = TestDb::sqlite();
+    let mut daemon = Daemon::configure(&db, &dovecot, &smtp);
+    let mail = sample("01-ann-unused-pack.eml");
+    dovecot.append(FOLDER, &mail, date_of(&mail)).await.unwrap();
+    daemon.start();
+
+    refundd::act::polar::install_crypto_provider();
+    let readyz = format!("http://127.0.0.1:{}/readyz", daemon.web_port);
+    let start = Instant::now();
+    let reason = loop {
+        if let Ok(response) = reqwest::get(&readyz).await
+            && response.status() == 503
+        {
+            let text = response.text().await.unwrap_or_default();
+            if text.contains("mailbox") {
+                break text;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "/readyz never said why\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Dovecot's words for a folder it cannot make (Cyrus says "NO
+    // Permission denied"): whatever they are, they reach the operator.
+    assert!(reason.contains("\"Processed\""), "{reason}");
+    let words = "NO [SERVERBUG] Internal error occurred";
+    assert!(reason.contains(words), "{reason}");
+
+    // With a reconnect backoff of one second, a retrying daemon would have
+    // downloaded the message several times by now.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(daemon.cases().is_empty(), "nothing read while it stands");
+    assert_eq!(dovecot.uids(FOLDER).await.unwrap(), [1]);
+    let log = daemon.log();
+    assert_eq!(
+        log.matches(words).count(),
+        1,
+        "said once, in the server's words:\n{log}"
+    );
+
+    let out = refundd(&daemon.config, &["check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL  imap processed folder"))
+        .unwrap_or_else(|| panic!("no processed folder line:\n{stdout}"));
+    assert!(line.contains("\"Processed\""), "{line}");
+    assert!(line.contains(words), "{line}");
+    assert!(
+        stdout.contains("ok    imap extension: MOVE offered and used"),
+        "{stdout}"
+    );
+
+    // The operator lets the folder be created and restarts refundd.
+    daemon.kill();
+    drop(refusing);
+    daemon.start();
+    wait_until(Duration::from_secs(20), "the reply", &daemon, || {
+        smtp.received().unwrap().len() == 1
+    });
+    wait_until_drained(&dovecot, Duration::from_secs(10), "the move", &daemon).await;
+    let ready = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_reports_what_refundd_does_without_move_uidplus_and_idle() {
+    let (server, smtp) = servers(ImapKind::Mailutils, SinkOptions::default()).await;
+    let db = TestDb::sqlite();
+    let daemon = Daemon::configure(&db, &server, &smtp);
+    let out = refundd(&daemon.config, &["check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for expected in [
+        "ok    imap processed folder: \"Processed\" did not exist and was created",
+        "ok    imap extension: MOVE not offered: handled mail is copied",
+        "ok    imap extension: UIDPLUS not offered: without it only a plain EXPUNGE exists",
+        "ok    imap extension: CONDSTORE not offered",
+        "ok    imap extension: IDLE offered, not used (idle = false): NOOP polling every 1 s",
+        // The sink asks for no login, and check-config does not claim one.
+        "answers; no login is configured",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok    smtp:") && !l.contains("accepts our login")),
+        "{stdout}"
+    );
+    assert_eq!(server.uids("Processed").await.unwrap(), Vec::<u32>::new());
+}
