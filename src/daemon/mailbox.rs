@@ -369,3 +369,74 @@ pub async fn run_maildir(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_retried_soon_later_or_only_after_an_operator_acts() {
+        let throttled = ImapError::Command {
+            command: "UID FETCH",
+            source: async_imap::error::Error::No(
+                "code: None, info: Some(\"[THROTTLED] Request is throttled\")".into(),
+            ),
+        };
+        let refused = ImapError::ProcessedFolder {
+            folder: "Processed".into(),
+            server: "NO Permission denied".into(),
+        };
+        let cases = [
+            ("connection lost", ImapError::Disconnected, Retry::Soon),
+            ("throttled", throttled, Retry::Throttled),
+            ("processed folder refused", refused, Retry::Permanent),
+        ];
+        for (name, err, expected) in cases {
+            assert_eq!(Retry::after(&SyncError::Imap(err)), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_permanent_problem_is_reported_until_a_pass_goes_through() {
+        let metrics = Metrics::new(Utc::now());
+        let mut failures = Failures {
+            backoff: Backoff {
+                base: Duration::from_millis(500),
+                cap: Duration::from_secs(60),
+            },
+            outages: 0,
+            throttled: 0,
+            problem: None,
+        };
+        let refused = SyncError::Imap(ImapError::ProcessedFolder {
+            folder: "Processed".into(),
+            server: "NO Permission denied".into(),
+        });
+        assert_eq!(
+            failures.record(&refused, "mailbox pass failed", &metrics),
+            PERMANENT_RECHECK
+        );
+        let problem = metrics.mailbox_problem().unwrap();
+        assert!(problem.contains("NO Permission denied"), "{problem}");
+        failures.clear(&metrics);
+        assert_eq!(metrics.mailbox_problem(), None);
+
+        // Throttling waits at least 15 s and grows toward 15 minutes.
+        let throttled = SyncError::Imap(ImapError::Command {
+            command: "SELECT",
+            source: async_imap::error::Error::No(
+                "code: None, info: Some(\"[UNAVAILABLE] Temporary System Error\")".into(),
+            ),
+        });
+        let waits: Vec<Duration> = (0..8)
+            .map(|_| failures.record(&throttled, "mailbox pass failed", &metrics))
+            .collect();
+        assert!(waits[0] >= Duration::from_secs(15), "{waits:?}");
+        assert!(waits[7] >= Duration::from_secs(7 * 60), "{waits:?}");
+        assert_eq!(
+            metrics.mailbox_problem(),
+            None,
+            "throttling is not an operator's problem"
+        );
+    }
+}

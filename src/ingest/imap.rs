@@ -1477,6 +1477,75 @@ mod tests {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
     }
 
+    fn no(text: &str) -> async_imap::error::Error {
+        // async-imap's own rendering of a tagged NO.
+        async_imap::error::Error::No(format!("code: None, info: Some({text:?})"))
+    }
+
+    #[test]
+    fn throttling_answers_are_transient_and_slow_us_down() {
+        let cases = [
+            (
+                "Microsoft 365",
+                "[THROTTLED] Request is throttled. Suggested Backoff Time: 1234 milliseconds",
+                true,
+            ),
+            ("Gmail", "[UNAVAILABLE] Temporary System Error", true),
+            ("RFC 5530 limit", "[LIMIT] Too many mailboxes open", true),
+            (
+                "Gmail connections",
+                "Too many simultaneous connections. (Failure)",
+                true,
+            ),
+            ("a real refusal", "Permission denied", false),
+            (
+                "no such folder",
+                "[NONEXISTENT] Mailbox doesn't exist: Refunds",
+                false,
+            ),
+        ];
+        for (name, text, throttled) in cases {
+            let err = ImapError::Command {
+                command: "UID FETCH",
+                source: no(text),
+            };
+            assert_eq!(err.is_throttled(), throttled, "{name}");
+            assert_eq!(err.is_transient(), throttled, "{name}");
+            let login = ImapError::Auth {
+                username: "u".into(),
+                source: no(text),
+            };
+            assert_eq!(login.is_transient(), throttled, "{name} at login");
+        }
+    }
+
+    #[test]
+    fn the_servers_words_are_taken_out_of_async_imaps_rendering() {
+        let cases = [
+            (no("Permission denied"), Some("NO Permission denied")),
+            (
+                async_imap::error::Error::No(
+                    "code: Some(TryCreate), info: Some(\"Mailbox doesn't exist\")".into(),
+                ),
+                Some("NO [TryCreate] Mailbox doesn't exist"),
+            ),
+            (
+                async_imap::error::Error::Bad(
+                    "code: None, info: Some(\"Unrecognized flag\")".into(),
+                ),
+                Some("BAD Unrecognized flag"),
+            ),
+            (async_imap::error::Error::ConnectionLost, None),
+        ];
+        for (source, expected) in cases {
+            let err = ImapError::Command {
+                command: "CREATE",
+                source,
+            };
+            assert_eq!(err.server_words().as_deref(), expected, "{err:?}");
+        }
+    }
+
     #[test]
     fn transience_separates_outages_from_refusals() {
         use async_imap::error::Error;
