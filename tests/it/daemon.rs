@@ -445,18 +445,23 @@ fn backlog_mail(n: usize, received: DateTime<Utc>) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_points_of_a_backlog_loses_and_repeats_nothing() {
-    sigkill_backlog(ImapKind::Dovecot).await;
+    sigkill_backlog(ImapKind::Dovecot, TestDb::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_move_or_uidplus_sigkill_at_random_points_of_a_backlog_loses_and_repeats_nothing() {
-    sigkill_backlog(ImapKind::Mailutils).await;
+    sigkill_backlog(ImapKind::Mailutils, TestDb::sqlite()).await;
 }
 
-async fn sigkill_backlog(kind: ImapKind) {
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgres_sigkill_during_batched_moves_loses_and_repeats_nothing() {
+    sigkill_backlog(ImapKind::Mailutils, TestDb::postgres().await).await;
+    sigkill_backlog(ImapKind::Dovecot, TestDb::postgres().await).await;
+}
+
+async fn sigkill_backlog(kind: ImapKind, db: TestDb) {
     const BACKLOG: usize = 40;
     let (dovecot, smtp) = servers(kind, SinkOptions::default()).await;
-    let db = TestDb::sqlite();
     let mut daemon = Daemon::configure(&db, &dovecot, &smtp);
     let now = Utc::now();
     for n in 0..BACKLOG {
