@@ -99,10 +99,15 @@ pub enum ImapError {
     /// The server's greeting was not `OK` (e.g. `BYE` when overloaded).
     #[error("server greeting was not OK: {0}")]
     Greeting(String),
-    /// The server refused the credentials.
+    /// The server refused the credentials. With XOAUTH2 this is transient:
+    /// an access token expires within the hour, and the token source
+    /// (`oauth_token_command`, or the file a refresher keeps) gives a fresh
+    /// one at the next connect.
     #[error("login refused for {username}")]
     Auth {
         username: String,
+        /// Whether the refused proof was an OAuth2 access token.
+        xoauth2: bool,
         #[source]
         source: async_imap::error::Error,
     },
@@ -152,7 +157,9 @@ impl ImapError {
             ImapError::Command { source, .. } | ImapError::StartTls(source) => {
                 breaks_connection(source) || is_throttling(source)
             }
-            ImapError::Auth { source, .. } => is_throttling(source),
+            ImapError::Auth {
+                source, xoauth2, ..
+            } => *xoauth2 || is_throttling(source),
             ImapError::Config { .. }
             | ImapError::Secret { .. }
             | ImapError::Protocol { .. }
@@ -1303,6 +1310,7 @@ async fn login(
         } else {
             ImapError::Auth {
                 username: config.username.clone(),
+                xoauth2: config.auth == ImapAuth::Xoauth2,
                 source,
             }
         }
@@ -1513,6 +1521,7 @@ mod tests {
             assert_eq!(err.is_transient(), throttled, "{name}");
             let login = ImapError::Auth {
                 username: "u".into(),
+                xoauth2: false,
                 source: no(text),
             };
             assert_eq!(login.is_transient(), throttled, "{name} at login");
@@ -1582,9 +1591,19 @@ mod tests {
                 "login refused",
                 ImapError::Auth {
                     username: "u".into(),
+                    xoauth2: false,
                     source: Error::No("bad".into()),
                 },
                 false,
+            ),
+            (
+                "an expired OAuth2 token (a fresh one comes at the next connect)",
+                ImapError::Auth {
+                    username: "u".into(),
+                    xoauth2: true,
+                    source: Error::No("[AUTHENTICATIONFAILED] Authentication failed.".into()),
+                },
+                true,
             ),
             (
                 "untrusted certificate",

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::mailstack::Dovecot;
-use crate::support::{ImapServer, Mailutils};
+use crate::support::{ImapServer, Mailutils, TokenIntrospection};
 use refundd::ingest::imap::{
-    ImapConfig, ImapCursor, ImapError, ImapExtension, ImapMailbox, ImapTls, ScanPlan, Wake, plan,
+    ImapAuth, ImapConfig, ImapCursor, ImapError, ImapExtension, ImapMailbox, ImapTls, ScanPlan,
+    Wake, plan,
 };
 
 fn message(subject: &str, body: &str) -> Vec<u8> {
@@ -609,4 +610,46 @@ async fn without_uidplus_a_message_another_client_marked_deleted_survives_our_mo
     );
     assert!(!left.contains(&1) && !left.contains(&2), "{left:?}");
     assert_eq!(server.uids("Processed").await.unwrap().len(), 2);
+}
+
+/// Gmail and Microsoft 365 end a session when its access token expires
+/// (Microsoft 365: `* BYE … AccessTokenExpired`); refundd reconnects and
+/// logs in with the token the refresher has written since. Here Dovecot
+/// checks tokens against a loopback introspection endpoint, and a restart
+/// of it stands in for the provider ending the session.
+#[tokio::test(flavor = "multi_thread")]
+async fn xoauth2_reconnects_with_the_fresh_token_after_the_old_one_expired_mid_session() {
+    let tokens = TokenIntrospection::start();
+    tokens.set_active(&["ya29.first"]);
+    let mut dovecot = Dovecot::start_oauth2(&tokens.url).unwrap();
+    dovecot
+        .append("INBOX", &message("oauth", "x"), at(1, 1))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "ya29.first\n").unwrap();
+    let config = ImapConfig {
+        auth: ImapAuth::Xoauth2,
+        password: None,
+        oauth_token_file: Some(token_file.clone()),
+        ..dovecot.config()
+    };
+    let mut mailbox = ImapMailbox::connect(&config).await.unwrap();
+    assert_eq!(mailbox.fetch_since(0).await.unwrap().len(), 1);
+
+    // The token expires and the session ends; the refresher has not yet
+    // written a new one: the old token is refused, as a login error.
+    tokens.set_active(&["ya29.second"]);
+    dovecot.restart().unwrap();
+    let err = mailbox.fetch_since(0).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let err = mailbox.reconnect().await.unwrap_err();
+    assert!(matches!(err, ImapError::Auth { .. }), "{err:?}");
+    assert!(err.is_transient(), "a fresh token may come: {err:?}");
+
+    // The refresher writes the fresh token: the next reconnect reads it.
+    std::fs::write(&token_file, "ya29.second\n").unwrap();
+    mailbox.reconnect().await.unwrap();
+    assert_eq!(mailbox.fetch_since(0).await.unwrap().len(), 1);
 }

@@ -136,16 +136,25 @@ pub struct Dovecot {
 impl Dovecot {
     /// Starts a Dovecot without TLS.
     pub fn start() -> Result<Dovecot> {
-        Self::launch(false)
+        Self::launch(false, None)
     }
 
     /// Starts a Dovecot with a self-signed certificate: STARTTLS on `port`,
     /// implicit TLS on `tls_port`.
     pub fn start_tls() -> Result<Dovecot> {
-        Self::launch(true)
+        Self::launch(true, None)
     }
 
-    fn launch(tls: bool) -> Result<Dovecot> {
+    /// Starts a Dovecot that also accepts `AUTHENTICATE XOAUTH2`, asking
+    /// `introspection_url` (RFC 7662, `POST token=…`) whether a token is
+    /// active, as Gmail's and Microsoft 365's servers check theirs.
+    // Used by the XOAUTH2 test only; benches/daemon_drain.rs includes this file.
+    #[allow(dead_code)]
+    pub fn start_oauth2(introspection_url: &str) -> Result<Dovecot> {
+        Self::launch(false, Some(introspection_url))
+    }
+
+    fn launch(tls: bool, oauth2: Option<&str>) -> Result<Dovecot> {
         let dir = open_tempdir("refundd-dovecot-")?;
         let root = dir.path();
         let mail = root.join("mail");
@@ -174,6 +183,26 @@ impl Dovecot {
             Some(p) => format!("  inet_listener imaps {{\n    port = {p}\n    ssl = yes\n  }}\n"),
             None => String::new(),
         };
+        let (mechanisms, oauth2_passdb) = match oauth2 {
+            Some(url) => {
+                std::fs::write(
+                    root.join("oauth2.conf.ext"),
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\n\
+                         username_attribute = username\nactive_attribute = active\n\
+                         active_value = true\nforce_introspection = yes\n"
+                    ),
+                )?;
+                (
+                    "plain login xoauth2",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2\n  args = {}\n}}\n",
+                        root.join("oauth2.conf.ext").display()
+                    ),
+                )
+            }
+            None => ("plain login", String::new()),
+        };
         let instance = root
             .file_name()
             .and_then(|n| n.to_str())
@@ -193,8 +222,8 @@ first_valid_uid = 1
 mail_uid = mail
 mail_gid = mail
 {ssl}disable_plaintext_auth = no
-auth_mechanisms = plain login
-passdb {{
+auth_mechanisms = {mechanisms}
+{oauth2_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
 }}

@@ -436,3 +436,65 @@ impl Drop for FolderRefusal {
         }
     }
 }
+
+/// An OAuth2 token introspection endpoint (RFC 7662) on a loopback port,
+/// as Dovecot's `oauth2` passdb asks it: `POST token=…` answered with
+/// `{"active": true, "username": …}` for the tokens currently active.
+pub struct TokenIntrospection {
+    /// Where Dovecot posts.
+    pub url: String,
+    active: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TokenIntrospection {
+    /// Listens on a free loopback port (a thread of its own, for the life
+    /// of the test process).
+    pub fn start() -> TokenIntrospection {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+        let active = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let tokens = active.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                let body = String::from_utf8_lossy(&body).into_owned();
+                let token = body
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("token="))
+                    .unwrap_or_default()
+                    .to_owned();
+                let is_active = tokens.lock().unwrap().contains(&token);
+                let json = if is_active {
+                    format!(r#"{{"active":true,"username":"{}"}}"#, mailstack::USER)
+                } else {
+                    r#"{"active":false}"#.to_owned()
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                    json.len()
+                );
+            }
+        });
+        TokenIntrospection { url, active }
+    }
+
+    /// From now on, exactly these tokens are active (others expired).
+    pub fn set_active(&self, tokens: &[&str]) {
+        *self.active.lock().unwrap() = tokens.iter().map(|t| t.to_string()).collect();
+    }
+}
