@@ -629,27 +629,9 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<ExitCode> {
     );
     match &settings.imap {
         Some(imap) => {
-            let result = async {
-                let mut mailbox = refundd::ingest::imap::ImapMailbox::connect(imap).await?;
-                let state = mailbox.select().await?;
-                let _ = mailbox.logout().await;
-                Ok::<_, refundd::ingest::imap::ImapError>(state)
+            for (what, result) in check_imap(imap).await {
+                report(what, result);
             }
-            .await;
-            report(
-                "imap",
-                result
-                    .map(|s| {
-                        format!(
-                            "{}:{} folder {} has {} messages",
-                            imap.host,
-                            imap.effective_port(),
-                            imap.folder,
-                            s.exists
-                        )
-                    })
-                    .map_err(|e| format!("{}:{}: {e:#}", imap.host, imap.effective_port())),
-            );
         }
         None => report(
             "imap",
@@ -665,10 +647,14 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<ExitCode> {
                 Ok::<_, refundd::reply::smtp::SmtpError>(())
             }
             .await;
+            let greeted = match &smtp.username {
+                Some(user) => format!("accepts our login as {user}"),
+                None => "answers; no login is configured, mail is handed over without one".into(),
+            };
             report(
                 "smtp",
                 result
-                    .map(|()| format!("{}:{} accepts our login", smtp.host, smtp.effective_port()))
+                    .map(|()| format!("{}:{} {greeted}", smtp.host, smtp.effective_port()))
                     .map_err(|e| format!("{}:{}: {e:#}", smtp.host, smtp.effective_port())),
             );
         }
@@ -685,6 +671,73 @@ pub async fn check_config(settings: &Settings) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The IMAP lines of `check-config`: login and folder, the processed folder
+/// (there, or created now — the daemon would create it too), and each
+/// extension refundd uses, with what it does without it. A server's
+/// refusal is shown in its own words.
+async fn check_imap(
+    imap: &refundd::ingest::imap::ImapConfig,
+) -> Vec<(&'static str, Result<String, String>)> {
+    use refundd::ingest::imap::{ImapError, ImapExtension, ImapMailbox, ProcessedFolder};
+    let server = format!("{}:{}", imap.host, imap.effective_port());
+    let failed = |err: &ImapError| match err.server_words() {
+        Some(words) if !err.to_string().contains(&words) => {
+            format!("{server}: {err:#} (the server said: {words})")
+        }
+        _ => format!("{server}: {err:#}"),
+    };
+    let mut lines = Vec::new();
+    let mut mailbox = match ImapMailbox::connect(imap).await {
+        Ok(mailbox) => mailbox,
+        Err(err) => {
+            lines.push(("imap", Err(failed(&err))));
+            return lines;
+        }
+    };
+    let state = mailbox.folder();
+    lines.push((
+        "imap",
+        Ok(format!(
+            "{server} accepts our login as {}; folder \"{}\" has {} messages",
+            imap.username, imap.folder, state.exists
+        )),
+    ));
+    let processed = match mailbox.ensure_processed_folder().await {
+        Ok(ProcessedFolder::Exists) => Ok(format!("\"{}\" exists", imap.processed_folder)),
+        Ok(ProcessedFolder::Created) => Ok(format!(
+            "\"{}\" did not exist and was created",
+            imap.processed_folder
+        )),
+        Err(err @ ImapError::ProcessedFolder { .. }) => Err(format!(
+            "{err}; nothing will be read until it exists (create it by hand, or choose a folder the server allows, e.g. under INBOX on Cyrus: \"INBOX/{}\")",
+            imap.processed_folder
+        )),
+        Err(err) => Err(failed(&err)),
+    };
+    lines.push(("imap processed folder", processed));
+    for extension in ImapExtension::ALL {
+        let detail = if !mailbox.advertises(extension) {
+            format!(
+                "{} not offered: {}",
+                extension.capability(),
+                extension.fallback()
+            )
+        } else if extension == ImapExtension::Condstore {
+            "CONDSTORE offered (refundd does not need it)".to_owned()
+        } else if extension == ImapExtension::Idle && !imap.idle {
+            format!(
+                "IDLE offered, not used (idle = false): NOOP polling every {} s",
+                imap.poll_every().as_secs()
+            )
+        } else {
+            format!("{} offered and used", extension.capability())
+        };
+        lines.push(("imap extension", Ok(detail)));
+    }
+    let _ = mailbox.logout().await;
+    lines
 }
 
 // ---------------------------------------------------------------------

@@ -4,7 +4,8 @@
 //! clone, shared counters inside) and the [`Store`] at scrape time; gives
 //! an axum [`router`] with `/metrics` (text exposition format 0.0.4),
 //! `/healthz` (the process answers: 200) and `/readyz` (the database
-//! answers: 200, else 503). Series, all prefixed `refundd_` except the
+//! answers and the mailbox has no problem only an operator can fix: 200,
+//! else 503 with the reason). Series, all prefixed `refundd_` except the
 //! standard start time:
 //!
 //! - `refundd_messages_ingested_total` (counter)
@@ -16,6 +17,8 @@
 //!   in review)
 //! - `refundd_open_cases{status}` (gauge: `review`, `needs_info`)
 //! - `refundd_imap_connected` (gauge 0/1)
+//! - `refundd_mailbox_blocked` (gauge 0/1: 1 while the mailbox task waits
+//!   for an operator, e.g. a processed folder the server will not create)
 //! - `refundd_shadow_verdicts{agree}` (gauge: reviewer decisions on shadow
 //!   cases, matching the engine's proposal or not) and
 //!   `refundd_shadow_agreement_ratio` (gauge, once any exists)
@@ -56,6 +59,8 @@ struct Inner {
     decisions: Mutex<BTreeMap<&'static str, u64>>,
     action_failures: Mutex<BTreeMap<String, u64>>,
     imap_connected: AtomicBool,
+    /// Why the mailbox cannot be worked until an operator acts, if so.
+    mailbox_problem: Mutex<Option<String>>,
 }
 
 impl Metrics {
@@ -70,6 +75,7 @@ impl Metrics {
                 decisions: Mutex::new(decisions),
                 action_failures: Mutex::new(action_failures),
                 imap_connected: AtomicBool::new(false),
+                mailbox_problem: Mutex::new(None),
             }),
         }
     }
@@ -105,6 +111,17 @@ impl Metrics {
         self.inner
             .imap_connected
             .store(connected, Ordering::Relaxed);
+    }
+
+    /// Sets (or, with `None`, clears) the reason the mailbox task is
+    /// waiting for an operator; `/readyz` reports it.
+    pub fn set_mailbox_problem(&self, problem: Option<String>) {
+        *lock(&self.inner.mailbox_problem) = problem;
+    }
+
+    /// The reason the mailbox task is waiting for an operator, if it is.
+    pub fn mailbox_problem(&self) -> Option<String> {
+        lock(&self.inner.mailbox_problem).clone()
     }
 
     /// The exposition text: the counters, and the store's gauges when the
@@ -159,6 +176,17 @@ impl Metrics {
             out,
             "refundd_imap_connected {}",
             u8::from(i.imap_connected.load(Ordering::Relaxed))
+        );
+        family(
+            &mut out,
+            "refundd_mailbox_blocked",
+            "gauge",
+            "1 while the mailbox waits for an operator (see /readyz for why).",
+        );
+        let _ = writeln!(
+            out,
+            "refundd_mailbox_blocked {}",
+            u8::from(lock(&i.mailbox_problem).is_some())
         );
         family(
             &mut out,
@@ -305,12 +333,19 @@ async fn scrape(State(s): State<Scrape>) -> impl IntoResponse {
 }
 
 async fn ready(State(s): State<Scrape>) -> impl IntoResponse {
-    match s.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n"),
-        Err(err) => {
-            tracing::warn!(error = %err, "not ready: the database does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
-        }
+    if let Err(err) = s.store.ping().await {
+        tracing::warn!(error = %err, "not ready: the database does not answer");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database unavailable\n".to_owned(),
+        );
+    }
+    match s.metrics.mailbox_problem() {
+        Some(problem) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: mailbox: {problem}\n"),
+        ),
+        None => (StatusCode::OK, "ready\n".to_owned()),
     }
 }
 
@@ -348,6 +383,7 @@ mod tests {
             "refundd_action_failures_total{kind=\"cash_refund\"} 1",
             "refundd_action_failures_total{kind=\"wallet_credit\"} 0",
             "refundd_imap_connected 1",
+            "refundd_mailbox_blocked 0",
             "refundd_outbox_depth 2",
             "refundd_oldest_open_deadline_seconds -7200",
             "refundd_database_up 1",

@@ -39,7 +39,7 @@ pub struct SyncReport {
 /// Why a pass stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("IMAP failed")]
+    #[error("IMAP")]
     Imap(#[from] ImapError),
     #[error("storing a message failed")]
     Ingest(#[from] IngestError),
@@ -140,9 +140,13 @@ impl MailboxSync {
             self.ingest(raw).await?;
         }
         let processed = self.decide_pending().await?;
-        for message in &fetched {
-            mailbox.move_to_processed(message.uid).await?;
-            cursor = cursor.advanced_to(message.uid);
+        // One batch for the pass, then one cursor save: a crash in between
+        // re-reads moved UIDs that are gone (nothing) or still there
+        // (dedupe makes them no-ops).
+        let uids: Vec<u32> = fetched.iter().map(|m| m.uid).collect();
+        mailbox.move_to_processed(&uids).await?;
+        if let Some(&highest) = uids.iter().max() {
+            cursor = cursor.advanced_to(highest);
             self.store
                 .save_mailbox_cursor(&MailboxCursor {
                     folder: config.folder.clone(),
@@ -176,8 +180,95 @@ impl MailboxSync {
     }
 }
 
+/// How long the mailbox task waits after a failure no retry can fix (a
+/// refused login, a processed folder the server will not create) before it
+/// tries again: slow, since only an operator's change helps, and nothing
+/// is downloaded meanwhile.
+pub const PERMANENT_RECHECK: Duration = Duration::from_secs(5 * 60);
+
+/// Waits after the server asked us to slow down (`NO [THROTTLED]`, `[LIMIT]`,
+/// "Too many …"): 30 s, doubling up to 15 minutes while it keeps asking.
+const THROTTLE_BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(30),
+    cap: Duration::from_secs(15 * 60),
+};
+
+/// How the mailbox task goes on after an IMAP or pass failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// An outage (connection, timeout): the usual capped backoff.
+    Soon,
+    /// The server is throttling us: [`THROTTLE_BACKOFF`].
+    Throttled,
+    /// Only an operator can fix it: [`PERMANENT_RECHECK`], not ready.
+    Permanent,
+}
+
+impl Retry {
+    fn after(err: &SyncError) -> Retry {
+        match err {
+            SyncError::Imap(imap) if imap.is_throttled() => Retry::Throttled,
+            err if err.is_transient() => Retry::Soon,
+            _ => Retry::Permanent,
+        }
+    }
+}
+
+/// The mailbox task's failure bookkeeping: counts for the backoffs, and
+/// the permanent problem being reported (logged once, shown on `/readyz`).
+struct Failures {
+    backoff: Backoff,
+    outages: u32,
+    throttled: u32,
+    problem: Option<String>,
+}
+
+impl Failures {
+    /// Records a failure, logs it once with the server's words, and says
+    /// how long to wait before trying again.
+    fn record(&mut self, err: &SyncError, context: &str, metrics: &Metrics) -> Duration {
+        let text = crate::pipeline::error_chain(err);
+        match Retry::after(err) {
+            Retry::Soon => {
+                tracing::warn!(error = %text, attempt = self.outages, "{context}; reconnecting");
+                self.outages += 1;
+                self.backoff.delay(self.outages - 1)
+            }
+            Retry::Throttled => {
+                tracing::warn!(error = %text, attempt = self.throttled, "{context}: the server asks us to slow down; waiting longer each time");
+                self.throttled += 1;
+                THROTTLE_BACKOFF.delay(self.throttled - 1)
+            }
+            Retry::Permanent => {
+                if self.problem.as_deref() != Some(text.as_str()) {
+                    tracing::error!(
+                        error = %text,
+                        recheck_secs = PERMANENT_RECHECK.as_secs(),
+                        "{context}; nothing is read from the mailbox until this is fixed (checked again every few minutes, and at restart)"
+                    );
+                    self.problem = Some(text.clone());
+                }
+                metrics.set_mailbox_problem(Some(text));
+                PERMANENT_RECHECK
+            }
+        }
+    }
+
+    /// A pass went through: the counts start over and any problem is gone.
+    fn clear(&mut self, metrics: &Metrics) {
+        self.outages = 0;
+        self.throttled = 0;
+        if self.problem.take().is_some() {
+            tracing::info!("the mailbox works again");
+        }
+        metrics.set_mailbox_problem(None);
+    }
+}
+
 /// Keeps an IMAP connection, syncs on every wake-up (IDLE or poll), and
-/// reconnects with backoff whenever the connection or the server fails.
+/// reconnects whenever the connection or the server fails: soon after an
+/// outage, later and later while the server throttles, and only every
+/// [`PERMANENT_RECHECK`] after a failure no retry can fix.
 pub async fn run_imap(
     sync: MailboxSync,
     config: ImapConfig,
@@ -185,26 +276,30 @@ pub async fn run_imap(
     wakes: Wakes,
     shutdown: CancellationToken,
 ) {
-    let mut failures = 0u32;
+    let mut failures = Failures {
+        backoff,
+        outages: 0,
+        throttled: 0,
+        problem: None,
+    };
     let poll = Duration::from_secs(config.poll_interval.max(1));
     while !shutdown.is_cancelled() {
         let mut mailbox = match ImapMailbox::connect(&config).await {
             Ok(mailbox) => mailbox,
             Err(err) => {
-                tracing::warn!(error = %err, attempt = failures, "cannot connect to IMAP; retrying");
-                if sleep_or_shutdown(backoff.delay(failures), &shutdown).await {
+                let wait = failures.record(&err.into(), "cannot connect to IMAP", &sync.metrics);
+                if sleep_or_shutdown(wait, &shutdown).await {
                     return;
                 }
-                failures += 1;
                 continue;
             }
         };
         tracing::info!(host = %config.host, folder = %config.folder, "IMAP connected");
         sync.metrics.set_imap_connected(true);
-        loop {
+        let wait = loop {
             match sync.sync_imap(&mut mailbox, &config).await {
                 Ok(report) => {
-                    failures = 0;
+                    failures.clear(&sync.metrics);
                     if report.processed > 0 {
                         wakes.decided();
                     }
@@ -213,10 +308,7 @@ pub async fn run_imap(
                         continue;
                     }
                 }
-                Err(err) => {
-                    tracing::warn!(error = %err, transient = err.is_transient(), "mailbox pass failed; reconnecting");
-                    break;
-                }
+                Err(err) => break failures.record(&err, "mailbox pass failed", &sync.metrics),
             }
             match mailbox.idle_wait(poll, &shutdown).await {
                 Ok(Wake::Cancelled) => {
@@ -227,17 +319,16 @@ pub async fn run_imap(
                     return;
                 }
                 Ok(Wake::NewMail | Wake::Timeout) => {}
-                Err(err) => {
-                    tracing::warn!(error = %err, "IMAP wait failed; reconnecting");
-                    break;
-                }
+                Err(err) => break failures.record(&err.into(), "IMAP wait failed", &sync.metrics),
             }
-        }
+        };
         sync.metrics.set_imap_connected(false);
-        if sleep_or_shutdown(backoff.delay(failures), &shutdown).await {
+        if let Err(err) = mailbox.logout().await {
+            tracing::debug!(error = %err, "IMAP logout failed");
+        }
+        if sleep_or_shutdown(wait, &shutdown).await {
             return;
         }
-        failures += 1;
     }
 }
 
@@ -276,5 +367,76 @@ pub async fn run_maildir(
         if sleep_or_shutdown(wait, &shutdown).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_retried_soon_later_or_only_after_an_operator_acts() {
+        let throttled = ImapError::Command {
+            command: "UID FETCH",
+            source: async_imap::error::Error::No(
+                "code: None, info: Some(\"[THROTTLED] Request is throttled\")".into(),
+            ),
+        };
+        let refused = ImapError::ProcessedFolder {
+            folder: "Processed".into(),
+            server: "NO Permission denied".into(),
+        };
+        let cases = [
+            ("connection lost", ImapError::Disconnected, Retry::Soon),
+            ("throttled", throttled, Retry::Throttled),
+            ("processed folder refused", refused, Retry::Permanent),
+        ];
+        for (name, err, expected) in cases {
+            assert_eq!(Retry::after(&SyncError::Imap(err)), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_permanent_problem_is_reported_until_a_pass_goes_through() {
+        let metrics = Metrics::new(Utc::now());
+        let mut failures = Failures {
+            backoff: Backoff {
+                base: Duration::from_millis(500),
+                cap: Duration::from_secs(60),
+            },
+            outages: 0,
+            throttled: 0,
+            problem: None,
+        };
+        let refused = SyncError::Imap(ImapError::ProcessedFolder {
+            folder: "Processed".into(),
+            server: "NO Permission denied".into(),
+        });
+        assert_eq!(
+            failures.record(&refused, "mailbox pass failed", &metrics),
+            PERMANENT_RECHECK
+        );
+        let problem = metrics.mailbox_problem().unwrap();
+        assert!(problem.contains("NO Permission denied"), "{problem}");
+        failures.clear(&metrics);
+        assert_eq!(metrics.mailbox_problem(), None);
+
+        // Throttling waits at least 15 s and grows toward 15 minutes.
+        let throttled = SyncError::Imap(ImapError::Command {
+            command: "SELECT",
+            source: async_imap::error::Error::No(
+                "code: None, info: Some(\"[UNAVAILABLE] Temporary System Error\")".into(),
+            ),
+        });
+        let waits: Vec<Duration> = (0..8)
+            .map(|_| failures.record(&throttled, "mailbox pass failed", &metrics))
+            .collect();
+        assert!(waits[0] >= Duration::from_secs(15), "{waits:?}");
+        assert!(waits[7] >= Duration::from_secs(7 * 60), "{waits:?}");
+        assert_eq!(
+            metrics.mailbox_problem(),
+            None,
+            "throttling is not an operator's problem"
+        );
     }
 }

@@ -21,11 +21,16 @@
 
 mod config;
 mod cursor;
+mod guard;
+mod names;
 mod transport;
 
 pub use config::{ImapAuth, ImapConfig, ImapTls};
 pub use cursor::{ImapCursor, ScanPlan, plan};
+pub use names::{decode_utf7, encode_utf7, server_name};
 pub use transport::ImapStream;
+
+use guard::{Guarded, SkippedLines};
 
 use async_imap::imap_proto::{MailboxDatum, Response};
 use async_imap::types::{Capabilities, UnsolicitedResponse};
@@ -34,7 +39,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 
 use super::RawMessage;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -50,7 +55,12 @@ const BODY_BATCH_MESSAGES: usize = 100;
 /// Bytes fetched per body batch, at most (one larger message goes alone).
 const BODY_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
-type ImapSession = Session<ImapStream>;
+/// The keyword a server without UIDPLUS gets on each message refundd
+/// copied to the processed folder (when its PERMANENTFLAGS allow
+/// keywords): a message carrying it is not copied again after a crash.
+pub const PROCESSED_KEYWORD: &str = "$RefunddProcessed";
+
+type ImapSession = Session<Guarded<ImapStream>>;
 
 /// Why the mailbox could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -89,10 +99,15 @@ pub enum ImapError {
     /// The server's greeting was not `OK` (e.g. `BYE` when overloaded).
     #[error("server greeting was not OK: {0}")]
     Greeting(String),
-    /// The server refused the credentials.
+    /// The server refused the credentials. With XOAUTH2 this is transient:
+    /// an access token expires within the hour, and the token source
+    /// (`oauth_token_command`, or the file a refresher keeps) gives a fresh
+    /// one at the next connect.
     #[error("login refused for {username}")]
     Auth {
         username: String,
+        /// Whether the refused proof was an OAuth2 access token.
+        xoauth2: bool,
         #[source]
         source: async_imap::error::Error,
     },
@@ -103,6 +118,16 @@ pub enum ImapError {
         command: &'static str,
         #[source]
         source: async_imap::error::Error,
+    },
+    /// The processed folder does not exist and the server refused to create
+    /// it (e.g. Cyrus without `altnamespace` answers `NO Permission
+    /// denied` for a top-level folder): permanent until an operator acts.
+    #[error("the server refuses to create the processed folder \"{folder}\": {server}")]
+    ProcessedFolder {
+        /// The folder as configured.
+        folder: String,
+        /// What the server said.
+        server: String,
     },
     /// A command got no answer within `command_timeout`.
     #[error("IMAP {command} timed out")]
@@ -130,13 +155,42 @@ impl ImapError {
             | ImapError::TokenCommand { .. } => true,
             ImapError::Tls { source, .. } => source.kind() != std::io::ErrorKind::InvalidData,
             ImapError::Command { source, .. } | ImapError::StartTls(source) => {
-                breaks_connection(source)
+                breaks_connection(source) || is_throttling(source)
             }
+            ImapError::Auth {
+                source, xoauth2, ..
+            } => *xoauth2 || is_throttling(source),
             ImapError::Config { .. }
             | ImapError::Secret { .. }
-            | ImapError::Auth { .. }
             | ImapError::Protocol { .. }
+            | ImapError::ProcessedFolder { .. }
             | ImapError::ReadOnly { .. } => false,
+        }
+    }
+
+    /// Whether the server asked us to slow down (Microsoft 365's `NO
+    /// [THROTTLED]`, Gmail's `[UNAVAILABLE]` or "Too many simultaneous
+    /// connections", RFC 5530's `[LIMIT]`/`[UNAVAILABLE]`/`[INUSE]`): the
+    /// caller waits longer than after an outage, and longer each time.
+    pub fn is_throttled(&self) -> bool {
+        match self {
+            ImapError::Command { source, .. }
+            | ImapError::StartTls(source)
+            | ImapError::Auth { source, .. } => is_throttling(source),
+            _ => false,
+        }
+    }
+
+    /// What the server itself said, when this error is its answer (`NO`,
+    /// `BAD`, a refused folder), tidied for a log line or `check-config`.
+    pub fn server_words(&self) -> Option<String> {
+        match self {
+            ImapError::ProcessedFolder { server, .. } => Some(server.clone()),
+            ImapError::Command { source, .. }
+            | ImapError::StartTls(source)
+            | ImapError::Auth { source, .. } => server_said(source),
+            ImapError::Greeting(text) => Some(text.clone()),
+            _ => None,
         }
     }
 
@@ -157,6 +211,49 @@ impl ImapError {
 fn breaks_connection(err: &async_imap::error::Error) -> bool {
     use async_imap::error::Error;
     matches!(err, Error::Io(_) | Error::ConnectionLost)
+}
+
+/// Response texts that mean "slow down" rather than "no": RFC 5530 codes
+/// and the words Gmail and Microsoft 365 use (matched without case).
+const THROTTLING_MARKERS: [&str; 7] = [
+    "[throttled]",
+    "[unavailable]",
+    "[limit]",
+    "[inuse]",
+    "too many",
+    "throttl",
+    "try again later",
+];
+
+fn is_throttling(err: &async_imap::error::Error) -> bool {
+    server_said(err).is_some_and(|text| {
+        let text = text.to_lowercase();
+        THROTTLING_MARKERS.iter().any(|m| text.contains(m))
+    })
+}
+
+/// The server's `NO`/`BAD` text out of async-imap's error (which renders
+/// it as `code: …, info: Some("…")`): `NO Permission denied`.
+fn server_said(err: &async_imap::error::Error) -> Option<String> {
+    use async_imap::error::Error;
+    let (status, raw) = match err {
+        Error::No(raw) => ("NO", raw),
+        Error::Bad(raw) => ("BAD", raw),
+        _ => return None,
+    };
+    let info = raw
+        .find("info: Some(\"")
+        .map(|at| &raw[at + "info: Some(\"".len()..])
+        .and_then(|rest| rest.rfind("\")").map(|end| &rest[..end]))
+        .map(|text| text.replace("\\\"", "\"").replace("\\\\", "\\"));
+    let code = raw
+        .strip_prefix("code: Some(")
+        .and_then(|rest| rest.split_once("), info:"))
+        .map(|(code, _)| format!("[{code}] "));
+    Some(match info {
+        Some(info) => format!("{status} {}{info}", code.unwrap_or_default()),
+        None => format!("{status} {raw}"),
+    })
 }
 
 /// The selected folder's identity and size (RFC 3501 §6.3.1).
@@ -212,18 +309,56 @@ pub enum ImapExtension {
     Idle,
     /// MOVE (RFC 6851): atomic move to the processed folder.
     Move,
-    /// UIDPLUS (RFC 4315): `UID EXPUNGE` of just our message.
+    /// UIDPLUS (RFC 4315): `UID EXPUNGE` of just our messages.
     UidPlus,
+    /// CONDSTORE (RFC 7162): reported by `check-config`; refundd reads by
+    /// UID and does not need it.
+    Condstore,
 }
 
 impl ImapExtension {
-    fn capability(self) -> &'static str {
+    /// Every extension refundd knows, in the order `check-config` reports them.
+    pub const ALL: [ImapExtension; 4] = [
+        ImapExtension::Move,
+        ImapExtension::UidPlus,
+        ImapExtension::Idle,
+        ImapExtension::Condstore,
+    ];
+
+    /// The capability name the server advertises.
+    pub fn capability(self) -> &'static str {
         match self {
             ImapExtension::Idle => "IDLE",
             ImapExtension::Move => "MOVE",
             ImapExtension::UidPlus => "UIDPLUS",
+            ImapExtension::Condstore => "CONDSTORE",
         }
     }
+
+    /// What refundd does on a server without it.
+    pub fn fallback(self) -> &'static str {
+        match self {
+            ImapExtension::Move => {
+                "handled mail is copied to the processed folder and flagged \\Deleted instead"
+            }
+            ImapExtension::UidPlus => {
+                "without it only a plain EXPUNGE exists: refundd expunges only while no other client's \\Deleted message waits in the folder, else leaves its own flagged until then"
+            }
+            ImapExtension::Idle => {
+                "new mail is noticed by NOOP polling every poll_interval seconds"
+            }
+            ImapExtension::Condstore => "not needed: refundd reads by UID after its cursor",
+        }
+    }
+}
+
+/// Whether the processed folder was there or had to be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessedFolder {
+    /// It existed already.
+    Exists,
+    /// refundd created it just now.
+    Created,
 }
 
 /// Why [`ImapMailbox::idle_wait`] returned.
@@ -248,6 +383,21 @@ pub struct ImapMailbox {
     disabled: Vec<ImapExtension>,
     folder: FolderState,
     processed_folder_ready: bool,
+    /// The folder names as this server wants them (delimiter, UTF-7).
+    names: ServerNames,
+    /// Whether PERMANENTFLAGS of the selected folder allow keywords (`\*`).
+    keywords_allowed: bool,
+    /// Untagged lines the guard skipped, not yet logged.
+    skipped: SkippedLines,
+    /// The shapes of skipped lines already logged at warn level.
+    quirks_logged: HashSet<String>,
+}
+
+/// The configured folder names, translated for the connected server.
+#[derive(Debug, Clone, Default)]
+struct ServerNames {
+    folder: String,
+    processed: String,
 }
 
 impl ImapMailbox {
@@ -265,7 +415,8 @@ impl ImapMailbox {
     }
 
     async fn open(config: &ImapConfig, access: FolderAccess) -> Result<ImapMailbox, ImapError> {
-        let (session, advertised) = open_session(config).await?;
+        let skipped = SkippedLines::default();
+        let (session, advertised) = open_session(config, skipped.clone()).await?;
         let mut mailbox = ImapMailbox {
             config: config.clone(),
             access,
@@ -278,9 +429,41 @@ impl ImapMailbox {
                 exists: 0,
             },
             processed_folder_ready: false,
+            names: ServerNames::default(),
+            keywords_allowed: false,
+            skipped,
+            quirks_logged: HashSet::new(),
         };
+        mailbox.resolve_names().await?;
         mailbox.select().await?;
         Ok(mailbox)
+    }
+
+    /// Asks the server for its hierarchy delimiter (`LIST "" ""`, RFC 3501
+    /// §6.3.8) and translates the configured names with it.
+    async fn resolve_names(&mut self) -> Result<(), ImapError> {
+        let deadline = self.config.command_deadline();
+        let session = self.session()?;
+        let result = timed(deadline, "LIST", async {
+            session
+                .list(Some(""), Some("\"\""))
+                .await
+                .map_err(ImapError::command("LIST"))?
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(ImapError::command("LIST"))
+        })
+        .await;
+        let listed = self.check(result)?;
+        let delimiter = listed
+            .iter()
+            .find_map(|name| name.delimiter())
+            .and_then(|d| d.chars().next());
+        self.names = ServerNames {
+            folder: server_name(&self.config.folder, delimiter),
+            processed: server_name(&self.config.processed_folder, delimiter),
+        };
+        Ok(())
     }
 
     /// Drops the current session (if any) and connects again with the same
@@ -289,9 +472,10 @@ impl ImapMailbox {
     pub async fn reconnect(&mut self) -> Result<FolderState, ImapError> {
         self.session = None;
         self.processed_folder_ready = false;
-        let (session, advertised) = open_session(&self.config).await?;
+        let (session, advertised) = open_session(&self.config, self.skipped.clone()).await?;
         self.session = Some(session);
         self.advertised = advertised;
+        self.resolve_names().await?;
         self.select().await
     }
 
@@ -309,6 +493,17 @@ impl ImapMailbox {
         self.advertised.contains(&extension) && !self.disabled.contains(&extension)
     }
 
+    /// Whether the server advertises the extension (disabled or not).
+    pub fn advertises(&self, extension: ImapExtension) -> bool {
+        self.advertised.contains(&extension)
+    }
+
+    /// Whether the selected folder takes keywords such as
+    /// [`PROCESSED_KEYWORD`] (its PERMANENTFLAGS include `\*`).
+    pub fn keywords_allowed(&self) -> bool {
+        self.keywords_allowed
+    }
+
     /// The folder state from the last SELECT.
     pub fn folder(&self) -> FolderState {
         self.folder
@@ -323,7 +518,7 @@ impl ImapMailbox {
     /// UIDVALIDITY, UIDNEXT and size.
     pub async fn select(&mut self) -> Result<FolderState, ImapError> {
         let deadline = self.config.command_deadline();
-        let folder = self.config.folder.clone();
+        let folder = self.names.folder.clone();
         let access = self.access;
         let session = self.session()?;
         let result = match access {
@@ -355,6 +550,10 @@ impl ImapMailbox {
             uidnext: mailbox.uid_next,
             exists: mailbox.exists,
         };
+        self.keywords_allowed = mailbox
+            .permanent_flags
+            .iter()
+            .any(|flag| matches!(flag, async_imap::types::Flag::MayCreate));
         Ok(self.folder)
     }
 
@@ -373,6 +572,12 @@ impl ImapMailbox {
         let Some(from) = last_uid.checked_add(1) else {
             return Ok(Vec::new());
         };
+        // Mail read for handling must be movable afterwards: with a
+        // processed folder the server refuses, nothing is downloaded at all
+        // (else every pass would download the same mail again).
+        if self.access == FolderAccess::ReadWrite {
+            self.ensure_processed_folder().await?;
+        }
         let deadline = self.config.command_deadline();
         // A server shows another client's delivery to this session only at
         // a sync point (RFC 3501 §5.2); NOOP is one, so the FETCH below sees
@@ -582,73 +787,194 @@ impl ImapMailbox {
             .and_then(|fetch| fetch.header().map(<[u8]>::to_vec)))
     }
 
-    /// Moves one message to `processed_folder` (created when missing).
+    /// Moves the handled messages `uids` to `processed_folder` (created
+    /// when missing), in one batch.
     ///
-    /// With MOVE (RFC 6851) this is atomic. Without it: `UID COPY`, then
-    /// `\Deleted`, then `UID EXPUNGE` of that UID (UIDPLUS, RFC 4315). A
-    /// server with neither gets a plain `EXPUNGE`, which also removes any
-    /// other message another client flagged `\Deleted` in this folder: the
-    /// risk RFC 4315 §1 describes, accepted because such a message was
-    /// being deleted anyway. A crash between COPY and EXPUNGE leaves a copy
-    /// in both folders; the original is read again and dedupe drops it.
-    pub async fn move_to_processed(&mut self, uid: u32) -> Result<(), ImapError> {
+    /// - MOVE (RFC 6851): `UID MOVE set`, atomic.
+    /// - UIDPLUS (RFC 4315): `UID COPY set`, `UID STORE set
+    ///   +FLAGS.SILENT (\Deleted)`, `UID EXPUNGE set`: only these leave.
+    /// - Neither: `UID COPY` (skipping messages already carrying
+    ///   [`PROCESSED_KEYWORD`]), then `\Deleted` (and the keyword, when the
+    ///   folder takes keywords). A plain `EXPUNGE` removes every `\Deleted`
+    ///   message, including one another client only marked (RFC 4315 §1),
+    ///   so it is sent only when no such foreign message waits; otherwise
+    ///   ours stay flagged (the cursor is past them, they are not read
+    ///   again) and go with the next batch's EXPUNGE.
+    ///
+    /// The caller moves what a pass fetched, in UID order from its cursor:
+    /// every message below the lowest of `uids` is then one refundd moved
+    /// earlier, so a `\Deleted` message below it is ours, and one above it
+    /// not in `uids` is another client's. A crash between COPY and the
+    /// flags leaves a copy in both folders; the original is read again,
+    /// dedupe drops it, and (with the keyword) it is not copied twice.
+    pub async fn move_to_processed(&mut self, uids: &[u32]) -> Result<(), ImapError> {
         if self.access == FolderAccess::ReadOnly {
             return Err(ImapError::ReadOnly { command: "MOVE" });
         }
+        if uids.is_empty() {
+            return Ok(());
+        }
         self.ensure_processed_folder().await?;
+        let set = uid_set(uids);
+        if self.uses(ImapExtension::Move) {
+            return self.transfer(&set, true).await;
+        }
+        if self.uses(ImapExtension::UidPlus) {
+            self.copy(&set).await?;
+            self.store_flags(&set, "\\Deleted").await?;
+            return self.uid_expunge(&set).await;
+        }
+        let copied_before = if self.keywords_allowed {
+            self.search(&format!("UID {set} KEYWORD {PROCESSED_KEYWORD}"))
+                .await?
+        } else {
+            BTreeSet::new()
+        };
+        let to_copy: Vec<u32> = uids
+            .iter()
+            .copied()
+            .filter(|uid| !copied_before.contains(uid))
+            .collect();
+        if !to_copy.is_empty() {
+            self.copy(&uid_set(&to_copy)).await?;
+        }
+        let flags = if self.keywords_allowed {
+            format!("\\Deleted {PROCESSED_KEYWORD}")
+        } else {
+            "\\Deleted".to_owned()
+        };
+        self.store_flags(&set, &flags).await?;
+        self.expunge_if_only_ours(uids).await
+    }
+
+    /// Sends a plain `EXPUNGE` only when every `\Deleted` message in the
+    /// folder is one refundd moved (see [`Self::move_to_processed`]).
+    async fn expunge_if_only_ours(&mut self, uids: &[u32]) -> Result<(), ImapError> {
+        let lowest = uids.iter().copied().min().unwrap_or(0);
+        let ours: BTreeSet<u32> = uids.iter().copied().collect();
+        // Another client's delivery or flag change reaches this session
+        // only at a sync point (RFC 3501 §5.2): NOOP first, so that the
+        // search sees every \Deleted message the EXPUNGE would remove.
+        self.noop().await?;
+        let foreign: Vec<u32> = self
+            .search("DELETED")
+            .await?
+            .into_iter()
+            .filter(|uid| *uid > lowest && !ours.contains(uid))
+            .collect();
+        if !foreign.is_empty() {
+            tracing::warn!(
+                folder = %self.config.folder,
+                ours = uids.len(),
+                foreign = %uid_set(&foreign),
+                "another client marked message(s) \\Deleted without expunging; this server lacks UIDPLUS, so EXPUNGE would remove them too: refundd's handled mail stays flagged \\Deleted until they are gone"
+            );
+            return Ok(());
+        }
         let deadline = self.config.command_deadline();
-        let target = self.config.processed_folder.clone();
-        let uid = uid.to_string();
-        let use_move = self.uses(ImapExtension::Move);
-        let use_uidplus = self.uses(ImapExtension::UidPlus);
         let session = self.session()?;
-        let result = timed(deadline, "MOVE", async {
-            if use_move {
-                return session
-                    .uid_mv(&uid, &target)
-                    .await
-                    .map_err(ImapError::command("UID MOVE"));
-            }
+        let result = timed(deadline, "EXPUNGE", async {
             session
-                .uid_copy(&uid, &target)
+                .expunge()
                 .await
-                .map_err(ImapError::command("UID COPY"))?;
-            session
-                .uid_store(&uid, "+FLAGS.SILENT (\\Deleted)")
-                .await
-                .map_err(ImapError::command("UID STORE"))?
+                .map_err(ImapError::command("EXPUNGE"))?
                 .try_collect::<Vec<_>>()
                 .await
-                .map_err(ImapError::command("UID STORE"))?;
-            if use_uidplus {
-                session
-                    .uid_expunge(&uid)
-                    .await
-                    .map_err(ImapError::command("UID EXPUNGE"))?
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(ImapError::command("UID EXPUNGE"))?;
+                .map_err(ImapError::command("EXPUNGE"))
+        })
+        .await;
+        self.check(result).map(|_| ())
+    }
+
+    /// `UID MOVE set` (or `UID COPY set`) to the processed folder.
+    async fn transfer(&mut self, set: &str, moving: bool) -> Result<(), ImapError> {
+        let command = if moving { "UID MOVE" } else { "UID COPY" };
+        let deadline = self.config.command_deadline();
+        let target = self.names.processed.clone();
+        let session = self.session()?;
+        let result = timed(deadline, command, async {
+            let sent = if moving {
+                session.uid_mv(set, &target).await
             } else {
-                session
-                    .expunge()
-                    .await
-                    .map_err(ImapError::command("EXPUNGE"))?
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(ImapError::command("EXPUNGE"))?;
-            }
-            Ok(())
+                session.uid_copy(set, &target).await
+            };
+            sent.map_err(ImapError::command(command))
         })
         .await;
         self.check(result)
     }
 
-    async fn ensure_processed_folder(&mut self) -> Result<(), ImapError> {
+    async fn copy(&mut self, set: &str) -> Result<(), ImapError> {
+        self.transfer(set, false).await
+    }
+
+    async fn store_flags(&mut self, set: &str, flags: &str) -> Result<(), ImapError> {
+        let deadline = self.config.command_deadline();
+        let query = format!("+FLAGS.SILENT ({flags})");
+        let session = self.session()?;
+        let result = timed(deadline, "UID STORE", async {
+            session
+                .uid_store(set, &query)
+                .await
+                .map_err(ImapError::command("UID STORE"))?
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(ImapError::command("UID STORE"))
+        })
+        .await;
+        self.check(result).map(|_| ())
+    }
+
+    async fn uid_expunge(&mut self, set: &str) -> Result<(), ImapError> {
+        let deadline = self.config.command_deadline();
+        let session = self.session()?;
+        let result = timed(deadline, "UID EXPUNGE", async {
+            session
+                .uid_expunge(set)
+                .await
+                .map_err(ImapError::command("UID EXPUNGE"))?
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(ImapError::command("UID EXPUNGE"))
+        })
+        .await;
+        self.check(result).map(|_| ())
+    }
+
+    async fn noop(&mut self) -> Result<(), ImapError> {
+        let deadline = self.config.command_deadline();
+        let session = self.session()?;
+        let result = timed(deadline, "NOOP", async {
+            session.noop().await.map_err(ImapError::command("NOOP"))
+        })
+        .await;
+        self.check(result)
+    }
+
+    /// `UID SEARCH query`: the matching UIDs.
+    async fn search(&mut self, query: &str) -> Result<BTreeSet<u32>, ImapError> {
+        let deadline = self.config.command_deadline();
+        let session = self.session()?;
+        let result = timed(deadline, "UID SEARCH", async {
+            session
+                .uid_search(query)
+                .await
+                .map_err(ImapError::command("UID SEARCH"))
+        })
+        .await;
+        Ok(self.check(result)?.into_iter().collect())
+    }
+
+    /// Makes sure the processed folder exists (`LIST`, then `CREATE` when
+    /// missing); once per session. A refusal is
+    /// [`ImapError::ProcessedFolder`] with the server's words: permanent,
+    /// since retrying the same CREATE gets the same answer.
+    pub async fn ensure_processed_folder(&mut self) -> Result<ProcessedFolder, ImapError> {
         if self.processed_folder_ready {
-            return Ok(());
+            return Ok(ProcessedFolder::Exists);
         }
         let deadline = self.config.command_deadline();
-        let name = self.config.processed_folder.clone();
+        let name = self.names.processed.clone();
         let session = self.session()?;
         let result = timed(deadline, "LIST", async {
             let names = session
@@ -658,18 +984,46 @@ impl ImapMailbox {
                 .try_collect::<Vec<_>>()
                 .await
                 .map_err(ImapError::command("LIST"))?;
-            if names.iter().all(|found| found.name() != name) {
-                session
-                    .create(&name)
-                    .await
-                    .map_err(ImapError::command("CREATE"))?;
+            let found = names.iter().find(|found| found.name() == name).map(|found| {
+                found.attributes().iter().any(|attribute| {
+                    matches!(
+                        attribute,
+                        async_imap::imap_proto::NameAttribute::NoSelect
+                    )
+                })
+            });
+            match found {
+                Some(false) => Ok(ProcessedFolder::Exists),
+                Some(true) => Err(ImapError::Protocol {
+                    what: format!(
+                        "a selectable processed folder: \"{name}\" exists only as a \\Noselect parent"
+                    ),
+                }),
+                None => {
+                    session
+                        .create(&name)
+                        .await
+                        .map_err(ImapError::command("CREATE"))?;
+                    Ok(ProcessedFolder::Created)
+                }
             }
-            Ok(())
         })
         .await;
-        self.check(result)?;
+        let outcome = match self.check(result) {
+            Err(
+                err @ ImapError::Command {
+                    command: "CREATE", ..
+                },
+            ) if !err.is_transient() => {
+                return Err(ImapError::ProcessedFolder {
+                    folder: self.config.processed_folder.clone(),
+                    server: err.server_words().unwrap_or_else(|| err.to_string()),
+                });
+            }
+            other => other?,
+        };
         self.processed_folder_ready = true;
-        Ok(())
+        Ok(outcome)
     }
 
     /// Waits until the server reports new mail, `timeout` passes or `cancel`
@@ -800,7 +1154,9 @@ impl ImapMailbox {
     }
 
     /// Drops the session after an error that leaves the connection unusable.
+    /// Also logs the untagged lines the guard skipped during the command.
     fn check<T>(&mut self, result: Result<T, ImapError>) -> Result<T, ImapError> {
+        self.log_skipped_lines();
         if let Err(err) = &result
             && err.kills_session()
         {
@@ -808,11 +1164,45 @@ impl ImapMailbox {
         }
         result
     }
+
+    /// Logs each line the server sent that is not IMAP: at warn the first
+    /// time a line of that shape comes (digits aside), at debug after.
+    fn log_skipped_lines(&mut self) {
+        let lines = match self.skipped.lock() {
+            Ok(mut skipped) => std::mem::take(&mut *skipped),
+            Err(_) => return,
+        };
+        for line in lines {
+            let shape: String = line
+                .chars()
+                .map(|c| if c.is_ascii_digit() { '0' } else { c })
+                .collect();
+            if self.quirks_logged.insert(shape) {
+                tracing::warn!(
+                    server_line = %line,
+                    "the IMAP server sent a line that is not IMAP; refundd skips it and goes by the command's tagged answer"
+                );
+            } else {
+                tracing::debug!(server_line = %line, "skipped a line that is not IMAP");
+            }
+        }
+    }
+
+    /// The untagged lines the server sent this session that were not IMAP
+    /// (one of each shape), for `check-config`.
+    pub fn skipped_line_shapes(&self) -> Vec<String> {
+        let mut shapes: Vec<String> = self.quirks_logged.iter().cloned().collect();
+        shapes.sort();
+        shapes
+    }
 }
 
 /// Connects, secures, reads the greeting and logs in; returns the session
 /// and the extensions it advertises.
-async fn open_session(config: &ImapConfig) -> Result<(ImapSession, Vec<ImapExtension>), ImapError> {
+async fn open_session(
+    config: &ImapConfig,
+    skipped: SkippedLines,
+) -> Result<(ImapSession, Vec<ImapExtension>), ImapError> {
     let deadline = config.command_deadline();
     let host = config.host.as_str();
     let port = config.effective_port();
@@ -837,12 +1227,12 @@ async fn open_session(config: &ImapConfig) -> Result<(ImapSession, Vec<ImapExten
                 ImapStream::tls(tcp, host, ca_file).await.map_err(tls_error)
             })
             .await?;
-            let mut client = Client::new(stream);
+            let mut client = Client::new(Guarded::new(stream, skipped.clone()));
             timed(deadline, "greeting", read_greeting(&mut client)).await?;
             client
         }
         ImapTls::Starttls => {
-            let mut client = Client::new(ImapStream::Plain(tcp));
+            let mut client = Client::new(Guarded::new(ImapStream::Plain(tcp), skipped.clone()));
             timed(deadline, "greeting", read_greeting(&mut client)).await?;
             timed(deadline, "STARTTLS", async {
                 client
@@ -855,6 +1245,7 @@ async fn open_session(config: &ImapConfig) -> Result<(ImapSession, Vec<ImapExten
             // capabilities learned before TLS are discarded.
             let tcp = client
                 .into_inner()
+                .into_inner()
                 .into_plain()
                 .ok_or_else(|| ImapError::Protocol {
                     what: "a plain stream before STARTTLS".into(),
@@ -863,7 +1254,7 @@ async fn open_session(config: &ImapConfig) -> Result<(ImapSession, Vec<ImapExten
                 ImapStream::tls(tcp, host, ca_file).await.map_err(tls_error)
             })
             .await?;
-            Client::new(stream)
+            Client::new(Guarded::new(stream, skipped.clone()))
         }
         ImapTls::None => {
             if !transport::is_loopback(host) {
@@ -872,7 +1263,7 @@ async fn open_session(config: &ImapConfig) -> Result<(ImapSession, Vec<ImapExten
                     "IMAP without TLS to a non-loopback host: the password crosses the network in clear"
                 );
             }
-            let mut client = Client::new(ImapStream::Plain(tcp));
+            let mut client = Client::new(Guarded::new(ImapStream::Plain(tcp), skipped.clone()));
             timed(deadline, "greeting", read_greeting(&mut client)).await?;
             client
         }
@@ -888,7 +1279,7 @@ async fn open_session(config: &ImapConfig) -> Result<(ImapSession, Vec<ImapExten
     Ok((session, extensions_in(&capabilities)))
 }
 
-async fn read_greeting(client: &mut Client<ImapStream>) -> Result<(), ImapError> {
+async fn read_greeting(client: &mut Client<Guarded<ImapStream>>) -> Result<(), ImapError> {
     let greeting = client
         .read_response()
         .await
@@ -906,8 +1297,11 @@ async fn read_greeting(client: &mut Client<ImapStream>) -> Result<(), ImapError>
     }
 }
 
-async fn login(config: &ImapConfig, client: Client<ImapStream>) -> Result<ImapSession, ImapError> {
-    let refused = |(source, _client): (async_imap::error::Error, Client<ImapStream>)| {
+async fn login(
+    config: &ImapConfig,
+    client: Client<Guarded<ImapStream>>,
+) -> Result<ImapSession, ImapError> {
+    let refused = |(source, _client): (async_imap::error::Error, Client<Guarded<ImapStream>>)| {
         if breaks_connection(&source) {
             ImapError::Command {
                 command: "login",
@@ -916,6 +1310,7 @@ async fn login(config: &ImapConfig, client: Client<ImapStream>) -> Result<ImapSe
         } else {
             ImapError::Auth {
                 username: config.username.clone(),
+                xoauth2: config.auth == ImapAuth::Xoauth2,
                 source,
             }
         }
@@ -968,14 +1363,10 @@ impl Authenticator for XOAuth2 {
 }
 
 fn extensions_in(capabilities: &Capabilities) -> Vec<ImapExtension> {
-    [
-        ImapExtension::Idle,
-        ImapExtension::Move,
-        ImapExtension::UidPlus,
-    ]
-    .into_iter()
-    .filter(|ext| capabilities.has_str(ext.capability()))
-    .collect()
+    ImapExtension::ALL
+        .into_iter()
+        .filter(|ext| capabilities.has_str(ext.capability()))
+        .collect()
 }
 
 async fn timed<T>(
@@ -1094,6 +1485,76 @@ mod tests {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
     }
 
+    fn no(text: &str) -> async_imap::error::Error {
+        // async-imap's own rendering of a tagged NO.
+        async_imap::error::Error::No(format!("code: None, info: Some({text:?})"))
+    }
+
+    #[test]
+    fn throttling_answers_are_transient_and_slow_us_down() {
+        let cases = [
+            (
+                "Microsoft 365",
+                "[THROTTLED] Request is throttled. Suggested Backoff Time: 1234 milliseconds",
+                true,
+            ),
+            ("Gmail", "[UNAVAILABLE] Temporary System Error", true),
+            ("RFC 5530 limit", "[LIMIT] Too many mailboxes open", true),
+            (
+                "Gmail connections",
+                "Too many simultaneous connections. (Failure)",
+                true,
+            ),
+            ("a real refusal", "Permission denied", false),
+            (
+                "no such folder",
+                "[NONEXISTENT] Mailbox doesn't exist: Refunds",
+                false,
+            ),
+        ];
+        for (name, text, throttled) in cases {
+            let err = ImapError::Command {
+                command: "UID FETCH",
+                source: no(text),
+            };
+            assert_eq!(err.is_throttled(), throttled, "{name}");
+            assert_eq!(err.is_transient(), throttled, "{name}");
+            let login = ImapError::Auth {
+                username: "u".into(),
+                xoauth2: false,
+                source: no(text),
+            };
+            assert_eq!(login.is_transient(), throttled, "{name} at login");
+        }
+    }
+
+    #[test]
+    fn the_servers_words_are_taken_out_of_async_imaps_rendering() {
+        let cases = [
+            (no("Permission denied"), Some("NO Permission denied")),
+            (
+                async_imap::error::Error::No(
+                    "code: Some(TryCreate), info: Some(\"Mailbox doesn't exist\")".into(),
+                ),
+                Some("NO [TryCreate] Mailbox doesn't exist"),
+            ),
+            (
+                async_imap::error::Error::Bad(
+                    "code: None, info: Some(\"Unrecognized flag\")".into(),
+                ),
+                Some("BAD Unrecognized flag"),
+            ),
+            (async_imap::error::Error::ConnectionLost, None),
+        ];
+        for (source, expected) in cases {
+            let err = ImapError::Command {
+                command: "CREATE",
+                source,
+            };
+            assert_eq!(err.server_words().as_deref(), expected, "{err:?}");
+        }
+    }
+
     #[test]
     fn transience_separates_outages_from_refusals() {
         use async_imap::error::Error;
@@ -1130,9 +1591,19 @@ mod tests {
                 "login refused",
                 ImapError::Auth {
                     username: "u".into(),
+                    xoauth2: false,
                     source: Error::No("bad".into()),
                 },
                 false,
+            ),
+            (
+                "an expired OAuth2 token (a fresh one comes at the next connect)",
+                ImapError::Auth {
+                    username: "u".into(),
+                    xoauth2: true,
+                    source: Error::No("[AUTHENTICATIONFAILED] Authentication failed.".into()),
+                },
+                true,
             ),
             (
                 "untrusted certificate",

@@ -388,7 +388,7 @@ async fn an_imap_folder_is_read_without_changing_its_messages_flags_or_state() {
         ..config.clone()
     };
     let mut examined = ImapMailbox::examine(&archive).await.unwrap();
-    let err = examined.move_to_processed(1).await.unwrap_err();
+    let err = examined.move_to_processed(&[1]).await.unwrap_err();
     assert!(matches!(err, ImapError::ReadOnly { .. }), "{err:?}");
     assert!(!err.is_transient());
     examined.logout().await.unwrap();

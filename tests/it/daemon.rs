@@ -1,8 +1,10 @@
-//! `refundd run` against a real Dovecot and a real SMTP server: the
+//! `refundd run` against a real IMAP server and a real SMTP server: the
 //! daemon answers mail as it arrives (IDLE), survives the IMAP server
 //! restarting, a UIDVALIDITY change, SMTP deferrals and refusals, and
 //! SIGKILL at random points of a backlog without losing or repeating a
-//! message.
+//! message. The mailbox tests run against Dovecot (MOVE, UIDPLUS, IDLE)
+//! and again against GNU Mailutils imap4d (none of them: COPY, `\Deleted`,
+//! the guarded plain EXPUNGE, NOOP polling).
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde_json::Value;
@@ -12,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use refundd::config::Settings;
 
-use crate::mailstack::{Dovecot, SinkOptions, SmtpSinkServer};
-use crate::support::{TestDb, refundd, repo};
+use crate::mailstack::{SinkOptions, SmtpSinkServer};
+use crate::support::{ImapKind, ImapServer, TestDb, refundd, repo};
 
 /// The folder the daemon reads (not INBOX, so that the UIDVALIDITY test
 /// can delete and recreate it).
@@ -29,14 +31,14 @@ struct Daemon {
 
 impl Daemon {
     /// Writes a config for these servers and imports the sample ledger.
-    fn configure(db: &TestDb, dovecot: &Dovecot, smtp: &SmtpSinkServer) -> Daemon {
+    fn configure(db: &TestDb, dovecot: &ImapServer, smtp: &SmtpSinkServer) -> Daemon {
         Self::configure_with(db, dovecot, smtp, |_| {})
     }
 
     /// [`configure`](Self::configure), with `tune` applied to the settings.
     fn configure_with(
         db: &TestDb,
-        dovecot: &Dovecot,
+        dovecot: &ImapServer,
         smtp: &SmtpSinkServer,
         tune: impl FnOnce(&mut Settings),
     ) -> Daemon {
@@ -50,7 +52,9 @@ impl Daemon {
         settings.daemon.max_backoff = 1;
         let mut imap = dovecot.config();
         imap.folder = FOLDER.into();
-        imap.poll_interval = 300;
+        if imap.idle {
+            imap.poll_interval = 300;
+        }
         settings.imap = Some(imap);
         settings.smtp = Some(smtp.config());
         let web_port = crate::mailstack::free_port();
@@ -161,7 +165,7 @@ fn wait_until(within: Duration, what: &str, daemon: &Daemon, mut check: impl FnM
 }
 
 /// Waits until the daemon's folder is empty (everything moved to Processed).
-async fn wait_until_drained(dovecot: &Dovecot, within: Duration, what: &str, daemon: &Daemon) {
+async fn wait_until_drained(dovecot: &ImapServer, within: Duration, what: &str, daemon: &Daemon) {
     let start = Instant::now();
     loop {
         let uids = tokio::time::timeout(Duration::from_secs(5), dovecot.uids(FOLDER)).await;
@@ -185,8 +189,8 @@ fn date_of(bytes: &[u8]) -> DateTime<Utc> {
     crate::support::header_date(bytes)
 }
 
-async fn servers(options: SinkOptions) -> (Dovecot, SmtpSinkServer) {
-    let dovecot = Dovecot::start().unwrap();
+async fn servers(kind: ImapKind, options: SinkOptions) -> (ImapServer, SmtpSinkServer) {
+    let dovecot = ImapServer::start(kind).unwrap();
     dovecot.admin(&[&format!("CREATE {FOLDER}")]).await.unwrap();
     let smtp = SmtpSinkServer::start(options).unwrap();
     (dovecot, smtp)
@@ -198,7 +202,16 @@ fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mail_appended_over_imap_is_answered_over_smtp_and_moved_after_its_case() {
-    let (dovecot, smtp) = servers(SinkOptions::default()).await;
+    answered_and_moved(ImapKind::Dovecot).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_server_without_move_uidplus_or_idle_mail_is_answered_and_moved_after_its_case() {
+    answered_and_moved(ImapKind::Mailutils).await;
+}
+
+async fn answered_and_moved(kind: ImapKind) {
+    let (dovecot, smtp) = servers(kind, SinkOptions::default()).await;
     let db = TestDb::sqlite();
     let mut daemon = Daemon::configure(&db, &dovecot, &smtp);
     daemon.start();
@@ -212,7 +225,8 @@ async fn mail_appended_over_imap_is_answered_over_smtp_and_moved_after_its_case(
         smtp.received().unwrap().len() == 1
     });
     let latency = arrived.elapsed();
-    // IDLE, not the 300 s poll, brought it in (measured precisely in the benchmark).
+    // IDLE (or the 1 s poll of a server without working IDLE), not the
+    // 300 s poll, brought it in (measured precisely in the benchmark).
     assert!(
         latency < Duration::from_secs(15),
         "arrival to reply took {latency:?}"
@@ -282,7 +296,16 @@ async fn mail_appended_over_imap_is_answered_over_smtp_and_moved_after_its_case(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_imap_restart_and_a_uidvalidity_change_lose_nothing_and_repeat_nothing() {
-    let (mut dovecot, smtp) = servers(SinkOptions::default()).await;
+    restart_and_uidvalidity(ImapKind::Dovecot).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_move_or_uidplus_a_restart_and_a_uidvalidity_change_lose_and_repeat_nothing() {
+    restart_and_uidvalidity(ImapKind::Mailutils).await;
+}
+
+async fn restart_and_uidvalidity(kind: ImapKind) {
+    let (mut dovecot, smtp) = servers(kind, SinkOptions::default()).await;
     let db = TestDb::sqlite();
     let mut daemon = Daemon::configure(&db, &dovecot, &smtp);
     let first = sample("01-ann-unused-pack.eml");
@@ -347,11 +370,14 @@ async fn an_imap_restart_and_a_uidvalidity_change_lose_nothing_and_repeat_nothin
 #[tokio::test(flavor = "multi_thread")]
 async fn an_smtp_deferral_is_retried_and_a_refusal_puts_the_case_in_review() {
     // The first reply meets 451 (try later), then goes through.
-    let (dovecot, smtp) = servers(SinkOptions {
-        fail_first: 1,
-        fail_code: 451,
-        ..SinkOptions::default()
-    })
+    let (dovecot, smtp) = servers(
+        ImapKind::Dovecot,
+        SinkOptions {
+            fail_first: 1,
+            fail_code: 451,
+            ..SinkOptions::default()
+        },
+    )
     .await;
     let db = TestDb::sqlite();
     let mut daemon = Daemon::configure(&db, &dovecot, &smtp);
@@ -370,11 +396,14 @@ async fn an_smtp_deferral_is_retried_and_a_refusal_puts_the_case_in_review() {
     daemon.kill();
 
     // A server that refuses (554) for good: the reply fails, a person looks.
-    let (dovecot, smtp) = servers(SinkOptions {
-        fail_first: 1,
-        fail_code: 554,
-        ..SinkOptions::default()
-    })
+    let (dovecot, smtp) = servers(
+        ImapKind::Dovecot,
+        SinkOptions {
+            fail_first: 1,
+            fail_code: 554,
+            ..SinkOptions::default()
+        },
+    )
     .await;
     let db = TestDb::sqlite();
     let mut daemon = Daemon::configure(&db, &dovecot, &smtp);
@@ -416,9 +445,23 @@ fn backlog_mail(n: usize, received: DateTime<Utc>) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_points_of_a_backlog_loses_and_repeats_nothing() {
+    sigkill_backlog(ImapKind::Dovecot, TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_move_or_uidplus_sigkill_at_random_points_of_a_backlog_loses_and_repeats_nothing() {
+    sigkill_backlog(ImapKind::Mailutils, TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgres_sigkill_during_batched_moves_loses_and_repeats_nothing() {
+    sigkill_backlog(ImapKind::Mailutils, TestDb::postgres().await).await;
+    sigkill_backlog(ImapKind::Dovecot, TestDb::postgres().await).await;
+}
+
+async fn sigkill_backlog(kind: ImapKind, db: TestDb) {
     const BACKLOG: usize = 40;
-    let (dovecot, smtp) = servers(SinkOptions::default()).await;
-    let db = TestDb::sqlite();
+    let (dovecot, smtp) = servers(kind, SinkOptions::default()).await;
     let mut daemon = Daemon::configure(&db, &dovecot, &smtp);
     let now = Utc::now();
     for n in 0..BACKLOG {
@@ -504,7 +547,7 @@ fn smtp_has_reply_for(smtp: &SmtpSinkServer, to: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_share_one_postgres_and_the_standby_takes_over_the_mailbox() {
-    let (dovecot, smtp) = servers(SinkOptions::default()).await;
+    let (dovecot, smtp) = servers(ImapKind::Dovecot, SinkOptions::default()).await;
     let db = TestDb::postgres().await;
     let mut first = Daemon::configure(&db, &dovecot, &smtp);
     let mut second = Daemon::configure(&db, &dovecot, &smtp);
@@ -555,7 +598,7 @@ async fn two_instances_share_one_postgres_and_the_standby_takes_over_the_mailbox
 /// is on `/metrics` and in `refundd report`.
 #[tokio::test(flavor = "multi_thread")]
 async fn in_shadow_mode_every_case_waits_for_a_reviewer_and_agreement_is_measured() {
-    let (dovecot, smtp) = servers(SinkOptions::default()).await;
+    let (dovecot, smtp) = servers(ImapKind::Dovecot, SinkOptions::default()).await;
     let db = TestDb::sqlite();
     let mut daemon = Daemon::configure_with(&db, &dovecot, &smtp, |s| s.policy.shadow = true);
     daemon.start();
@@ -656,4 +699,116 @@ async fn in_shadow_mode_every_case_waits_for_a_reviewer_and_agreement_is_measure
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["shadow"]["decided"], 2, "{report}");
     assert_eq!(report["shadow"]["agree"], 1, "{report}");
+}
+
+/// A processed folder the server refuses to create (as Cyrus does for a
+/// top-level folder without `altnamespace`): the daemon says so once, in
+/// the server's words, downloads nothing while it stands, and is not
+/// ready; `check-config` fails naming the folder and the server's answer.
+/// Once the operator fixes the server, a restart answers the mail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_processed_folder_the_server_refuses_stops_reading_until_fixed() {
+    let (dovecot, smtp) = servers(ImapKind::Dovecot, SinkOptions::default()).await;
+    let ImapServer::Dovecot(inner) = &dovecot else {
+        unreachable!()
+    };
+    let refusing = crate::support::refuse_new_folders(inner.folder_maildir("INBOX"));
+    let db = TestDb::sqlite();
+    let mut daemon = Daemon::configure(&db, &dovecot, &smtp);
+    let mail = sample("01-ann-unused-pack.eml");
+    dovecot.append(FOLDER, &mail, date_of(&mail)).await.unwrap();
+    daemon.start();
+
+    refundd::act::polar::install_crypto_provider();
+    let readyz = format!("http://127.0.0.1:{}/readyz", daemon.web_port);
+    let start = Instant::now();
+    let reason = loop {
+        if let Ok(response) = reqwest::get(&readyz).await
+            && response.status() == 503
+        {
+            let text = response.text().await.unwrap_or_default();
+            if text.contains("mailbox") {
+                break text;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "/readyz never said why\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Dovecot's words for a folder it cannot make (Cyrus says "NO
+    // Permission denied"): whatever they are, they reach the operator.
+    assert!(reason.contains("\"Processed\""), "{reason}");
+    let words = "NO [SERVERBUG] Internal error occurred";
+    assert!(reason.contains(words), "{reason}");
+
+    // With a reconnect backoff of one second, a retrying daemon would have
+    // downloaded the message several times by now.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(daemon.cases().is_empty(), "nothing read while it stands");
+    assert_eq!(dovecot.uids(FOLDER).await.unwrap(), [1]);
+    let log = daemon.log();
+    assert_eq!(
+        log.matches(words).count(),
+        1,
+        "said once, in the server's words:\n{log}"
+    );
+
+    let out = refundd(&daemon.config, &["check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL  imap processed folder"))
+        .unwrap_or_else(|| panic!("no processed folder line:\n{stdout}"));
+    assert!(line.contains("\"Processed\""), "{line}");
+    assert!(line.contains(words), "{line}");
+    assert!(
+        stdout.contains("ok    imap extension: MOVE offered and used"),
+        "{stdout}"
+    );
+
+    // The operator lets the folder be created and restarts refundd.
+    daemon.kill();
+    drop(refusing);
+    daemon.start();
+    wait_until(Duration::from_secs(20), "the reply", &daemon, || {
+        smtp.received().unwrap().len() == 1
+    });
+    wait_until_drained(&dovecot, Duration::from_secs(10), "the move", &daemon).await;
+    let ready = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_reports_what_refundd_does_without_move_uidplus_and_idle() {
+    let (server, smtp) = servers(ImapKind::Mailutils, SinkOptions::default()).await;
+    let db = TestDb::sqlite();
+    let daemon = Daemon::configure(&db, &server, &smtp);
+    let out = refundd(&daemon.config, &["check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for expected in [
+        "ok    imap processed folder: \"Processed\" did not exist and was created",
+        "ok    imap extension: MOVE not offered: handled mail is copied",
+        "ok    imap extension: UIDPLUS not offered: without it only a plain EXPUNGE exists",
+        "ok    imap extension: CONDSTORE not offered",
+        "ok    imap extension: IDLE offered, not used (idle = false): NOOP polling every 1 s",
+        // The sink asks for no login, and check-config does not claim one.
+        "answers; no login is configured",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok    smtp:") && !l.contains("accepts our login")),
+        "{stdout}"
+    );
+    assert_eq!(server.uids("Processed").await.unwrap(), Vec::<u32>::new());
 }

@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::mailstack::Dovecot;
+use crate::support::{ImapServer, Mailutils, TokenIntrospection};
 use refundd::ingest::imap::{
-    ImapConfig, ImapCursor, ImapError, ImapExtension, ImapMailbox, ImapTls, ScanPlan, Wake, plan,
+    ImapAuth, ImapConfig, ImapCursor, ImapError, ImapExtension, ImapMailbox, ImapTls, ScanPlan,
+    Wake, plan,
 };
 
 fn message(subject: &str, body: &str) -> Vec<u8> {
@@ -128,7 +130,7 @@ async fn move_to_processed_uses_move_and_creates_the_folder() {
     }
     let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
     assert!(mailbox.uses(ImapExtension::Move));
-    mailbox.move_to_processed(1).await.unwrap();
+    mailbox.move_to_processed(&[1]).await.unwrap();
 
     assert_eq!(dovecot.uids("INBOX").await.unwrap(), [2]);
     assert_eq!(dovecot.uids("Processed").await.unwrap(), [1]);
@@ -161,7 +163,7 @@ async fn without_move_the_fallback_copies_and_expunges_only_that_uid_with_uidplu
     let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
     mailbox.disable(ImapExtension::Move);
     assert!(mailbox.uses(ImapExtension::UidPlus));
-    mailbox.move_to_processed(1).await.unwrap();
+    mailbox.move_to_processed(&[1]).await.unwrap();
 
     assert_eq!(dovecot.uids("INBOX").await.unwrap(), [2, 3]);
     assert_eq!(dovecot.deleted_count("INBOX").await.unwrap(), 1);
@@ -169,7 +171,7 @@ async fn without_move_the_fallback_copies_and_expunges_only_that_uid_with_uidplu
 }
 
 #[tokio::test]
-async fn without_move_and_uidplus_a_plain_expunge_also_removes_other_deleted_mail() {
+async fn without_move_and_uidplus_another_clients_deleted_mail_is_never_expunged() {
     let dovecot = Dovecot::start().unwrap();
     for n in 1..=3 {
         dovecot
@@ -185,11 +187,88 @@ async fn without_move_and_uidplus_a_plain_expunge_also_removes_other_deleted_mai
     let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
     mailbox.disable(ImapExtension::Move);
     mailbox.disable(ImapExtension::UidPlus);
-    mailbox.move_to_processed(1).await.unwrap();
+    mailbox.move_to_processed(&[1, 2]).await.unwrap();
 
-    // The documented risk of servers without UIDPLUS (RFC 4315 §1).
-    assert_eq!(dovecot.uids("INBOX").await.unwrap(), [2]);
-    assert_eq!(dovecot.uids("Processed").await.unwrap(), [1]);
+    // A plain EXPUNGE would take message 3 too (RFC 4315 §1): refundd
+    // leaves its own two flagged instead, already copied.
+    assert_eq!(dovecot.uids("INBOX").await.unwrap(), [1, 2, 3]);
+    assert_eq!(dovecot.uids("Processed").await.unwrap(), [1, 2]);
+    let flags = dovecot.flags("INBOX").await.unwrap();
+    assert!(
+        flags[..2]
+            .iter()
+            .all(|(_, f)| f.contains(&"Custom(\"$RefunddProcessed\")".to_string())),
+        "Dovecot takes keywords: {flags:?}"
+    );
+
+    // The other client changes its mind; the next batch expunges ours.
+    dovecot
+        .admin(&["SELECT INBOX", "UID STORE 3 -FLAGS (\\Deleted)"])
+        .await
+        .unwrap();
+    mailbox.move_to_processed(&[3]).await.unwrap();
+    assert_eq!(dovecot.uids("INBOX").await.unwrap(), Vec::<u32>::new());
+    assert_eq!(dovecot.uids("Processed").await.unwrap(), [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_batch_moves_in_one_go_and_a_copy_left_by_a_crash_is_not_copied_twice() {
+    let dovecot = Dovecot::start().unwrap();
+    for n in 1..=4 {
+        dovecot
+            .append("INBOX", &message(&format!("m{n}"), "x"), at(n, 8))
+            .await
+            .unwrap();
+    }
+    // A crash after COPY and the flags, before EXPUNGE and the cursor:
+    // messages 1 and 2 are in Processed already and carry the keyword.
+    dovecot
+        .admin(&[
+            "CREATE Processed",
+            "SELECT INBOX",
+            "UID COPY 1:2 Processed",
+            "UID STORE 1:2 +FLAGS ($RefunddProcessed)",
+        ])
+        .await
+        .unwrap();
+    let mut mailbox = ImapMailbox::connect(&dovecot.config()).await.unwrap();
+    mailbox.disable(ImapExtension::Move);
+    mailbox.disable(ImapExtension::UidPlus);
+    assert!(mailbox.keywords_allowed());
+    mailbox.move_to_processed(&[1, 2, 3, 4]).await.unwrap();
+    assert_eq!(dovecot.uids("INBOX").await.unwrap(), Vec::<u32>::new());
+    assert_eq!(
+        dovecot.uids("Processed").await.unwrap().len(),
+        4,
+        "one copy of each"
+    );
+}
+
+#[tokio::test]
+async fn non_ascii_folder_names_are_sent_in_modified_utf7() {
+    let dovecot = Dovecot::start().unwrap();
+    dovecot
+        .admin(&["CREATE \"R&APw-ckerstattungen\""])
+        .await
+        .unwrap();
+    dovecot
+        .append("R&APw-ckerstattungen", &message("umlaut", "x"), at(2, 2))
+        .await
+        .unwrap();
+    let config = ImapConfig {
+        folder: "Rückerstattungen".into(),
+        processed_folder: "Erledigt/Geprüft".into(),
+        ..dovecot.config()
+    };
+    let mut mailbox = ImapMailbox::connect(&config).await.unwrap();
+    let fetched = mailbox.fetch_since(0).await.unwrap();
+    assert_eq!(fetched.len(), 1);
+    mailbox.move_to_processed(&[fetched[0].uid]).await.unwrap();
+    assert_eq!(
+        dovecot.uids("Erledigt/Gepr&APw-ft").await.unwrap(),
+        [1],
+        "the processed folder has the name the operator wrote"
+    );
 }
 
 #[tokio::test]
@@ -407,4 +486,170 @@ async fn an_untrusted_certificate_is_refused_and_not_retried() {
     let err = ImapMailbox::connect(&config).await.unwrap_err();
     assert!(matches!(err, ImapError::Tls { .. }), "{err:?}");
     assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn a_processed_folder_the_server_refuses_is_permanent_and_nothing_is_downloaded() {
+    let dovecot = Dovecot::start().unwrap();
+    dovecot.admin(&["CREATE Refunds"]).await.unwrap();
+    dovecot
+        .append("Refunds", &message("waiting", "x"), at(3, 3))
+        .await
+        .unwrap();
+    let _refusing = crate::support::refuse_new_folders(dovecot.folder_maildir("INBOX"));
+    let config = ImapConfig {
+        folder: "Refunds".into(),
+        ..dovecot.config()
+    };
+    let mut mailbox = ImapMailbox::connect(&config).await.unwrap();
+    let err = mailbox.fetch_since(0).await.unwrap_err();
+    assert!(
+        matches!(&err, ImapError::ProcessedFolder { folder, .. } if folder == "Processed"),
+        "{err:?}"
+    );
+    assert!(!err.is_transient(), "retrying cannot help: {err:?}");
+    let words = err.server_words().unwrap();
+    assert!(words.starts_with("NO "), "{words}");
+    assert!(err.to_string().contains(&words), "{err}");
+    // The session is still usable, e.g. to report; the mail is untouched.
+    assert_eq!(mailbox.folder().exists, 1);
+    assert_eq!(dovecot.uids("Refunds").await.unwrap(), [1]);
+}
+
+// --- GNU Mailutils imap4d: no MOVE, no UIDPLUS, no keywords, and a
+// non-standard untagged answer to EXPUNGE.
+
+#[tokio::test]
+async fn mailutils_lacks_move_uidplus_and_keywords() {
+    let server = Mailutils::start().unwrap();
+    let mailbox = ImapMailbox::connect(&server.config()).await.unwrap();
+    assert!(!mailbox.advertises(ImapExtension::Move));
+    assert!(!mailbox.advertises(ImapExtension::UidPlus));
+    assert!(!mailbox.keywords_allowed());
+}
+
+#[tokio::test]
+async fn mailutils_moves_a_batch_and_its_odd_expunge_answer_keeps_the_session() {
+    let server = ImapServer::Mailutils(Mailutils::start().unwrap());
+    server.admin(&["CREATE Refunds"]).await.unwrap();
+    for n in 1..=3 {
+        server
+            .append("Refunds", &message(&format!("m{n}"), "x"), at(n, 8))
+            .await
+            .unwrap();
+    }
+    let config = ImapConfig {
+        folder: "Refunds".into(),
+        ..server.config()
+    };
+    let mut mailbox = ImapMailbox::connect(&config).await.unwrap();
+    let fetched = mailbox.fetch_since(0).await.unwrap();
+    // INTERNALDATE is the APPEND date (the policy's receipt time).
+    assert_eq!(fetched[2].internal_date, at(3, 8));
+    let uids: Vec<u32> = fetched.iter().map(|m| m.uid).collect();
+    mailbox.move_to_processed(&uids[..2]).await.unwrap();
+    assert_eq!(server.uids("Refunds").await.unwrap(), [uids[2]]);
+    assert_eq!(server.uids("Processed").await.unwrap().len(), 2);
+    // The server answered EXPUNGE with "* n EXPUNGED", which is not IMAP:
+    // the same session goes on (no reconnect, no Disconnected).
+    let rest = mailbox.fetch_since(uids[1]).await.unwrap();
+    assert_eq!(rest.iter().map(|m| m.uid).collect::<Vec<_>>(), [uids[2]]);
+    assert_eq!(
+        mailbox.skipped_line_shapes(),
+        ["* 0 EXPUNGED"],
+        "the odd line was seen and logged"
+    );
+}
+
+#[tokio::test]
+async fn without_uidplus_a_message_another_client_marked_deleted_survives_our_moves() {
+    let server = ImapServer::Mailutils(Mailutils::start().unwrap());
+    server.admin(&["CREATE Refunds"]).await.unwrap();
+    for n in 1..=2 {
+        server
+            .append("Refunds", &message(&format!("m{n}"), "x"), at(n, 8))
+            .await
+            .unwrap();
+    }
+    let config = ImapConfig {
+        folder: "Refunds".into(),
+        ..server.config()
+    };
+    let mut mailbox = ImapMailbox::connect(&config).await.unwrap();
+    let fetched: Vec<u32> = mailbox
+        .fetch_since(0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(fetched, [1, 2]);
+    // Meanwhile a customer-service client files a message and marks it
+    // \Deleted (its own delete, not yet expunged).
+    server
+        .append("Refunds", &message("theirs", "x"), at(9, 9))
+        .await
+        .unwrap();
+    server
+        .admin(&["SELECT Refunds", "UID STORE 3 +FLAGS (\\Deleted)"])
+        .await
+        .unwrap();
+
+    mailbox.move_to_processed(&fetched).await.unwrap();
+
+    // Mailutils keeps another session's flags to itself (its mbox store
+    // writes them only at that session's EXPUNGE), so refundd's check sees
+    // no foreign \Deleted message here and expunges its own two; Dovecot,
+    // which shares flags at once, is held to the full rule in
+    // `without_move_and_uidplus_another_clients_deleted_mail_is_never_expunged`.
+    // Either way the other client's message is still there.
+    let left = server.uids("Refunds").await.unwrap();
+    assert!(
+        left.contains(&3),
+        "the other client's message survives: {left:?}"
+    );
+    assert!(!left.contains(&1) && !left.contains(&2), "{left:?}");
+    assert_eq!(server.uids("Processed").await.unwrap().len(), 2);
+}
+
+/// Gmail and Microsoft 365 end a session when its access token expires
+/// (Microsoft 365: `* BYE … AccessTokenExpired`); refundd reconnects and
+/// logs in with the token the refresher has written since. Here Dovecot
+/// checks tokens against a loopback introspection endpoint, and a restart
+/// of it stands in for the provider ending the session.
+#[tokio::test(flavor = "multi_thread")]
+async fn xoauth2_reconnects_with_the_fresh_token_after_the_old_one_expired_mid_session() {
+    let tokens = TokenIntrospection::start();
+    tokens.set_active(&["ya29.first"]);
+    let mut dovecot = Dovecot::start_oauth2(&tokens.url).unwrap();
+    dovecot
+        .append("INBOX", &message("oauth", "x"), at(1, 1))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "ya29.first\n").unwrap();
+    let config = ImapConfig {
+        auth: ImapAuth::Xoauth2,
+        password: None,
+        oauth_token_file: Some(token_file.clone()),
+        ..dovecot.config()
+    };
+    let mut mailbox = ImapMailbox::connect(&config).await.unwrap();
+    assert_eq!(mailbox.fetch_since(0).await.unwrap().len(), 1);
+
+    // The token expires and the session ends; the refresher has not yet
+    // written a new one: the old token is refused, as a login error.
+    tokens.set_active(&["ya29.second"]);
+    dovecot.restart().unwrap();
+    let err = mailbox.fetch_since(0).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let err = mailbox.reconnect().await.unwrap_err();
+    assert!(matches!(err, ImapError::Auth { .. }), "{err:?}");
+    assert!(err.is_transient(), "a fresh token may come: {err:?}");
+
+    // The refresher writes the fresh token: the next reconnect reads it.
+    std::fs::write(&token_file, "ya29.second\n").unwrap();
+    mailbox.reconnect().await.unwrap();
+    assert_eq!(mailbox.fetch_since(0).await.unwrap().len(), 1);
 }

@@ -36,14 +36,14 @@ pub fn free_port() -> u16 {
 }
 
 /// A temp dir Dovecot's `mail` user can traverse (`mktemp -d` makes 0700).
-fn open_tempdir(prefix: &str) -> Result<tempfile::TempDir> {
+pub fn open_tempdir(prefix: &str) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     Ok(dir)
 }
 
 /// Kills a process group we started (its leader's pid), and reaps the leader.
-fn kill_group(child: &mut Child) {
+pub fn kill_group(child: &mut Child) {
     let pgid = child.id().to_string();
     let killed = Command::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])
@@ -55,7 +55,7 @@ fn kill_group(child: &mut Child) {
 }
 
 /// The uid and gid of the `mail` user (from /etc/passwd).
-fn mail_ids() -> Result<(u32, u32)> {
+pub fn mail_ids() -> Result<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd")?;
     let line = passwd
         .lines()
@@ -136,16 +136,25 @@ pub struct Dovecot {
 impl Dovecot {
     /// Starts a Dovecot without TLS.
     pub fn start() -> Result<Dovecot> {
-        Self::launch(false)
+        Self::launch(false, None)
     }
 
     /// Starts a Dovecot with a self-signed certificate: STARTTLS on `port`,
     /// implicit TLS on `tls_port`.
     pub fn start_tls() -> Result<Dovecot> {
-        Self::launch(true)
+        Self::launch(true, None)
     }
 
-    fn launch(tls: bool) -> Result<Dovecot> {
+    /// Starts a Dovecot that also accepts `AUTHENTICATE XOAUTH2`, asking
+    /// `introspection_url` (RFC 7662, `POST token=…`) whether a token is
+    /// active, as Gmail's and Microsoft 365's servers check theirs.
+    // Used by the XOAUTH2 test only; benches/daemon_drain.rs includes this file.
+    #[allow(dead_code)]
+    pub fn start_oauth2(introspection_url: &str) -> Result<Dovecot> {
+        Self::launch(false, Some(introspection_url))
+    }
+
+    fn launch(tls: bool, oauth2: Option<&str>) -> Result<Dovecot> {
         let dir = open_tempdir("refundd-dovecot-")?;
         let root = dir.path();
         let mail = root.join("mail");
@@ -174,6 +183,26 @@ impl Dovecot {
             Some(p) => format!("  inet_listener imaps {{\n    port = {p}\n    ssl = yes\n  }}\n"),
             None => String::new(),
         };
+        let (mechanisms, oauth2_passdb) = match oauth2 {
+            Some(url) => {
+                std::fs::write(
+                    root.join("oauth2.conf.ext"),
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\n\
+                         username_attribute = username\nactive_attribute = active\n\
+                         active_value = true\nforce_introspection = yes\n"
+                    ),
+                )?;
+                (
+                    "plain login xoauth2",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2\n  args = {}\n}}\n",
+                        root.join("oauth2.conf.ext").display()
+                    ),
+                )
+            }
+            None => ("plain login", String::new()),
+        };
         let instance = root
             .file_name()
             .and_then(|n| n.to_str())
@@ -193,8 +222,8 @@ first_valid_uid = 1
 mail_uid = mail
 mail_gid = mail
 {ssl}disable_plaintext_auth = no
-auth_mechanisms = plain login
-passdb {{
+auth_mechanisms = {mechanisms}
+{oauth2_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
 }}
@@ -454,7 +483,7 @@ impl Drop for Dovecot {
 }
 
 /// Polls `port` until a connection greets with `prefix`.
-fn wait_for_greeting(port: u16, prefix: &[u8]) -> Result<()> {
+pub fn wait_for_greeting(port: u16, prefix: &[u8]) -> Result<()> {
     let start = Instant::now();
     loop {
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
