@@ -48,13 +48,29 @@ $$;
 CREATE TRIGGER cases_report_facts BEFORE UPDATE OF sender, first_received_at, first_reply_at
     ON cases FOR EACH ROW EXECUTE FUNCTION cases_report_facts();
 
+-- Each trigger below updates one case by its key per statement: a
+-- function's plan is cached for its connection's life, and a plan made
+-- while the table was small, for a condition naming two cases, can be a
+-- sequential scan of `cases` kept for good.
+CREATE FUNCTION case_first_received(case_id BIGINT) RETURNS void LANGUAGE sql AS $$
+    UPDATE cases c SET first_received_at =
+        (SELECT MIN(m.received_at) FROM messages m WHERE m.case_id = c.id)
+    WHERE c.id = $1;
+$$;
 CREATE FUNCTION messages_first_received() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' OR OLD.case_id IS DISTINCT FROM NEW.case_id
-       OR OLD.received_at IS DISTINCT FROM NEW.received_at THEN
-        UPDATE cases c SET first_received_at =
-            (SELECT MIN(m.received_at) FROM messages m WHERE m.case_id = c.id)
-        WHERE c.id = NEW.case_id OR (TG_OP = 'UPDATE' AND c.id = OLD.case_id);
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.case_id IS NOT NULL THEN
+            PERFORM case_first_received(NEW.case_id);
+        END IF;
+    ELSIF OLD.case_id IS DISTINCT FROM NEW.case_id
+          OR OLD.received_at IS DISTINCT FROM NEW.received_at THEN
+        IF NEW.case_id IS NOT NULL THEN
+            PERFORM case_first_received(NEW.case_id);
+        END IF;
+        IF OLD.case_id IS NOT NULL AND OLD.case_id IS DISTINCT FROM NEW.case_id THEN
+            PERFORM case_first_received(OLD.case_id);
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -62,15 +78,22 @@ $$;
 CREATE TRIGGER messages_first_received AFTER INSERT OR UPDATE OF case_id, received_at
     ON messages FOR EACH ROW EXECUTE FUNCTION messages_first_received();
 
+CREATE FUNCTION case_first_reply(case_id BIGINT) RETURNS void LANGUAGE sql AS $$
+    UPDATE cases c SET first_reply_at =
+        (SELECT MIN(r.created_at) FROM replies r
+         WHERE r.case_id = c.id AND lower(r.to_addr) = lower(c.sender))
+    WHERE c.id = $1;
+$$;
 CREATE FUNCTION replies_first_reply() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' OR OLD.case_id IS DISTINCT FROM NEW.case_id
-       OR OLD.to_addr IS DISTINCT FROM NEW.to_addr
-       OR OLD.created_at IS DISTINCT FROM NEW.created_at THEN
-        UPDATE cases c SET first_reply_at =
-            (SELECT MIN(r.created_at) FROM replies r
-             WHERE r.case_id = c.id AND lower(r.to_addr) = lower(c.sender))
-        WHERE c.id = NEW.case_id OR (TG_OP = 'UPDATE' AND c.id = OLD.case_id);
+    IF TG_OP = 'INSERT' THEN
+        PERFORM case_first_reply(NEW.case_id);
+    ELSIF OLD.case_id IS DISTINCT FROM NEW.case_id OR OLD.to_addr IS DISTINCT FROM NEW.to_addr
+          OR OLD.created_at IS DISTINCT FROM NEW.created_at THEN
+        PERFORM case_first_reply(NEW.case_id);
+        IF OLD.case_id IS DISTINCT FROM NEW.case_id THEN
+            PERFORM case_first_reply(OLD.case_id);
+        END IF;
     END IF;
     RETURN NULL;
 END

@@ -289,9 +289,9 @@ macro_rules! queue_where {
     };
 }
 
-/// The cases a search names: open cases with a message whose words match
-/// (`$text_match`: the backend's full-text index, migration 0012, given
-/// the query $7; NULL matches nothing), or named as a case number ($6), or
+/// The cases a search names: open cases with a message `m` whose words
+/// match (`$text_match`: `m.id IN` the backend's full-text index, migration
+/// 0012, given the query $7; NULL matches nothing), or named as a case number ($6), or
 /// by an order id, invoice or receipt number ($5).
 ///
 /// The words are checked per open case (its messages through
@@ -299,15 +299,16 @@ macro_rules! queue_where {
 /// database gathers once per query), not the other way round: a common
 /// word matches tens of thousands of messages, but the queue holds a few
 /// thousand open cases, and walking from each matching message to its
-/// case read one message row per match. `+m.id` keeps SQLite from driving
-/// the lookup by the (long) list of matching ids.
+/// case read one message row per match. On SQLite, `+m.id` keeps the
+/// planner from driving the lookup by the (long) list of matching ids;
+/// PostgreSQL chooses between the two ways by its statistics.
 macro_rules! search_cases {
     ($text_match:literal) => {
         concat!(
             " AND (EXISTS (SELECT 1 FROM messages m
-                           WHERE m.case_id = c.id AND +m.id IN (",
+                           WHERE m.case_id = c.id AND ",
             $text_match,
-            "))
+            ")
                  OR c.id IN (SELECT CAST($6 AS BIGINT)
                     UNION SELECT k.id FROM cases k WHERE k.order_id = $5
                     UNION SELECT k.id FROM orders r JOIN cases k ON k.order_id = r.id
@@ -683,18 +684,20 @@ impl Store {
                     Some(text) => run!(
                         pool,
                         search_select!(
-                            "SELECT rowid FROM message_search WHERE message_search MATCH $7"
+                            "+m.id IN (SELECT rowid FROM message_search
+                                       WHERE message_search MATCH $7)"
                         ),
                         search_count!(
-                            "SELECT rowid FROM message_search WHERE message_search MATCH $7"
+                            "+m.id IN (SELECT rowid FROM message_search
+                                       WHERE message_search MATCH $7)"
                         ),
                         Some(text.as_str())
                     ),
                     // FTS5 refuses to match NULL: no words, no text lookup.
                     None => run!(
                         pool,
-                        search_select!("SELECT CAST($7 AS INTEGER) WHERE 0"),
-                        search_count!("SELECT CAST($7 AS INTEGER) WHERE 0"),
+                        search_select!("+m.id IN (SELECT CAST($7 AS INTEGER) WHERE 0)"),
+                        search_count!("+m.id IN (SELECT CAST($7 AS INTEGER) WHERE 0)"),
                         None::<&str>
                     ),
                 }
@@ -704,12 +707,12 @@ impl Store {
                 run!(
                     pool,
                     search_select!(
-                        "SELECT s.message_id FROM message_search s
-                         WHERE s.words @@ CAST($7 AS tsquery)"
+                        "m.id IN (SELECT s.message_id FROM message_search s
+                                  WHERE s.words @@ CAST($7 AS tsquery))"
                     ),
                     search_count!(
-                        "SELECT s.message_id FROM message_search s
-                         WHERE s.words @@ CAST($7 AS tsquery)"
+                        "m.id IN (SELECT s.message_id FROM message_search s
+                                  WHERE s.words @@ CAST($7 AS tsquery))"
                     ),
                     text.as_deref()
                 )
