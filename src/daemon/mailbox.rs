@@ -1,22 +1,34 @@
 //! The mailbox task: new mail in, decided, then moved — in that order.
 //!
-//! One pass ([`MailboxSync::sync_imap`]) reads the UID cursor, fetches the
-//! messages after it (`BODY.PEEK[]` + INTERNALDATE), stores each durably,
-//! lets the pipeline decide everything stored, and only then moves each
-//! message to the processed folder and advances the cursor. A crash
-//! anywhere re-fetches at most what was not yet moved; the store's
-//! Message-ID + hash dedupe makes the second sight a no-op. A UIDVALIDITY
-//! change rescans the folder the same way.
+//! One pass ([`MailboxSync::sync_imap`]) reads the UID cursor, lists the
+//! messages after it (at most [`PASS_MESSAGES`] and [`PASS_BYTES`]), reads
+//! their bodies in chunks of at most [`CHUNK_BYTES`] and stores each chunk
+//! durably before the next is read (a backlog of large messages is never
+//! held at once), lets the pipeline decide everything stored, and only then
+//! moves the pass's messages to the processed folder and saves the cursor,
+//! once per pass. A crash anywhere re-fetches at most what was not yet
+//! moved; the store's Message-ID + hash dedupe makes the second sight a
+//! no-op. A UIDVALIDITY change rescans the folder the same way.
+//!
+//! Wake-ups: with IDLE, a second, read-only session (the watcher, see
+//! [`watch`]) stays in IDLE for good and only wakes the worker session,
+//! which does the passes. A session that leaves IDLE for every message pays
+//! the server's first-notification delay each time (~0.5 s on Dovecot);
+//! one that stays hears of later messages within milliseconds. Without
+//! IDLE the worker polls with `NOOP` every `poll_interval`.
 
 use chrono::Utc;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Wakes, sleep_or_shutdown};
 use crate::config::Settings;
-use crate::ingest::imap::{self, ImapConfig, ImapCursor, ImapError, ImapMailbox, Wake};
+use crate::ingest::imap::{
+    self, ImapConfig, ImapCursor, ImapError, ImapMailbox, MessageInfo, Wake,
+};
 use crate::ingest::maildir::Maildir;
 use crate::ingest::{self, IngestError, RawMessage};
 use crate::metrics::Metrics;
@@ -24,8 +36,18 @@ use crate::pipeline::{Pipeline, PipelineError};
 use crate::retry::Backoff;
 use crate::store::{Inserted, MailboxCursor, Store, StoreError};
 
-/// Messages one pass reads at most (bounded memory on a backlog).
+/// Messages one pass reads at most (bounded memory and a bounded
+/// transaction of moves on a backlog).
 const PASS_MESSAGES: usize = 200;
+
+/// Bytes one pass lists at most (by RFC822.SIZE; a larger first message
+/// still goes, alone): a backlog of large messages is stored, decided and
+/// moved a few at a time instead of hundreds of megabytes per pass.
+const PASS_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Bytes of message bodies held in memory at once: the pass fetches this
+/// much, stores it and drops it before fetching more.
+const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,12 +110,13 @@ impl MailboxSync {
         }
     }
 
-    /// Stores one message; counts it when it is new.
-    async fn ingest(&self, raw: RawMessage) -> Result<(), SyncError> {
-        if let Inserted::New(_) = ingest::store_message(&self.store, raw).await? {
+    /// Stores one message; counts it when it is new. Returns its row.
+    async fn ingest(&self, raw: RawMessage) -> Result<i64, SyncError> {
+        let inserted = ingest::store_message(&self.store, raw).await?;
+        if let Inserted::New(_) = inserted {
             self.metrics.messages_ingested(1);
         }
-        Ok(())
+        Ok(inserted.id())
     }
 
     /// Decides everything stored and not yet decided.
@@ -103,12 +126,15 @@ impl MailboxSync {
         Ok(processed.len())
     }
 
-    /// One IMAP pass: fetch after the cursor, store, decide, move, advance.
+    /// One IMAP pass: list after the cursor, fetch and store in chunks,
+    /// decide, move, save the cursor once. `notified` is when the watcher
+    /// reported the mail that started this pass (for the stage times).
     #[tracing::instrument(skip_all, fields(stage = "ingest"))]
     pub async fn sync_imap(
         &self,
         mailbox: &mut ImapMailbox,
         config: &ImapConfig,
+        notified: Option<SystemTime>,
     ) -> Result<SyncReport, SyncError> {
         let state = mailbox.select().await?;
         let stored = self
@@ -131,28 +157,44 @@ impl MailboxSync {
                 "UIDVALIDITY changed; rescanning the folder"
             );
         }
-        let mut cursor = plan.cursor();
-        let fetched = mailbox
-            .fetch_since_limit(cursor.last_uid, PASS_MESSAGES)
-            .await?;
-        for message in &fetched {
-            let raw = mailbox.raw_message(message).await?;
-            self.ingest(raw).await?;
+        let cursor = plan.cursor();
+        let listed = within_bytes(
+            mailbox.list_since(cursor.last_uid, PASS_MESSAGES).await?,
+            PASS_BYTES,
+        );
+        let Some(last) = listed.last().map(|m| m.uid) else {
+            return Ok(SyncReport::default());
+        };
+        let mut times = StageTimes::new(notified);
+        for chunk in chunks_within(&listed, CHUNK_BYTES) {
+            let fetched = mailbox.fetch_messages(chunk).await?;
+            let fetched_at = SystemTime::now();
+            for message in fetched {
+                let uid = message.uid;
+                let raw = mailbox.into_raw_message(message).await?;
+                let row = self.ingest(raw).await?;
+                times.stored(uid, row, fetched_at);
+            }
         }
         let processed = self.decide_pending().await?;
-        for message in &fetched {
-            mailbox.move_to_processed(message.uid).await?;
-            cursor = cursor.advanced_to(message.uid);
-            self.store
-                .save_mailbox_cursor(&MailboxCursor {
-                    folder: config.folder.clone(),
-                    uidvalidity: i64::from(cursor.uidvalidity),
-                    last_uid: i64::from(cursor.last_uid),
-                })
-                .await?;
+        times.decided();
+        // Only now, with every case committed, does mail leave the folder.
+        for uid in times.uids() {
+            mailbox.move_to_processed(uid).await?;
         }
+        // One cursor save per pass, after the moves: a crash before it
+        // lists the moved messages' UIDs again and finds them gone.
+        let cursor = cursor.advanced_to(last);
+        self.store
+            .save_mailbox_cursor(&MailboxCursor {
+                folder: config.folder.clone(),
+                uidvalidity: i64::from(cursor.uidvalidity),
+                last_uid: i64::from(cursor.last_uid),
+            })
+            .await?;
+        times.log();
         Ok(SyncReport {
-            fetched: fetched.len(),
+            fetched: listed.len(),
             processed,
         })
     }
@@ -176,8 +218,31 @@ impl MailboxSync {
     }
 }
 
-/// Keeps an IMAP connection, syncs on every wake-up (IDLE or poll), and
-/// reconnects with backoff whenever the connection or the server fails.
+/// Mail the watcher saw and the worker has not yet looked for.
+#[derive(Default)]
+struct NewMail {
+    wake: Notify,
+    /// When the first unhandled notification came (for the stage times).
+    since: Mutex<Option<SystemTime>>,
+}
+
+impl NewMail {
+    fn notify(&self) {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        since.get_or_insert_with(SystemTime::now);
+        drop(since);
+        self.wake.notify_one();
+    }
+
+    /// When the oldest notification not yet handled came; clears it.
+    fn take(&self) -> Option<SystemTime> {
+        self.since.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Works the mailbox until shutdown: the worker session does the passes,
+/// the watcher session (with IDLE) wakes it; each reconnects on its own
+/// with backoff whenever its connection or the server fails.
 pub async fn run_imap(
     sync: MailboxSync,
     config: ImapConfig,
@@ -185,14 +250,31 @@ pub async fn run_imap(
     wakes: Wakes,
     shutdown: CancellationToken,
 ) {
+    let new_mail = NewMail::default();
+    tokio::join!(
+        work(&sync, &config, backoff, &wakes, &new_mail, &shutdown),
+        watch(&config, backoff, &new_mail, &shutdown),
+    );
+}
+
+/// The worker session: a pass on every wake-up (the watcher's, or every
+/// `poll_interval`), and at once again after a full pass.
+async fn work(
+    sync: &MailboxSync,
+    config: &ImapConfig,
+    backoff: Backoff,
+    wakes: &Wakes,
+    new_mail: &NewMail,
+    shutdown: &CancellationToken,
+) {
     let mut failures = 0u32;
     let poll = Duration::from_secs(config.poll_interval.max(1));
     while !shutdown.is_cancelled() {
-        let mut mailbox = match ImapMailbox::connect(&config).await {
+        let mut mailbox = match ImapMailbox::connect(config).await {
             Ok(mailbox) => mailbox,
             Err(err) => {
                 tracing::warn!(error = %err, attempt = failures, "cannot connect to IMAP; retrying");
-                if sleep_or_shutdown(backoff.delay(failures), &shutdown).await {
+                if sleep_or_shutdown(backoff.delay(failures), shutdown).await {
                     return;
                 }
                 failures += 1;
@@ -202,13 +284,13 @@ pub async fn run_imap(
         tracing::info!(host = %config.host, folder = %config.folder, "IMAP connected");
         sync.metrics.set_imap_connected(true);
         loop {
-            match sync.sync_imap(&mut mailbox, &config).await {
+            match sync.sync_imap(&mut mailbox, config, new_mail.take()).await {
                 Ok(report) => {
                     failures = 0;
                     if report.processed > 0 {
                         wakes.decided();
                     }
-                    // A full pass: more mail is waiting, no IDLE in between.
+                    // A full pass: more mail is waiting, no wait in between.
                     if report.fetched >= PASS_MESSAGES && !shutdown.is_cancelled() {
                         continue;
                     }
@@ -218,7 +300,19 @@ pub async fn run_imap(
                     break;
                 }
             }
-            match mailbox.idle_wait(poll, &shutdown).await {
+            // With IDLE the watcher wakes this session (and the poll
+            // interval bounds a watcher that is reconnecting); without, the
+            // worker polls with NOOP itself.
+            let wake = if mailbox.idles() {
+                tokio::select! {
+                    _ = new_mail.wake.notified() => Ok(Wake::NewMail),
+                    _ = tokio::time::sleep(poll) => Ok(Wake::Timeout),
+                    _ = shutdown.cancelled() => Ok(Wake::Cancelled),
+                }
+            } else {
+                mailbox.idle_wait(poll, shutdown).await
+            };
+            match wake {
                 Ok(Wake::Cancelled) => {
                     sync.metrics.set_imap_connected(false);
                     if let Err(err) = mailbox.logout().await {
@@ -234,10 +328,152 @@ pub async fn run_imap(
             }
         }
         sync.metrics.set_imap_connected(false);
-        if sleep_or_shutdown(backoff.delay(failures), &shutdown).await {
+        if sleep_or_shutdown(backoff.delay(failures), shutdown).await {
             return;
         }
         failures += 1;
+    }
+}
+
+/// The watcher session: the folder opened read-only (EXAMINE changes
+/// nothing, not even `\Recent`), kept in IDLE, waking the worker on every
+/// new message. Without IDLE (the server lacks it, or `[imap] idle =
+/// false`) it logs out and leaves the worker to poll.
+async fn watch(
+    config: &ImapConfig,
+    backoff: Backoff,
+    new_mail: &NewMail,
+    shutdown: &CancellationToken,
+) {
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let mut watcher = match ImapMailbox::examine(config).await {
+            Ok(watcher) => watcher,
+            Err(err) => {
+                tracing::debug!(error = %err, attempt = failures, "the IMAP watcher cannot connect; retrying");
+                if sleep_or_shutdown(backoff.delay(failures), shutdown).await {
+                    return;
+                }
+                failures += 1;
+                continue;
+            }
+        };
+        if !watcher.idles() {
+            tracing::info!("the IMAP server offers no IDLE (or [imap] idle is off): polling");
+            if let Err(err) = watcher.logout().await {
+                tracing::debug!(error = %err, "IMAP logout failed");
+            }
+            return;
+        }
+        failures = 0;
+        // Mail may have come while no watcher was in IDLE.
+        new_mail.notify();
+        match watcher
+            .watch_new_mail(&|| new_mail.notify(), shutdown)
+            .await
+        {
+            Ok(()) => {
+                if let Err(err) = watcher.logout().await {
+                    tracing::debug!(error = %err, "IMAP logout failed");
+                }
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "the IMAP watcher failed; reconnecting");
+                if sleep_or_shutdown(backoff.delay(failures), shutdown).await {
+                    return;
+                }
+                failures += 1;
+            }
+        }
+    }
+}
+
+/// The longest prefix of `listed` within `budget` bytes, and at least its
+/// first message (one larger message goes alone).
+fn within_bytes(mut listed: Vec<MessageInfo>, budget: u64) -> Vec<MessageInfo> {
+    let keep = chunks_within(&listed, budget).next().map_or(0, <[_]>::len);
+    listed.truncate(keep);
+    listed
+}
+
+/// `listed` cut into consecutive chunks of at most `budget` bytes each (a
+/// message larger than that is a chunk of its own).
+fn chunks_within(listed: &[MessageInfo], budget: u64) -> impl Iterator<Item = &[MessageInfo]> {
+    let mut rest = listed;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0u64;
+        let mut take = 0;
+        for message in rest {
+            if take > 0 && bytes + message.size > budget {
+                break;
+            }
+            bytes += message.size;
+            take += 1;
+        }
+        let (chunk, tail) = rest.split_at(take);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// When each message of a pass reached each stage, logged at debug level
+/// (target `refundd::stages`, one line per message, Unix milliseconds) so
+/// that a benchmark can break arrival → reply down by stage. Ids only.
+struct StageTimes {
+    notified: Option<SystemTime>,
+    /// (UID, message row, fetched, stored)
+    messages: Vec<(u32, i64, SystemTime, SystemTime)>,
+    decided: Option<SystemTime>,
+}
+
+impl StageTimes {
+    fn new(notified: Option<SystemTime>) -> StageTimes {
+        StageTimes {
+            notified,
+            messages: Vec::new(),
+            decided: None,
+        }
+    }
+
+    fn stored(&mut self, uid: u32, row: i64, fetched: SystemTime) {
+        self.messages.push((uid, row, fetched, SystemTime::now()));
+    }
+
+    fn decided(&mut self) {
+        self.decided = Some(SystemTime::now());
+    }
+
+    /// The UIDs stored in this pass, in order.
+    fn uids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.messages.iter().map(|(uid, ..)| *uid)
+    }
+
+    fn log(&self) {
+        if !tracing::enabled!(target: "refundd::stages", tracing::Level::DEBUG) {
+            return;
+        }
+        let ms = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        let moved = SystemTime::now();
+        for &(uid, message, fetched, stored) in &self.messages {
+            tracing::debug!(
+                target: "refundd::stages",
+                uid,
+                message,
+                notified_ms = ms(self.notified),
+                fetched_ms = ms(Some(fetched)),
+                stored_ms = ms(Some(stored)),
+                decided_ms = ms(self.decided),
+                moved_ms = ms(Some(moved)),
+                "message stage times"
+            );
+        }
     }
 }
 

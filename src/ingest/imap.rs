@@ -309,6 +309,12 @@ impl ImapMailbox {
         self.advertised.contains(&extension) && !self.disabled.contains(&extension)
     }
 
+    /// Whether [`Self::idle_wait`] uses IDLE: the server offers it and
+    /// `[imap] idle` is on.
+    pub fn idles(&self) -> bool {
+        self.config.idle && self.uses(ImapExtension::Idle)
+    }
+
     /// The folder state from the last SELECT.
     pub fn folder(&self) -> FolderState {
         self.folder
@@ -388,6 +394,109 @@ impl ImapMailbox {
         let listed = self.list(&format!("{from}:*"), |uid| uid >= from).await?;
         let listed: Vec<MessageInfo> = listed.into_iter().take(max_messages).collect();
         self.fetch_messages(&listed).await
+    }
+
+    /// UID, INTERNALDATE and size of at most `max_messages` messages above
+    /// `last_uid` (the lowest UIDs), without their content: the daemon
+    /// reads the bodies of a pass in byte-bounded chunks with
+    /// [`Self::fetch_messages`], so a backlog of large messages is never
+    /// held at once. Like [`Self::fetch_since_limit`], it first syncs
+    /// (`NOOP`) so that everything delivered until now is listed.
+    pub async fn list_since(
+        &mut self,
+        last_uid: u32,
+        max_messages: usize,
+    ) -> Result<Vec<MessageInfo>, ImapError> {
+        let Some(from) = last_uid.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let deadline = self.config.command_deadline();
+        let session = self.session()?;
+        let result = timed(deadline, "NOOP", async {
+            session.noop().await.map_err(ImapError::command("NOOP"))
+        })
+        .await;
+        self.check(result)?;
+        self.take_new_mail_notice();
+        let listed = self.list(&format!("{from}:*"), |uid| uid >= from).await?;
+        Ok(listed.into_iter().take(max_messages).collect())
+    }
+
+    /// [`Self::raw_message`] without a copy of the bytes: the fetched
+    /// message is consumed (a 25 MB message is held once, not twice).
+    pub async fn into_raw_message(
+        &mut self,
+        message: FetchedMessage,
+    ) -> Result<RawMessage, ImapError> {
+        match message.bytes {
+            Some(bytes) => Ok(RawMessage {
+                source: format!(
+                    "imap:{}:{}:{}",
+                    self.config.folder, self.folder.uidvalidity, message.uid
+                ),
+                bytes,
+                received_at: message.internal_date,
+                full_size: None,
+            }),
+            None => self.raw_message(&message).await,
+        }
+    }
+
+    /// Stays in IDLE (RFC 2177) on this session and calls `on_new_mail` for
+    /// every `EXISTS`, without leaving IDLE in between, until `cancel`
+    /// fires (then `DONE` and `Ok`). IDLE is ended and re-issued every 25
+    /// minutes (RFC 2177 §3). Meant for a session of its own (opened with
+    /// [`Self::examine`]) that only watches while another one works: a
+    /// server such as Dovecot sends the first notification of an IDLE
+    /// command ~0.5 s after the delivery and later ones within
+    /// milliseconds, so a watcher that never leaves IDLE hears of each
+    /// message at once. Call it only when [`Self::idles`]; after an error
+    /// the session is gone (reconnect).
+    pub async fn watch_new_mail(
+        &mut self,
+        on_new_mail: &(dyn Fn() + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<(), ImapError> {
+        if self.take_new_mail_notice() {
+            on_new_mail();
+        }
+        let command_deadline = self.config.command_deadline();
+        loop {
+            let round_end = Instant::now() + IDLE_REISSUE;
+            let mut handle = self.session.take().ok_or(ImapError::Disconnected)?.idle();
+            timed(command_deadline, "IDLE", async {
+                handle.init().await.map_err(ImapError::command("IDLE"))
+            })
+            .await?;
+            let cancelled = loop {
+                let (wait, _interrupt) =
+                    handle.wait_with_timeout(round_end.saturating_duration_since(Instant::now()));
+                tokio::select! {
+                    response = wait => match response.map_err(ImapError::command("IDLE"))? {
+                        async_imap::extensions::idle::IdleResponse::NewData(data) => {
+                            if matches!(data.parsed(), Response::MailboxData(MailboxDatum::Exists(_))) {
+                                on_new_mail();
+                            }
+                        }
+                        async_imap::extensions::idle::IdleResponse::Timeout
+                        | async_imap::extensions::idle::IdleResponse::ManualInterrupt => break false,
+                    },
+                    _ = tokio::time::sleep_until(round_end) => break false,
+                    _ = cancel.cancelled() => break true,
+                }
+            };
+            let session = timed(command_deadline, "DONE", async {
+                handle.done().await.map_err(ImapError::command("DONE"))
+            })
+            .await?;
+            self.session = Some(session);
+            if self.take_new_mail_notice() {
+                on_new_mail();
+            }
+            if cancelled {
+                return Ok(());
+            }
+        }
     }
 
     /// Every UID in the folder, ascending (`UID SEARCH ALL`): a snapshot,

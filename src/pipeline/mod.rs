@@ -167,7 +167,7 @@ impl Pipeline {
         loop {
             let batch = self
                 .store
-                .unprocessed_messages(100)
+                .unprocessed_messages_within(PENDING_BATCH, PENDING_BATCH_BYTES)
                 .await
                 .map_err(|source| PipelineError::Store { message: 0, source })?;
             if batch.is_empty() {
@@ -524,6 +524,13 @@ impl Pipeline {
         })
     }
 }
+
+/// Stored messages one read of the work list takes at most.
+const PENDING_BATCH: i64 = 100;
+
+/// Bytes of stored mail one read of the work list takes at most (the first
+/// message always comes): large messages are read a few at a time.
+const PENDING_BATCH_BYTES: i64 = 16 * 1024 * 1024;
 
 /// How often a message is decided again after losing a race.
 const DECIDE_ATTEMPTS: u32 = 3;

@@ -156,6 +156,35 @@ impl Store {
         rows.into_iter().map(message_from).collect()
     }
 
+    /// Like [`Store::unprocessed_messages`], but stops before the bytes of
+    /// the messages read would pass `max_bytes` (the first message always
+    /// comes): a batch of large messages is not read whole into memory.
+    pub async fn unprocessed_messages_within(
+        &self,
+        limit: i64,
+        max_bytes: i64,
+    ) -> Result<Vec<StoredMessage>> {
+        let rows: Vec<MessageTuple> = on_pool!(self, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ", message_columns!(), " FROM messages
+                 JOIN (SELECT id AS head_id,
+                              SUM(COALESCE(size, 0)) OVER (ORDER BY received_at, id)
+                                - COALESCE(size, 0) AS earlier
+                         FROM messages WHERE status = 'received'
+                        ORDER BY received_at, id LIMIT $1) AS head
+                   ON head.head_id = messages.id
+                 WHERE head.earlier < $2
+                 ORDER BY received_at, id"
+            ))
+            .bind(limit)
+            .bind(max_bytes)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("list unprocessed messages"))?;
+        rows.into_iter().map(message_from).collect()
+    }
+
     /// Messages the pipeline gave up on (status `failed`), oldest first:
     /// what an operator must look at.
     pub async fn failed_messages(&self, limit: i64) -> Result<Vec<StoredMessage>> {
