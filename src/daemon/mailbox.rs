@@ -461,11 +461,11 @@ impl StageTimes {
                 .map_or(0, |d| d.as_millis() as u64)
         };
         let moved = SystemTime::now();
-        for &(uid, message, fetched, stored) in &self.messages {
+        for &(uid, message_id, fetched, stored) in &self.messages {
             tracing::debug!(
                 target: "refundd::stages",
                 uid,
-                message,
+                message_id,
                 notified_ms = ms(self.notified),
                 fetched_ms = ms(Some(fetched)),
                 stored_ms = ms(Some(stored)),
