@@ -92,6 +92,9 @@ pub struct MailboxSync {
     pipeline: Arc<Pipeline>,
     settings: Arc<Settings>,
     metrics: Metrics,
+    /// Told as soon as a pass has committed decisions, before its moves:
+    /// the outbox sends while the mail is still being moved.
+    wakes: Option<Wakes>,
 }
 
 impl MailboxSync {
@@ -107,7 +110,15 @@ impl MailboxSync {
             pipeline,
             settings,
             metrics,
+            wakes: None,
         }
+    }
+
+    /// Wakes the outbox and the payment stage with `wakes` as soon as a
+    /// pass has decided something.
+    pub(crate) fn waking(mut self, wakes: Wakes) -> MailboxSync {
+        self.wakes = Some(wakes);
+        self
     }
 
     /// Stores one message; counts it when it is new. Returns its row.
@@ -119,10 +130,16 @@ impl MailboxSync {
         Ok(inserted.id())
     }
 
-    /// Decides everything stored and not yet decided.
+    /// Decides everything stored and not yet decided; wakes the stages
+    /// that act on decisions.
     async fn decide_pending(&self) -> Result<usize, SyncError> {
         let processed = self.pipeline.process_pending(Utc::now()).await?;
         self.metrics.observe_processed(&processed);
+        if !processed.is_empty()
+            && let Some(wakes) = &self.wakes
+        {
+            wakes.decided();
+        }
         Ok(processed.len())
     }
 
@@ -207,13 +224,13 @@ impl MailboxSync {
             let raw = maildir.read(entry, self.settings.ingest.max_message_bytes)?;
             ingest::store_message(&self.store, raw).await?;
         }
-        let processed = self.pipeline.process_pending(Utc::now()).await?;
+        let processed = self.decide_pending().await?;
         for entry in &fresh {
             maildir.mark_processed(entry)?;
         }
         Ok(SyncReport {
             fetched: fresh.len(),
-            processed: processed.len(),
+            processed,
         })
     }
 }
@@ -247,12 +264,11 @@ pub async fn run_imap(
     sync: MailboxSync,
     config: ImapConfig,
     backoff: Backoff,
-    wakes: Wakes,
     shutdown: CancellationToken,
 ) {
     let new_mail = NewMail::default();
     tokio::join!(
-        work(&sync, &config, backoff, &wakes, &new_mail, &shutdown),
+        work(&sync, &config, backoff, &new_mail, &shutdown),
         watch(&config, backoff, &new_mail, &shutdown),
     );
 }
@@ -263,7 +279,6 @@ async fn work(
     sync: &MailboxSync,
     config: &ImapConfig,
     backoff: Backoff,
-    wakes: &Wakes,
     new_mail: &NewMail,
     shutdown: &CancellationToken,
 ) {
@@ -287,9 +302,6 @@ async fn work(
             match sync.sync_imap(&mut mailbox, config, new_mail.take()).await {
                 Ok(report) => {
                     failures = 0;
-                    if report.processed > 0 {
-                        wakes.decided();
-                    }
                     // A full pass: more mail is waiting, no wait in between.
                     if report.fetched >= PASS_MESSAGES && !shutdown.is_cancelled() {
                         continue;
@@ -483,18 +495,14 @@ pub async fn run_maildir(
     dir: PathBuf,
     poll: Duration,
     backoff: Backoff,
-    wakes: Wakes,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let wait = match Maildir::open(&dir) {
             Ok(maildir) => match sync.sync_maildir(&maildir).await {
-                Ok(report) => {
+                Ok(_) => {
                     failures = 0;
-                    if report.processed > 0 {
-                        wakes.decided();
-                    }
                     poll
                 }
                 Err(err) => {

@@ -134,19 +134,18 @@ pub async fn run(
         tracker.wait().await;
         return Ok(());
     };
-    let sync = MailboxSync::new(store.clone(), pipeline, settings.clone(), metrics.clone());
+    let sync = MailboxSync::new(store.clone(), pipeline, settings.clone(), metrics.clone())
+        .waking(wakes.clone());
     match (&settings.imap, &settings.daemon.maildir) {
         (Some(imap), _) => {
-            let (imap, shutdown, wakes) = (imap.clone(), shutdown.clone(), wakes.clone());
-            tracker.spawn(
-                async move { mailbox::run_imap(sync, imap, backoff, wakes, shutdown).await },
-            );
+            let (imap, shutdown) = (imap.clone(), shutdown.clone());
+            tracker.spawn(async move { mailbox::run_imap(sync, imap, backoff, shutdown).await });
         }
         (None, Some(dir)) => {
-            let (dir, shutdown, wakes) = (dir.clone(), shutdown.clone(), wakes.clone());
-            tracker.spawn(async move {
-                mailbox::run_maildir(sync, dir, poll, backoff, wakes, shutdown).await
-            });
+            let (dir, shutdown) = (dir.clone(), shutdown.clone());
+            tracker.spawn(
+                async move { mailbox::run_maildir(sync, dir, poll, backoff, shutdown).await },
+            );
         }
         (None, None) => unreachable!("checked above"),
     }
