@@ -269,10 +269,8 @@ async fn close_says_quit_on_every_open_connection() {
     let mut config = sink.config();
     config.connections = 2;
     let smtp = SmtpSink::new(config).unwrap();
-    let (a, b) = tokio::join!(
-        smtp.send_raw(FROM, TO, &reply(1)),
-        smtp.send_raw(FROM, TO, &reply(2))
-    );
+    let (one, two) = (reply(1), reply(2));
+    let (a, b) = tokio::join!(smtp.send_raw(FROM, TO, &one), smtp.send_raw(FROM, TO, &two));
     a.unwrap();
     b.unwrap();
     assert!(sink.quits().unwrap().is_empty(), "no QUIT while open");
