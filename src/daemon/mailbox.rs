@@ -56,6 +56,9 @@ pub struct SyncReport {
     pub fetched: usize,
     /// Messages decided into cases.
     pub processed: usize,
+    /// The pass stopped at its limit (count or bytes): more mail waits, so
+    /// the next pass starts at once.
+    pub more: bool,
 }
 
 /// Why a pass stopped.
@@ -121,13 +124,16 @@ impl MailboxSync {
         self
     }
 
-    /// Stores one message; counts it when it is new. Returns its row.
-    async fn ingest(&self, raw: RawMessage) -> Result<i64, SyncError> {
-        let inserted = ingest::store_message(&self.store, raw).await?;
-        if let Inserted::New(_) = inserted {
-            self.metrics.messages_ingested(1);
-        }
-        Ok(inserted.id())
+    /// Stores messages in one transaction; counts the new ones. Returns
+    /// their rows, in order.
+    async fn ingest(&self, raws: Vec<RawMessage>) -> Result<Vec<i64>, SyncError> {
+        let inserted = ingest::store_messages(&self.store, raws).await?;
+        let new = inserted
+            .iter()
+            .filter(|i| matches!(i, Inserted::New(_)))
+            .count();
+        self.metrics.messages_ingested(new as u64);
+        Ok(inserted.into_iter().map(Inserted::id).collect())
     }
 
     /// Decides everything stored and not yet decided; wakes the stages
@@ -175,10 +181,10 @@ impl MailboxSync {
             );
         }
         let cursor = plan.cursor();
-        let listed = within_bytes(
-            mailbox.list_since(cursor.last_uid, PASS_MESSAGES).await?,
-            PASS_BYTES,
-        );
+        let listed = mailbox.list_since(cursor.last_uid, PASS_MESSAGES).await?;
+        let listed_all = listed.len();
+        let listed = within_bytes(listed, PASS_BYTES);
+        let more = listed_all >= PASS_MESSAGES || listed.len() < listed_all;
         let Some(last) = listed.last().map(|m| m.uid) else {
             return Ok(SyncReport::default());
         };
@@ -186,10 +192,16 @@ impl MailboxSync {
         for chunk in chunks_within(&listed, CHUNK_BYTES) {
             let fetched = mailbox.fetch_messages(chunk).await?;
             let fetched_at = SystemTime::now();
+            let mut uids = Vec::with_capacity(fetched.len());
+            let mut raws = Vec::with_capacity(fetched.len());
             for message in fetched {
-                let uid = message.uid;
-                let raw = mailbox.into_raw_message(message).await?;
-                let row = self.ingest(raw).await?;
+                uids.push(message.uid);
+                raws.push(mailbox.into_raw_message(message).await?);
+            }
+            // One transaction for the chunk: durable before anything is
+            // decided, and one commit instead of one per message.
+            let rows = self.ingest(raws).await?;
+            for (uid, row) in uids.into_iter().zip(rows) {
                 times.stored(uid, row, fetched_at);
             }
         }
@@ -213,6 +225,7 @@ impl MailboxSync {
         Ok(SyncReport {
             fetched: listed.len(),
             processed,
+            more,
         })
     }
 
@@ -231,6 +244,7 @@ impl MailboxSync {
         Ok(SyncReport {
             fetched: fresh.len(),
             processed,
+            more: false,
         })
     }
 }
@@ -303,7 +317,7 @@ async fn work(
                 Ok(report) => {
                     failures = 0;
                     // A full pass: more mail is waiting, no wait in between.
-                    if report.fetched >= PASS_MESSAGES && !shutdown.is_cancelled() {
+                    if report.more && !shutdown.is_cancelled() {
                         continue;
                     }
                 }

@@ -84,11 +84,10 @@ pub async fn run(
         return Err(DaemonError::NoMailbox);
     }
     let store = Store::connect(&settings.database.url).await?;
-    let pipeline = Arc::new(Pipeline::with_templates(
-        store.clone(),
-        settings.clone(),
-        templates.clone(),
-    )?);
+    let pipeline = Arc::new(
+        Pipeline::with_templates(store.clone(), settings.clone(), templates.clone())?
+            .deciding_in_parallel(DECIDE_PARALLELISM),
+    );
     let sink = mail_sink(&settings)?;
     let replies_queued = Arc::new(Notify::new());
     let backoff = Backoff {
@@ -258,6 +257,12 @@ async fn wait_for_lease(
         }
     }
 }
+
+/// Senders whose mail the daemon decides at once: enough to overlap the
+/// database round trips and commits of a pass on two cores (PostgreSQL
+/// commits in groups), few enough to keep SQLite's single writer busy
+/// rather than contended.
+const DECIDE_PARALLELISM: usize = 4;
 
 /// How often the deadline sweep runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
