@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Wakes, sleep_or_shutdown};
 use crate::config::Settings;
 use crate::ingest::imap::{
-    self, ImapConfig, ImapCursor, ImapError, ImapMailbox, MessageInfo, Wake,
+    self, FetchedMessage, ImapConfig, ImapCursor, ImapError, ImapMailbox, MessageInfo, Wake,
 };
 use crate::ingest::maildir::Maildir;
 use crate::ingest::{self, IngestError, RawMessage};
@@ -190,7 +190,7 @@ impl MailboxSync {
         };
         let mut times = StageTimes::new(notified);
         for chunk in chunks_within(&listed, CHUNK_BYTES) {
-            let fetched = mailbox.fetch_messages(chunk).await?;
+            let fetched = fetch_chunk(mailbox, config, chunk).await?;
             let fetched_at = SystemTime::now();
             let mut uids = Vec::with_capacity(fetched.len());
             let mut raws = Vec::with_capacity(fetched.len());
@@ -207,10 +207,11 @@ impl MailboxSync {
         }
         let processed = self.decide_pending().await?;
         times.decided();
-        // Only now, with every case committed, does mail leave the folder.
-        for uid in times.uids() {
-            mailbox.move_to_processed(uid).await?;
-        }
+        // Only now, with every case committed, does mail leave the folder:
+        // the whole pass at once. (Merge note: this becomes the batched
+        // `move_to_processed(&uids)` of the IMAP servers work, one call.)
+        let uids: Vec<u32> = times.uids().collect();
+        mailbox.move_all_to_processed(&uids).await?;
         // One cursor save per pass, after the moves: a crash before it
         // lists the moved messages' UIDs again and finds them gone.
         let cursor = cursor.advanced_to(last);
@@ -412,6 +413,32 @@ async fn watch(
                 failures += 1;
             }
         }
+    }
+}
+
+/// The messages of a chunk with their content. A message larger than a
+/// chunk (and within `max_message_bytes`) is read in parts into one
+/// buffer, so its bytes are held once while it is fetched.
+async fn fetch_chunk(
+    mailbox: &mut ImapMailbox,
+    config: &ImapConfig,
+    chunk: &[MessageInfo],
+) -> Result<Vec<FetchedMessage>, ImapError> {
+    match chunk {
+        [large] if large.size > CHUNK_BYTES && large.size <= config.max_message_bytes => {
+            let bytes = mailbox.fetch_body_in_parts(large.uid, large.size).await?;
+            // Gone meanwhile (another client expunged it): nothing to store.
+            Ok(bytes
+                .map(|bytes| FetchedMessage {
+                    uid: large.uid,
+                    internal_date: large.internal_date,
+                    size: large.size,
+                    bytes: Some(bytes),
+                })
+                .into_iter()
+                .collect())
+        }
+        _ => mailbox.fetch_messages(chunk).await,
     }
 }
 

@@ -50,6 +50,10 @@ const BODY_BATCH_MESSAGES: usize = 100;
 /// Bytes fetched per body batch, at most (one larger message goes alone).
 const BODY_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Bytes one partial fetch of a large message reads
+/// ([`ImapMailbox::fetch_body_in_parts`]).
+const BODY_PART_BYTES: u32 = 4 * 1024 * 1024;
+
 type ImapSession = Session<ImapStream>;
 
 /// Why the mailbox could not be read or changed.
@@ -668,6 +672,47 @@ impl ImapMailbox {
             .collect())
     }
 
+    /// The whole content of one (large) message, read in parts of 4 MB
+    /// (`BODY.PEEK[]<offset.length>`, RFC 3501 §6.4.5) into one buffer of
+    /// its size: the connection's read buffer never holds more than one
+    /// part, so a 25 MB message is held about once instead of three times.
+    /// `None` if no such UID exists.
+    pub async fn fetch_body_in_parts(
+        &mut self,
+        uid: u32,
+        size: u64,
+    ) -> Result<Option<Vec<u8>>, ImapError> {
+        let mut body: Vec<u8> = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        loop {
+            let deadline = self.config.command_deadline();
+            let query = format!("(UID BODY.PEEK[]<{}.{BODY_PART_BYTES}>)", body.len());
+            let session = self.session()?;
+            let result = timed(deadline, "UID FETCH BODY PART", async {
+                let stream = session
+                    .uid_fetch(uid.to_string(), &query)
+                    .await
+                    .map_err(ImapError::command("UID FETCH BODY PART"))?;
+                stream
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(ImapError::command("UID FETCH BODY PART"))
+            })
+            .await;
+            let fetches = self.check(result)?;
+            let Some(part) = fetches
+                .iter()
+                .find(|fetch| fetch.uid == Some(uid))
+                .and_then(|fetch| fetch.body())
+            else {
+                return Ok((!body.is_empty()).then_some(body));
+            };
+            body.extend_from_slice(part);
+            if part.len() < BODY_PART_BYTES as usize {
+                return Ok(Some(body));
+            }
+        }
+    }
+
     /// The header of one message (`BODY.PEEK[HEADER]`), e.g. for a message
     /// too large to download; `None` if no such UID exists.
     pub async fn fetch_headers(&mut self, uid: u32) -> Result<Option<Vec<u8>>, ImapError> {
@@ -747,6 +792,41 @@ impl ImapMailbox {
                     .map_err(ImapError::command("EXPUNGE"))?;
             }
             Ok(())
+        })
+        .await;
+        self.check(result)
+    }
+
+    /// Moves a pass's messages to `processed_folder` with one `UID MOVE
+    /// <set>` (RFC 6851) when the server has MOVE; without it, one
+    /// [`Self::move_to_processed`] per message.
+    ///
+    /// Stand-in for the batched `move_to_processed(&uids)` of the IMAP
+    /// servers work (COPY + STORE + UID EXPUNGE of a set, and the servers
+    /// without UIDPLUS), which replaces it when both land.
+    pub async fn move_all_to_processed(&mut self, uids: &[u32]) -> Result<(), ImapError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        if self.access == FolderAccess::ReadOnly {
+            return Err(ImapError::ReadOnly { command: "MOVE" });
+        }
+        if !self.uses(ImapExtension::Move) {
+            for &uid in uids {
+                self.move_to_processed(uid).await?;
+            }
+            return Ok(());
+        }
+        self.ensure_processed_folder().await?;
+        let deadline = self.config.command_deadline();
+        let target = self.config.processed_folder.clone();
+        let set = uid_set(uids);
+        let session = self.session()?;
+        let result = timed(deadline, "MOVE", async {
+            session
+                .uid_mv(&set, &target)
+                .await
+                .map_err(ImapError::command("UID MOVE"))
         })
         .await;
         self.check(result)
