@@ -1,22 +1,34 @@
 //! The mailbox task: new mail in, decided, then moved — in that order.
 //!
-//! One pass ([`MailboxSync::sync_imap`]) reads the UID cursor, fetches the
-//! messages after it (`BODY.PEEK[]` + INTERNALDATE), stores each durably,
-//! lets the pipeline decide everything stored, and only then moves each
-//! message to the processed folder and advances the cursor. A crash
-//! anywhere re-fetches at most what was not yet moved; the store's
-//! Message-ID + hash dedupe makes the second sight a no-op. A UIDVALIDITY
-//! change rescans the folder the same way.
+//! One pass ([`MailboxSync::sync_imap`]) reads the UID cursor, lists the
+//! messages after it (at most [`PASS_MESSAGES`] and [`PASS_BYTES`]), reads
+//! their bodies in chunks of at most [`CHUNK_BYTES`] and stores each chunk
+//! durably before the next is read (a backlog of large messages is never
+//! held at once), lets the pipeline decide everything stored, and only then
+//! moves the pass's messages to the processed folder and saves the cursor,
+//! once per pass. A crash anywhere re-fetches at most what was not yet
+//! moved; the store's Message-ID + hash dedupe makes the second sight a
+//! no-op. A UIDVALIDITY change rescans the folder the same way.
+//!
+//! Wake-ups: with IDLE, a second, read-only session (the watcher, see
+//! [`watch`]) stays in IDLE for good and only wakes the worker session,
+//! which does the passes. A session that leaves IDLE for every message pays
+//! the server's first-notification delay each time (~0.5 s on Dovecot);
+//! one that stays hears of later messages within milliseconds. Without
+//! IDLE the worker polls with `NOOP` every `poll_interval`.
 
 use chrono::Utc;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Wakes, sleep_or_shutdown};
 use crate::config::Settings;
-use crate::ingest::imap::{self, ImapConfig, ImapCursor, ImapError, ImapMailbox, Wake};
+use crate::ingest::imap::{
+    self, FetchedMessage, ImapConfig, ImapCursor, ImapError, ImapMailbox, MessageInfo, Wake,
+};
 use crate::ingest::maildir::Maildir;
 use crate::ingest::{self, IngestError, RawMessage};
 use crate::metrics::Metrics;
@@ -24,8 +36,18 @@ use crate::pipeline::{Pipeline, PipelineError};
 use crate::retry::Backoff;
 use crate::store::{Inserted, MailboxCursor, Store, StoreError};
 
-/// Messages one pass reads at most (bounded memory on a backlog).
+/// Messages one pass reads at most (bounded memory and a bounded
+/// transaction of moves on a backlog).
 const PASS_MESSAGES: usize = 200;
+
+/// Bytes one pass lists at most (by RFC822.SIZE; a larger first message
+/// still goes, alone): a backlog of large messages is stored, decided and
+/// moved a few at a time instead of hundreds of megabytes per pass.
+const PASS_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Bytes of message bodies held in memory at once: the pass fetches this
+/// much, stores it and drops it before fetching more.
+const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,6 +56,9 @@ pub struct SyncReport {
     pub fetched: usize,
     /// Messages decided into cases.
     pub processed: usize,
+    /// The pass stopped at its limit (count or bytes): more mail waits, so
+    /// the next pass starts at once.
+    pub more: bool,
 }
 
 /// Why a pass stopped.
@@ -70,6 +95,9 @@ pub struct MailboxSync {
     pipeline: Arc<Pipeline>,
     settings: Arc<Settings>,
     metrics: Metrics,
+    /// Told as soon as a pass has committed decisions, before its moves:
+    /// the outbox sends while the mail is still being moved.
+    wakes: Option<Wakes>,
 }
 
 impl MailboxSync {
@@ -85,30 +113,51 @@ impl MailboxSync {
             pipeline,
             settings,
             metrics,
+            wakes: None,
         }
     }
 
-    /// Stores one message; counts it when it is new.
-    async fn ingest(&self, raw: RawMessage) -> Result<(), SyncError> {
-        if let Inserted::New(_) = ingest::store_message(&self.store, raw).await? {
-            self.metrics.messages_ingested(1);
-        }
-        Ok(())
+    /// Wakes the outbox and the payment stage with `wakes` as soon as a
+    /// pass has decided something.
+    pub(crate) fn waking(mut self, wakes: Wakes) -> MailboxSync {
+        self.wakes = Some(wakes);
+        self
     }
 
-    /// Decides everything stored and not yet decided.
+    /// Stores messages in one transaction; counts the new ones. Returns
+    /// their rows, in order.
+    async fn ingest(&self, raws: Vec<RawMessage>) -> Result<Vec<i64>, SyncError> {
+        let inserted = ingest::store_messages(&self.store, raws).await?;
+        let new = inserted
+            .iter()
+            .filter(|i| matches!(i, Inserted::New(_)))
+            .count();
+        self.metrics.messages_ingested(new as u64);
+        Ok(inserted.into_iter().map(Inserted::id).collect())
+    }
+
+    /// Decides everything stored and not yet decided; wakes the stages
+    /// that act on decisions.
     async fn decide_pending(&self) -> Result<usize, SyncError> {
         let processed = self.pipeline.process_pending(Utc::now()).await?;
         self.metrics.observe_processed(&processed);
+        if !processed.is_empty()
+            && let Some(wakes) = &self.wakes
+        {
+            wakes.decided();
+        }
         Ok(processed.len())
     }
 
-    /// One IMAP pass: fetch after the cursor, store, decide, move, advance.
+    /// One IMAP pass: list after the cursor, fetch and store in chunks,
+    /// decide, move, save the cursor once. `notified` is when the watcher
+    /// reported the mail that started this pass (for the stage times).
     #[tracing::instrument(skip_all, fields(stage = "ingest"))]
     pub async fn sync_imap(
         &self,
         mailbox: &mut ImapMailbox,
         config: &ImapConfig,
+        notified: Option<SystemTime>,
     ) -> Result<SyncReport, SyncError> {
         let state = mailbox.select().await?;
         let stored = self
@@ -131,33 +180,53 @@ impl MailboxSync {
                 "UIDVALIDITY changed; rescanning the folder"
             );
         }
-        let mut cursor = plan.cursor();
-        let fetched = mailbox
-            .fetch_since_limit(cursor.last_uid, PASS_MESSAGES)
-            .await?;
-        for message in &fetched {
-            let raw = mailbox.raw_message(message).await?;
-            self.ingest(raw).await?;
+        let cursor = plan.cursor();
+        let listed = mailbox.list_since(cursor.last_uid, PASS_MESSAGES).await?;
+        let listed_all = listed.len();
+        let listed = within_bytes(listed, PASS_BYTES);
+        let more = listed_all >= PASS_MESSAGES || listed.len() < listed_all;
+        let Some(last) = listed.last().map(|m| m.uid) else {
+            return Ok(SyncReport::default());
+        };
+        let mut times = StageTimes::new(notified);
+        for chunk in chunks_within(&listed, CHUNK_BYTES) {
+            let fetched = fetch_chunk(mailbox, config, chunk).await?;
+            let fetched_at = SystemTime::now();
+            let mut uids = Vec::with_capacity(fetched.len());
+            let mut raws = Vec::with_capacity(fetched.len());
+            for message in fetched {
+                uids.push(message.uid);
+                raws.push(mailbox.into_raw_message(message).await?);
+            }
+            // One transaction for the chunk: durable before anything is
+            // decided, and one commit instead of one per message.
+            let rows = self.ingest(raws).await?;
+            for (uid, row) in uids.into_iter().zip(rows) {
+                times.stored(uid, row, fetched_at);
+            }
         }
         let processed = self.decide_pending().await?;
-        // One batch for the pass, then one cursor save: a crash in between
-        // re-reads moved UIDs that are gone (nothing) or still there
-        // (dedupe makes them no-ops).
-        let uids: Vec<u32> = fetched.iter().map(|m| m.uid).collect();
+        times.decided();
+        // Only now, with every case committed, does mail leave the folder:
+        // the whole pass in one batch (one UID MOVE of the set, or its
+        // fallbacks on servers without MOVE or UIDPLUS).
+        let uids: Vec<u32> = times.uids().collect();
         mailbox.move_to_processed(&uids).await?;
-        if let Some(&highest) = uids.iter().max() {
-            cursor = cursor.advanced_to(highest);
-            self.store
-                .save_mailbox_cursor(&MailboxCursor {
-                    folder: config.folder.clone(),
-                    uidvalidity: i64::from(cursor.uidvalidity),
-                    last_uid: i64::from(cursor.last_uid),
-                })
-                .await?;
-        }
+        // One cursor save per pass, after the moves: a crash before it
+        // lists the moved messages' UIDs again and finds them gone.
+        let cursor = cursor.advanced_to(last);
+        self.store
+            .save_mailbox_cursor(&MailboxCursor {
+                folder: config.folder.clone(),
+                uidvalidity: i64::from(cursor.uidvalidity),
+                last_uid: i64::from(cursor.last_uid),
+            })
+            .await?;
+        times.log();
         Ok(SyncReport {
-            fetched: fetched.len(),
+            fetched: listed.len(),
             processed,
+            more,
         })
     }
 
@@ -169,13 +238,14 @@ impl MailboxSync {
             let raw = maildir.read(entry, self.settings.ingest.max_message_bytes)?;
             ingest::store_message(&self.store, raw).await?;
         }
-        let processed = self.pipeline.process_pending(Utc::now()).await?;
+        let processed = self.decide_pending().await?;
         for entry in &fresh {
             maildir.mark_processed(entry)?;
         }
         Ok(SyncReport {
             fetched: fresh.len(),
-            processed: processed.len(),
+            processed,
+            more: false,
         })
     }
 }
@@ -265,16 +335,54 @@ impl Failures {
     }
 }
 
-/// Keeps an IMAP connection, syncs on every wake-up (IDLE or poll), and
-/// reconnects whenever the connection or the server fails: soon after an
-/// outage, later and later while the server throttles, and only every
-/// [`PERMANENT_RECHECK`] after a failure no retry can fix.
+/// Mail the watcher saw and the worker has not yet looked for.
+#[derive(Default)]
+struct NewMail {
+    wake: Notify,
+    /// When the first unhandled notification came (for the stage times).
+    since: Mutex<Option<SystemTime>>,
+}
+
+impl NewMail {
+    fn notify(&self) {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        since.get_or_insert_with(SystemTime::now);
+        drop(since);
+        self.wake.notify_one();
+    }
+
+    /// When the oldest notification not yet handled came; clears it.
+    fn take(&self) -> Option<SystemTime> {
+        self.since.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Works the mailbox until shutdown: the worker session does the passes,
+/// the watcher session (with IDLE) wakes it; each reconnects on its own
+/// whenever its connection or the server fails. The worker waits soon
+/// after an outage, later and later while the server throttles, and only
+/// every [`PERMANENT_RECHECK`] after a failure no retry can fix.
 pub async fn run_imap(
     sync: MailboxSync,
     config: ImapConfig,
     backoff: Backoff,
-    wakes: Wakes,
     shutdown: CancellationToken,
+) {
+    let new_mail = NewMail::default();
+    tokio::join!(
+        work(&sync, &config, backoff, &new_mail, &shutdown),
+        watch(&config, backoff, &new_mail, &shutdown),
+    );
+}
+
+/// The worker session: a pass on every wake-up (the watcher's, or every
+/// `poll_interval`), and at once again after a full pass.
+async fn work(
+    sync: &MailboxSync,
+    config: &ImapConfig,
+    backoff: Backoff,
+    new_mail: &NewMail,
+    shutdown: &CancellationToken,
 ) {
     let mut failures = Failures {
         backoff,
@@ -284,11 +392,11 @@ pub async fn run_imap(
     };
     let poll = Duration::from_secs(config.poll_interval.max(1));
     while !shutdown.is_cancelled() {
-        let mut mailbox = match ImapMailbox::connect(&config).await {
+        let mut mailbox = match ImapMailbox::connect(config).await {
             Ok(mailbox) => mailbox,
             Err(err) => {
                 let wait = failures.record(&err.into(), "cannot connect to IMAP", &sync.metrics);
-                if sleep_or_shutdown(wait, &shutdown).await {
+                if sleep_or_shutdown(wait, shutdown).await {
                     return;
                 }
                 continue;
@@ -297,20 +405,29 @@ pub async fn run_imap(
         tracing::info!(host = %config.host, folder = %config.folder, "IMAP connected");
         sync.metrics.set_imap_connected(true);
         let wait = loop {
-            match sync.sync_imap(&mut mailbox, &config).await {
+            match sync.sync_imap(&mut mailbox, config, new_mail.take()).await {
                 Ok(report) => {
                     failures.clear(&sync.metrics);
-                    if report.processed > 0 {
-                        wakes.decided();
-                    }
-                    // A full pass: more mail is waiting, no IDLE in between.
-                    if report.fetched >= PASS_MESSAGES && !shutdown.is_cancelled() {
+                    // A full pass: more mail is waiting, no wait in between.
+                    if report.more && !shutdown.is_cancelled() {
                         continue;
                     }
                 }
                 Err(err) => break failures.record(&err, "mailbox pass failed", &sync.metrics),
             }
-            match mailbox.idle_wait(poll, &shutdown).await {
+            // With IDLE the watcher wakes this session (and the poll
+            // interval bounds a watcher that is reconnecting); without, the
+            // worker polls with NOOP itself.
+            let wake = if mailbox.idles() {
+                tokio::select! {
+                    _ = new_mail.wake.notified() => Ok(Wake::NewMail),
+                    _ = tokio::time::sleep(poll) => Ok(Wake::Timeout),
+                    _ = shutdown.cancelled() => Ok(Wake::Cancelled),
+                }
+            } else {
+                mailbox.idle_wait(poll, shutdown).await
+            };
+            match wake {
                 Ok(Wake::Cancelled) => {
                     sync.metrics.set_imap_connected(false);
                     if let Err(err) = mailbox.logout().await {
@@ -326,8 +443,176 @@ pub async fn run_imap(
         if let Err(err) = mailbox.logout().await {
             tracing::debug!(error = %err, "IMAP logout failed");
         }
-        if sleep_or_shutdown(wait, &shutdown).await {
+        if sleep_or_shutdown(wait, shutdown).await {
             return;
+        }
+    }
+}
+
+/// The watcher session: the folder opened read-only (EXAMINE changes
+/// nothing, not even `\Recent`), kept in IDLE, waking the worker on every
+/// new message. Without IDLE (the server lacks it, or `[imap] idle =
+/// false`) it logs out and leaves the worker to poll.
+async fn watch(
+    config: &ImapConfig,
+    backoff: Backoff,
+    new_mail: &NewMail,
+    shutdown: &CancellationToken,
+) {
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let mut watcher = match ImapMailbox::examine(config).await {
+            Ok(watcher) => watcher,
+            Err(err) => {
+                tracing::debug!(error = %err, attempt = failures, "the IMAP watcher cannot connect; retrying");
+                if sleep_or_shutdown(backoff.delay(failures), shutdown).await {
+                    return;
+                }
+                failures += 1;
+                continue;
+            }
+        };
+        if !watcher.idles() {
+            tracing::info!("the IMAP server offers no IDLE (or [imap] idle is off): polling");
+            if let Err(err) = watcher.logout().await {
+                tracing::debug!(error = %err, "IMAP logout failed");
+            }
+            return;
+        }
+        failures = 0;
+        // Mail may have come while no watcher was in IDLE.
+        new_mail.notify();
+        match watcher
+            .watch_new_mail(&|| new_mail.notify(), shutdown)
+            .await
+        {
+            Ok(()) => {
+                if let Err(err) = watcher.logout().await {
+                    tracing::debug!(error = %err, "IMAP logout failed");
+                }
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "the IMAP watcher failed; reconnecting");
+                if sleep_or_shutdown(backoff.delay(failures), shutdown).await {
+                    return;
+                }
+                failures += 1;
+            }
+        }
+    }
+}
+
+/// The messages of a chunk with their content. A message larger than a
+/// chunk (and within `max_message_bytes`) is read in parts into one
+/// buffer, so its bytes are held once while it is fetched.
+async fn fetch_chunk(
+    mailbox: &mut ImapMailbox,
+    config: &ImapConfig,
+    chunk: &[MessageInfo],
+) -> Result<Vec<FetchedMessage>, ImapError> {
+    match chunk {
+        [large] if large.size > CHUNK_BYTES && large.size <= config.max_message_bytes => {
+            let bytes = mailbox.fetch_body_in_parts(large.uid, large.size).await?;
+            // Gone meanwhile (another client expunged it): nothing to store.
+            Ok(bytes
+                .map(|bytes| FetchedMessage {
+                    uid: large.uid,
+                    internal_date: large.internal_date,
+                    size: large.size,
+                    bytes: Some(bytes),
+                })
+                .into_iter()
+                .collect())
+        }
+        _ => mailbox.fetch_messages(chunk).await,
+    }
+}
+
+/// The longest prefix of `listed` within `budget` bytes, and at least its
+/// first message (one larger message goes alone).
+fn within_bytes(mut listed: Vec<MessageInfo>, budget: u64) -> Vec<MessageInfo> {
+    let keep = chunks_within(&listed, budget).next().map_or(0, <[_]>::len);
+    listed.truncate(keep);
+    listed
+}
+
+/// `listed` cut into consecutive chunks of at most `budget` bytes each (a
+/// message larger than that is a chunk of its own).
+fn chunks_within(listed: &[MessageInfo], budget: u64) -> impl Iterator<Item = &[MessageInfo]> {
+    let mut rest = listed;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0u64;
+        let mut take = 0;
+        for message in rest {
+            if take > 0 && bytes + message.size > budget {
+                break;
+            }
+            bytes += message.size;
+            take += 1;
+        }
+        let (chunk, tail) = rest.split_at(take);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// When each message of a pass reached each stage, logged at debug level
+/// (target `refundd::stages`, one line per message, Unix milliseconds) so
+/// that a benchmark can break arrival → reply down by stage. Ids only.
+struct StageTimes {
+    notified: Option<SystemTime>,
+    /// (UID, message row, fetched, stored)
+    messages: Vec<(u32, i64, SystemTime, SystemTime)>,
+    decided: Option<SystemTime>,
+}
+
+impl StageTimes {
+    fn new(notified: Option<SystemTime>) -> StageTimes {
+        StageTimes {
+            notified,
+            messages: Vec::new(),
+            decided: None,
+        }
+    }
+
+    fn stored(&mut self, uid: u32, row: i64, fetched: SystemTime) {
+        self.messages.push((uid, row, fetched, SystemTime::now()));
+    }
+
+    fn decided(&mut self) {
+        self.decided = Some(SystemTime::now());
+    }
+
+    /// The UIDs stored in this pass, in order.
+    fn uids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.messages.iter().map(|(uid, ..)| *uid)
+    }
+
+    fn log(&self) {
+        if !tracing::enabled!(target: "refundd::stages", tracing::Level::DEBUG) {
+            return;
+        }
+        let ms = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        let moved = SystemTime::now();
+        for &(uid, message_id, fetched, stored) in &self.messages {
+            tracing::debug!(
+                target: "refundd::stages",
+                uid,
+                message_id,
+                notified_ms = ms(self.notified),
+                fetched_ms = ms(Some(fetched)),
+                stored_ms = ms(Some(stored)),
+                decided_ms = ms(self.decided),
+                moved_ms = ms(Some(moved)),
+                "message stage times"
+            );
         }
     }
 }
@@ -338,18 +623,14 @@ pub async fn run_maildir(
     dir: PathBuf,
     poll: Duration,
     backoff: Backoff,
-    wakes: Wakes,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let wait = match Maildir::open(&dir) {
             Ok(maildir) => match sync.sync_maildir(&maildir).await {
-                Ok(report) => {
+                Ok(_) => {
                     failures = 0;
-                    if report.processed > 0 {
-                        wakes.decided();
-                    }
                     poll
                 }
                 Err(err) => {

@@ -80,15 +80,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     crate::act::polar::install_crypto_provider();
+    return_large_buffers_to_the_os();
     if settings.imap.is_none() && settings.daemon.maildir.is_none() {
         return Err(DaemonError::NoMailbox);
     }
     let store = Store::connect(&settings.database.url).await?;
-    let pipeline = Arc::new(Pipeline::with_templates(
-        store.clone(),
-        settings.clone(),
-        templates.clone(),
-    )?);
+    let pipeline = Arc::new(
+        Pipeline::with_templates(store.clone(), settings.clone(), templates.clone())?
+            .deciding_in_parallel(decide_parallelism(store.backend())),
+    );
     let sink = mail_sink(&settings)?;
     let replies_queued = Arc::new(Notify::new());
     let backoff = Backoff {
@@ -134,19 +134,18 @@ pub async fn run(
         tracker.wait().await;
         return Ok(());
     };
-    let sync = MailboxSync::new(store.clone(), pipeline, settings.clone(), metrics.clone());
+    let sync = MailboxSync::new(store.clone(), pipeline, settings.clone(), metrics.clone())
+        .waking(wakes.clone());
     match (&settings.imap, &settings.daemon.maildir) {
         (Some(imap), _) => {
-            let (imap, shutdown, wakes) = (imap.clone(), shutdown.clone(), wakes.clone());
-            tracker.spawn(
-                async move { mailbox::run_imap(sync, imap, backoff, wakes, shutdown).await },
-            );
+            let (imap, shutdown) = (imap.clone(), shutdown.clone());
+            tracker.spawn(async move { mailbox::run_imap(sync, imap, backoff, shutdown).await });
         }
         (None, Some(dir)) => {
-            let (dir, shutdown, wakes) = (dir.clone(), shutdown.clone(), wakes.clone());
-            tracker.spawn(async move {
-                mailbox::run_maildir(sync, dir, poll, backoff, wakes, shutdown).await
-            });
+            let (dir, shutdown) = (dir.clone(), shutdown.clone());
+            tracker.spawn(
+                async move { mailbox::run_maildir(sync, dir, poll, backoff, shutdown).await },
+            );
         }
         (None, None) => unreachable!("checked above"),
     }
@@ -260,6 +259,18 @@ async fn wait_for_lease(
     }
 }
 
+/// Senders whose mail the daemon decides at once. PostgreSQL: 4, enough to
+/// overlap the round trips and commits of a pass (it commits them in
+/// groups). SQLite: 1, because it has one writer, and a writer that finds
+/// the database locked sleeps in SQLite's busy handler (up to 100 ms a
+/// try) instead of queueing.
+fn decide_parallelism(backend: crate::store::Backend) -> usize {
+    match backend {
+        crate::store::Backend::Postgres => 4,
+        crate::store::Backend::Sqlite => 1,
+    }
+}
+
 /// How often the deadline sweep runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -277,6 +288,25 @@ impl Wakes {
     pub fn decided(&self) {
         self.replies_queued.notify_one();
         self.decisions_recorded.notify_one();
+    }
+}
+
+/// Buffers this large are mapped on their own and unmapped when freed.
+const MMAP_THRESHOLD_BYTES: i32 = 1024 * 1024;
+
+/// A message of 25 MB passes through a few buffers of its size (fetched,
+/// stored, read back, parsed). glibc raises its mmap threshold after the
+/// first such buffer is freed (up to 32 MB), so later ones come from the
+/// heap and stay resident after they are freed: the daemon's memory would
+/// grow by the largest message times the threads that handled one. A fixed
+/// threshold keeps every large buffer mapped on its own and given back to
+/// the operating system when freed, so memory stays flat over a long drain.
+fn return_large_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before
+    // the tasks start and any value is valid for M_MMAP_THRESHOLD.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
     }
 }
 

@@ -60,6 +60,10 @@ const BODY_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// keywords): a message carrying it is not copied again after a crash.
 pub const PROCESSED_KEYWORD: &str = "$RefunddProcessed";
 
+/// Bytes one partial fetch of a large message reads
+/// ([`ImapMailbox::fetch_body_in_parts`]).
+const BODY_PART_BYTES: u32 = 4 * 1024 * 1024;
+
 type ImapSession = Session<Guarded<ImapStream>>;
 
 /// Why the mailbox could not be read or changed.
@@ -504,6 +508,12 @@ impl ImapMailbox {
         self.keywords_allowed
     }
 
+    /// Whether [`Self::idle_wait`] uses IDLE: the server offers it and
+    /// `[imap] idle` is on.
+    pub fn idles(&self) -> bool {
+        self.config.idle && self.uses(ImapExtension::Idle)
+    }
+
     /// The folder state from the last SELECT.
     pub fn folder(&self) -> FolderState {
         self.folder
@@ -593,6 +603,115 @@ impl ImapMailbox {
         let listed = self.list(&format!("{from}:*"), |uid| uid >= from).await?;
         let listed: Vec<MessageInfo> = listed.into_iter().take(max_messages).collect();
         self.fetch_messages(&listed).await
+    }
+
+    /// UID, INTERNALDATE and size of at most `max_messages` messages above
+    /// `last_uid` (the lowest UIDs), without their content: the daemon
+    /// reads the bodies of a pass in byte-bounded chunks with
+    /// [`Self::fetch_messages`], so a backlog of large messages is never
+    /// held at once. Like [`Self::fetch_since_limit`], it first syncs
+    /// (`NOOP`) so that everything delivered until now is listed.
+    pub async fn list_since(
+        &mut self,
+        last_uid: u32,
+        max_messages: usize,
+    ) -> Result<Vec<MessageInfo>, ImapError> {
+        let Some(from) = last_uid.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        // Mail read for handling must be movable afterwards: with a
+        // processed folder the server refuses, nothing is listed or
+        // downloaded at all (else every pass would read the same mail).
+        if self.access == FolderAccess::ReadWrite {
+            self.ensure_processed_folder().await?;
+        }
+        let deadline = self.config.command_deadline();
+        let session = self.session()?;
+        let result = timed(deadline, "NOOP", async {
+            session.noop().await.map_err(ImapError::command("NOOP"))
+        })
+        .await;
+        self.check(result)?;
+        self.take_new_mail_notice();
+        let listed = self.list(&format!("{from}:*"), |uid| uid >= from).await?;
+        Ok(listed.into_iter().take(max_messages).collect())
+    }
+
+    /// [`Self::raw_message`] without a copy of the bytes: the fetched
+    /// message is consumed (a 25 MB message is held once, not twice).
+    pub async fn into_raw_message(
+        &mut self,
+        message: FetchedMessage,
+    ) -> Result<RawMessage, ImapError> {
+        match message.bytes {
+            Some(bytes) => Ok(RawMessage {
+                source: format!(
+                    "imap:{}:{}:{}",
+                    self.config.folder, self.folder.uidvalidity, message.uid
+                ),
+                bytes,
+                received_at: message.internal_date,
+                full_size: None,
+            }),
+            None => self.raw_message(&message).await,
+        }
+    }
+
+    /// Stays in IDLE (RFC 2177) on this session and calls `on_new_mail` for
+    /// every `EXISTS`, without leaving IDLE in between, until `cancel`
+    /// fires (then `DONE` and `Ok`). IDLE is ended and re-issued every 25
+    /// minutes (RFC 2177 §3). Meant for a session of its own (opened with
+    /// [`Self::examine`]) that only watches while another one works: a
+    /// server such as Dovecot sends the first notification of an IDLE
+    /// command ~0.5 s after the delivery and later ones within
+    /// milliseconds, so a watcher that never leaves IDLE hears of each
+    /// message at once. Call it only when [`Self::idles`]; after an error
+    /// the session is gone (reconnect).
+    pub async fn watch_new_mail(
+        &mut self,
+        on_new_mail: &(dyn Fn() + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<(), ImapError> {
+        if self.take_new_mail_notice() {
+            on_new_mail();
+        }
+        let command_deadline = self.config.command_deadline();
+        loop {
+            let round_end = Instant::now() + IDLE_REISSUE;
+            let mut handle = self.session.take().ok_or(ImapError::Disconnected)?.idle();
+            timed(command_deadline, "IDLE", async {
+                handle.init().await.map_err(ImapError::command("IDLE"))
+            })
+            .await?;
+            let cancelled = loop {
+                let (wait, _interrupt) =
+                    handle.wait_with_timeout(round_end.saturating_duration_since(Instant::now()));
+                tokio::select! {
+                    response = wait => match response.map_err(ImapError::command("IDLE"))? {
+                        async_imap::extensions::idle::IdleResponse::NewData(data) => {
+                            if matches!(data.parsed(), Response::MailboxData(MailboxDatum::Exists(_))) {
+                                on_new_mail();
+                            }
+                        }
+                        async_imap::extensions::idle::IdleResponse::Timeout
+                        | async_imap::extensions::idle::IdleResponse::ManualInterrupt => break false,
+                    },
+                    _ = tokio::time::sleep_until(round_end) => break false,
+                    _ = cancel.cancelled() => break true,
+                }
+            };
+            let session = timed(command_deadline, "DONE", async {
+                handle.done().await.map_err(ImapError::command("DONE"))
+            })
+            .await?;
+            self.session = Some(session);
+            if self.take_new_mail_notice() {
+                on_new_mail();
+            }
+            if cancelled {
+                return Ok(());
+            }
+        }
     }
 
     /// Every UID in the folder, ascending (`UID SEARCH ALL`): a snapshot,
@@ -762,6 +881,47 @@ impl ImapMailbox {
             .filter_map(|fetch| Some((fetch.uid?, fetch.body()?.to_vec())))
             .filter(|(uid, _)| uids.contains(uid))
             .collect())
+    }
+
+    /// The whole content of one (large) message, read in parts of 4 MB
+    /// (`BODY.PEEK[]<offset.length>`, RFC 3501 §6.4.5) into one buffer of
+    /// its size: the connection's read buffer never holds more than one
+    /// part, so a 25 MB message is held about once instead of three times.
+    /// `None` if no such UID exists.
+    pub async fn fetch_body_in_parts(
+        &mut self,
+        uid: u32,
+        size: u64,
+    ) -> Result<Option<Vec<u8>>, ImapError> {
+        let mut body: Vec<u8> = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        loop {
+            let deadline = self.config.command_deadline();
+            let query = format!("(UID BODY.PEEK[]<{}.{BODY_PART_BYTES}>)", body.len());
+            let session = self.session()?;
+            let result = timed(deadline, "UID FETCH BODY PART", async {
+                let stream = session
+                    .uid_fetch(uid.to_string(), &query)
+                    .await
+                    .map_err(ImapError::command("UID FETCH BODY PART"))?;
+                stream
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(ImapError::command("UID FETCH BODY PART"))
+            })
+            .await;
+            let fetches = self.check(result)?;
+            let Some(part) = fetches
+                .iter()
+                .find(|fetch| fetch.uid == Some(uid))
+                .and_then(|fetch| fetch.body())
+            else {
+                return Ok((!body.is_empty()).then_some(body));
+            };
+            body.extend_from_slice(part);
+            if part.len() < BODY_PART_BYTES as usize {
+                return Ok(Some(body));
+            }
+        }
     }
 
     /// The header of one message (`BODY.PEEK[HEADER]`), e.g. for a message

@@ -81,25 +81,57 @@ impl RawMessage {
 /// Redacts, hashes and stores one message; a message seen before (same
 /// Message-ID or same bytes) is reported as a duplicate, not stored again.
 pub async fn store_message(store: &Store, raw: RawMessage) -> Result<Inserted, IngestError> {
+    let mut stored = store_messages(store, vec![raw]).await?;
+    stored.pop().ok_or_else(|| IngestError::Store {
+        source_name: String::new(),
+        source: StoreError::Conflict {
+            what: "message",
+            id: String::new(),
+            detail: "the insert reported nothing".into(),
+        },
+    })
+}
+
+/// [`store_message`] for several messages in one transaction (a chunk of a
+/// mailbox pass: one commit instead of one per message); the results are
+/// in the order given. The raw messages are consumed: their bytes are held
+/// once.
+pub async fn store_messages(
+    store: &Store,
+    raws: Vec<RawMessage>,
+) -> Result<Vec<Inserted>, IngestError> {
+    let sources: Vec<String> = raws.iter().map(|raw| raw.source.clone()).collect();
+    let messages: Vec<NewMessage> = raws.into_iter().map(prepare).collect();
+    store
+        .insert_messages(&messages)
+        .await
+        .map_err(|err| IngestError::Store {
+            source_name: sources.join(", "),
+            source: err,
+        })
+}
+
+/// What is stored of a raw message: redacted bytes, their hash, the
+/// Message-ID from the header.
+fn prepare(raw: RawMessage) -> NewMessage {
     let source = raw.source.clone();
     let received_at = raw.received_at;
-    let bytes = parse::redact_secrets(&raw.into_kept_bytes()).into_owned();
+    let kept = raw.into_kept_bytes();
+    let redacted = match parse::redact_secrets(&kept) {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(redacted) => Some(redacted),
+    };
+    // Most mail holds no secret: keep the bytes read, without a copy.
+    let bytes = redacted.unwrap_or(kept);
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let message_id = message_id_of(&bytes);
-    let new = NewMessage {
+    NewMessage {
         message_id,
         sha256,
         raw: bytes,
         received_at,
-        source: source.clone(),
-    };
-    store
-        .insert_message(&new)
-        .await
-        .map_err(|err| IngestError::Store {
-            source_name: source,
-            source: err,
-        })
+        source,
+    }
 }
 
 /// The `Message-ID` of raw bytes, without angle brackets, from the headers

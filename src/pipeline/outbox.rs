@@ -13,8 +13,15 @@
 //! window (milliseconds per reply) needs a person. A transient failure
 //! (4xx, connection) leaves the reply queued for a later pass; a permanent
 //! one (5xx) marks it failed and puts its case in front of a reviewer.
+//!
+//! A pass keeps [`MailSink::parallelism`] sends in flight (one per SMTP
+//! connection): each queued reply of the pass is taken by exactly one of
+//! them, and its attempt row is what makes a second hand-over impossible
+//! even across processes.
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::queue::Lifecycle;
 use crate::queue::lifecycle::review_step;
@@ -36,27 +43,81 @@ pub struct DeliveryReport {
     pub uncertain: usize,
 }
 
-/// Sends every queued reply once; returns what happened.
+/// What became of one reply in a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Sent,
+    Deferred,
+    Failed,
+    Uncertain,
+}
+
+impl DeliveryReport {
+    fn count(mut self, delivery: Delivery) -> Self {
+        match delivery {
+            Delivery::Sent => self.sent += 1,
+            Delivery::Deferred => self.deferred += 1,
+            Delivery::Failed => self.failed += 1,
+            Delivery::Uncertain => self.uncertain += 1,
+        }
+        self
+    }
+}
+
+/// Sends every queued reply once, [`MailSink::parallelism`] at a time;
+/// returns what happened. After a database failure no further reply is
+/// started, but the sends in flight are awaited and recorded (a send is
+/// never abandoned between the hand-over and its record); then the first
+/// failure is returned.
 pub async fn deliver_queued(
     store: &Store,
     sink: &dyn MailSink,
     lifecycle: &Lifecycle,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, StoreError> {
+    let queued = store.queued_replies(PASS_LIMIT as i64).await?;
+    let stopped = AtomicBool::new(false);
+    let stopped = &stopped;
+    let outcomes: Vec<Result<Option<Delivery>, StoreError>> = futures::stream::iter(queued)
+        .map(|reply| async move {
+            if stopped.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let outcome = attempt(store, sink, lifecycle, &reply, now).await;
+            if outcome.is_err() {
+                stopped.store(true, Ordering::Relaxed);
+            }
+            outcome.map(Some)
+        })
+        .buffer_unordered(sink.parallelism().max(1))
+        .collect()
+        .await;
     let mut report = DeliveryReport::default();
-    for reply in store.queued_replies(PASS_LIMIT as i64).await? {
-        if !store.begin_reply_attempt(reply.id, now).await? {
-            let reason = "delivery uncertain: refundd stopped while handing this reply to the mail server; \
-                          it is not sent again automatically";
-            tracing::error!(reply_id = reply.id, case_id = %reply.case_id, "reply delivery uncertain after a crash");
-            store.finish_reply_failed(reply.id, reason, true).await?;
-            review_undelivered(store, lifecycle, reply.case_id, reason, now).await?;
-            report.uncertain += 1;
-            continue;
+    for outcome in outcomes {
+        if let Some(delivery) = outcome? {
+            report = report.count(delivery);
         }
-        deliver_one(store, sink, lifecycle, &reply, now, &mut report).await?;
     }
     Ok(report)
+}
+
+/// One reply: the attempt recorded, handed over, the outcome recorded.
+async fn attempt(
+    store: &Store,
+    sink: &dyn MailSink,
+    lifecycle: &Lifecycle,
+    reply: &StoredReply,
+    now: DateTime<Utc>,
+) -> Result<Delivery, StoreError> {
+    if !store.begin_reply_attempt(reply.id, now).await? {
+        let reason = "delivery uncertain: refundd stopped while handing this reply to the mail server; \
+                      it is not sent again automatically";
+        tracing::error!(reply_id = reply.id, case_id = %reply.case_id, "reply delivery uncertain after a crash");
+        store.finish_reply_failed(reply.id, reason, true).await?;
+        review_undelivered(store, lifecycle, reply.case_id, reason, now).await?;
+        return Ok(Delivery::Uncertain);
+    }
+    deliver_one(store, sink, lifecycle, reply, now).await
 }
 
 async fn deliver_one(
@@ -65,8 +126,7 @@ async fn deliver_one(
     lifecycle: &Lifecycle,
     reply: &StoredReply,
     now: DateTime<Utc>,
-    report: &mut DeliveryReport,
-) -> Result<(), StoreError> {
+) -> Result<Delivery, StoreError> {
     let outgoing = OutgoingMessage {
         message_id: reply.message_id.clone(),
         raw: reply.raw.clone(),
@@ -74,14 +134,14 @@ async fn deliver_one(
     match sink.send(&outgoing, &reply.to_addr).await {
         Ok(()) => {
             store.finish_reply_sent(reply.id, now).await?;
-            report.sent += 1;
+            Ok(Delivery::Sent)
         }
         Err(err) if err.is_transient() => {
             tracing::warn!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply deferred");
             store
                 .finish_reply_failed(reply.id, &err.to_string(), false)
                 .await?;
-            report.deferred += 1;
+            Ok(Delivery::Deferred)
         }
         Err(err) => {
             tracing::error!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply refused");
@@ -96,10 +156,9 @@ async fn deliver_one(
                 now,
             )
             .await?;
-            report.failed += 1;
+            Ok(Delivery::Failed)
         }
     }
-    Ok(())
 }
 
 /// Puts a case whose reply could not be delivered in front of a reviewer,

@@ -70,6 +70,18 @@ pub trait MailSink: Send + Sync {
         message: &'a OutgoingMessage,
         to: &'a str,
     ) -> BoxFuture<'a, Result<(), SendError>>;
+
+    /// How many messages it takes at once: the outbox keeps this many
+    /// sends in flight (each reply still goes through exactly one).
+    fn parallelism(&self) -> usize {
+        1
+    }
+
+    /// Ends what the sink holds open (an SMTP server hears `QUIT`); the
+    /// daemon calls it once at shutdown, after the last send.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Writes each message to `<dir>/<message-id>.eml`, atomically (temporary

@@ -9,21 +9,25 @@
 use chrono::{DateTime, Utc};
 
 use super::error::db;
-use super::{Result, Store, Tx, on_pool, on_tx};
+use super::{Result, Store, Tx, on_tx};
 
 impl Store {
     /// Records that reply `id` is about to be sent. `false` when an earlier
     /// attempt was started and never finished: its outcome is unknown.
     pub async fn begin_reply_attempt(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
-        let inserted = on_pool!(self, pool => {
+        // A transaction of its own, so that it takes its turn with the
+        // other writers (see `Store::begin`).
+        let mut tx = self.begin().await?;
+        let inserted = on_tx!(tx, conn => {
             sqlx::query("INSERT INTO reply_attempts (reply_id, started_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(id)
                 .bind(at)
-                .execute(pool)
+                .execute(&mut *conn)
                 .await
                 .map(|done| done.rows_affected())
         })
         .map_err(db("begin a reply attempt"))?;
+        tx.commit().await?;
         Ok(inserted == 1)
     }
 

@@ -89,55 +89,29 @@ impl Store {
     /// The message's words go into the search index in the same
     /// transaction.
     pub async fn insert_message(&self, message: &NewMessage) -> Result<Inserted> {
-        let size = i64::try_from(message.raw.len()).unwrap_or(i64::MAX);
+        let mut inserted = self.insert_messages(std::slice::from_ref(message)).await?;
+        inserted.pop().ok_or_else(|| StoreError::Conflict {
+            what: "message",
+            id: message.sha256.clone(),
+            detail: "the insert reported nothing".into(),
+        })
+    }
+
+    /// [`Store::insert_message`] for several messages in one transaction
+    /// (one commit for a chunk of a mailbox pass): each is `New` or
+    /// `Duplicate` (of a stored row, or of one earlier in `messages`), in
+    /// the order given.
+    pub async fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<Inserted>> {
         // Decoded before the transaction: SQLite's write lock is not held
         // while MIME is parsed.
-        let words = message_words(&message.raw);
+        let words: Vec<SearchWords> = messages.iter().map(|m| message_words(&m.raw)).collect();
         let mut tx = self.begin().await?;
-        let inserted: Option<i64> = on_tx!(tx, conn => {
-            sqlx::query_scalar(
-                "INSERT INTO messages (message_id, sha256, raw, size, received_at, source, status,
-                                       search_indexed)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'received', TRUE)
-                 ON CONFLICT DO NOTHING
-                 RETURNING id",
-            )
-            .bind(&message.message_id)
-            .bind(&message.sha256)
-            .bind(&message.raw)
-            .bind(size)
-            .bind(message.received_at)
-            .bind(&message.source)
-            .fetch_optional(&mut *conn)
-            .await
-        })
-        .map_err(db("insert a message"))?;
-        if let Some(id) = inserted {
-            tx.index_message(id, &words).await?;
-            tx.commit().await?;
-            return Ok(Inserted::New(id));
+        let mut results = Vec::with_capacity(messages.len());
+        for (message, words) in messages.iter().zip(&words) {
+            results.push(tx.insert_message(message, words).await?);
         }
-        tx.rollback().await?;
-        // The conflicting row is committed by now: ON CONFLICT waited for it.
-        let existing: Option<i64> = on_pool!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT id FROM messages
-                 WHERE sha256 = $2 OR ($1 IS NOT NULL AND message_id = $1)
-                 ORDER BY id LIMIT 1",
-            )
-            .bind(&message.message_id)
-            .bind(&message.sha256)
-            .fetch_optional(pool)
-            .await
-        })
-        .map_err(db("find a duplicate message"))?;
-        existing
-            .map(Inserted::Duplicate)
-            .ok_or_else(|| StoreError::Conflict {
-                what: "message",
-                id: message.sha256.clone(),
-                detail: "insert conflicted but no duplicate is visible".into(),
-            })
+        tx.commit().await?;
+        Ok(results)
     }
 
     /// Messages not yet through the pipeline, oldest received first.
@@ -149,6 +123,35 @@ impl Store {
                  ORDER BY received_at, id LIMIT $1"
             ))
             .bind(limit)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db("list unprocessed messages"))?;
+        rows.into_iter().map(message_from).collect()
+    }
+
+    /// Like [`Store::unprocessed_messages`], but stops before the bytes of
+    /// the messages read would pass `max_bytes` (the first message always
+    /// comes): a batch of large messages is not read whole into memory.
+    pub async fn unprocessed_messages_within(
+        &self,
+        limit: i64,
+        max_bytes: i64,
+    ) -> Result<Vec<StoredMessage>> {
+        let rows: Vec<MessageTuple> = on_pool!(self, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ", message_columns!(), " FROM messages
+                 JOIN (SELECT id AS head_id,
+                              SUM(COALESCE(size, 0)) OVER (ORDER BY received_at, id)
+                                - COALESCE(size, 0) AS earlier
+                         FROM messages WHERE status = 'received'
+                        ORDER BY received_at, id LIMIT $1) AS head
+                   ON head.head_id = messages.id
+                 WHERE head.earlier < $2
+                 ORDER BY received_at, id"
+            ))
+            .bind(limit)
+            .bind(max_bytes)
             .fetch_all(pool)
             .await
         })
@@ -359,6 +362,58 @@ impl Tx {
         }
         .map_err(db("claim a message"))?;
         row.map(message_from).transpose()
+    }
+
+    /// Inserts one message (and its words) unless it is stored already.
+    async fn insert_message(
+        &mut self,
+        message: &NewMessage,
+        words: &SearchWords,
+    ) -> Result<Inserted> {
+        let size = i64::try_from(message.raw.len()).unwrap_or(i64::MAX);
+        let inserted: Option<i64> = on_tx!(self, conn => {
+            sqlx::query_scalar(
+                "INSERT INTO messages (message_id, sha256, raw, size, received_at, source, status,
+                                       search_indexed)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'received', TRUE)
+                 ON CONFLICT DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&message.message_id)
+            .bind(&message.sha256)
+            .bind(&message.raw)
+            .bind(size)
+            .bind(message.received_at)
+            .bind(&message.source)
+            .fetch_optional(&mut *conn)
+            .await
+        })
+        .map_err(db("insert a message"))?;
+        if let Some(id) = inserted {
+            self.index_message(id, words).await?;
+            return Ok(Inserted::New(id));
+        }
+        // ON CONFLICT waited for a conflicting transaction to commit, so
+        // its row is visible now (as is an earlier one of this transaction).
+        let existing: Option<i64> = on_tx!(self, conn => {
+            sqlx::query_scalar(
+                "SELECT id FROM messages
+                 WHERE sha256 = $2 OR ($1 IS NOT NULL AND message_id = $1)
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(&message.message_id)
+            .bind(&message.sha256)
+            .fetch_optional(&mut *conn)
+            .await
+        })
+        .map_err(db("find a duplicate message"))?;
+        existing
+            .map(Inserted::Duplicate)
+            .ok_or_else(|| StoreError::Conflict {
+                what: "message",
+                id: message.sha256.clone(),
+                detail: "insert conflicted but no duplicate is visible".into(),
+            })
     }
 
     /// Puts a message's words into the search index (nothing when it has

@@ -49,6 +49,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, SqlSafeStr, Sqlite, SqlitePool, Transaction};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use accounts::{
@@ -202,6 +203,12 @@ pub(crate) use {on_pool, on_tx};
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
+    /// SQLite has one writer at a time. This process's transactions queue
+    /// here for it (fairly, without polling) instead of in SQLite's busy
+    /// handler, which sleeps 1 to 100 ms between tries: with the mailbox,
+    /// the outbox's several connections and the console writing at once,
+    /// those sleeps, not the writes, would set the pace.
+    writers: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Clone, Debug)]
@@ -214,6 +221,8 @@ pub(crate) enum Db {
 /// and land together on [`Tx::commit`]; dropping it rolls back.
 pub struct Tx {
     inner: TxInner,
+    /// This process's turn to write (SQLite), released with the transaction.
+    _turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 pub(crate) enum TxInner {
@@ -277,7 +286,10 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl { url: redact(url) });
         };
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            writers: Arc::new(tokio::sync::Semaphore::new(1)),
+        })
     }
 
     /// Opens the database at `url` to read only, migrating nothing: a
@@ -315,7 +327,10 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl { url: redact(url) });
         };
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            writers: Arc::new(tokio::sync::Semaphore::new(1)),
+        })
     }
 
     /// Applies the embedded migrations that are not applied yet. Safe to
@@ -366,18 +381,32 @@ impl Store {
     /// Opens a transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so that a transaction which reads and then
     /// writes waits for other writers instead of failing half-way.
+    ///
+    /// On SQLite it first waits for this process's turn to write (see
+    /// `writers`); after [`SQLITE_BUSY_TIMEOUT`] without one it goes on
+    /// and leaves the waiting to SQLite, so a caller that holds a
+    /// transaction while opening another fails as before instead of
+    /// hanging.
     pub async fn begin(&self) -> Result<Tx> {
-        let inner = match &self.db {
-            Db::Sqlite(pool) => TxInner::Sqlite(
-                pool.begin_with("BEGIN IMMEDIATE")
+        let (inner, turn) = match &self.db {
+            Db::Sqlite(pool) => {
+                let turn =
+                    tokio::time::timeout(SQLITE_BUSY_TIMEOUT, self.writers.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                let tx = pool
+                    .begin_with("BEGIN IMMEDIATE")
                     .await
-                    .map_err(db("begin a transaction"))?,
-            ),
-            Db::Postgres(pool) => {
-                TxInner::Postgres(pool.begin().await.map_err(db("begin a transaction"))?)
+                    .map_err(db("begin a transaction"))?;
+                (TxInner::Sqlite(tx), turn)
             }
+            Db::Postgres(pool) => (
+                TxInner::Postgres(pool.begin().await.map_err(db("begin a transaction"))?),
+                None,
+            ),
         };
-        Ok(Tx { inner })
+        Ok(Tx { inner, _turn: turn })
     }
 }
 

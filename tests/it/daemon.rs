@@ -812,3 +812,126 @@ async fn check_config_reports_what_refundd_does_without_move_uidplus_and_idle() 
     );
     assert_eq!(server.uids("Processed").await.unwrap(), Vec::<u32>::new());
 }
+
+/// A customer mail from a stranger with an image attachment making it about
+/// `bytes` long (base64 in 76-column lines).
+fn mail_with_attachment(bytes: usize, received: DateTime<Utc>) -> Vec<u8> {
+    let mut mail = format!(
+        "From: Big Sender <big@backlog.example>\r\nTo: refunds@anumi.example\r\n\
+         Subject: refund please, screenshot attached\r\nDate: {}\r\n\
+         Message-ID: <big-1@backlog.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         Hello, I would like a refund please. The screenshot is attached.\r\n\
+         --b\r\nContent-Type: image/png; name=\"shot.png\"\r\n\
+         Content-Disposition: attachment; filename=\"shot.png\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n",
+        received.to_rfc2822()
+    )
+    .into_bytes();
+    let line = b"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA\r\n";
+    while mail.len() + line.len() + 8 < bytes {
+        mail.extend_from_slice(line);
+    }
+    mail.extend_from_slice(b"--b--\r\n");
+    mail
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_25_mb_message_is_stored_whole_and_decided_like_any_other() {
+    let (dovecot, smtp) = servers(ImapKind::Dovecot, SinkOptions::default()).await;
+    let db = TestDb::sqlite();
+    let mut daemon = Daemon::configure(&db, &dovecot, &smtp);
+    let now = Utc::now();
+    let mail = mail_with_attachment(25_000_000, now - ChronoDuration::minutes(5));
+    dovecot.append(FOLDER, &mail, now).await.unwrap();
+    daemon.start();
+
+    wait_until(Duration::from_secs(60), "the reply", &daemon, || {
+        smtp_has_reply_for(&smtp, "big@backlog.example")
+    });
+    wait_until_drained(&dovecot, Duration::from_secs(20), "the move", &daemon).await;
+    let cases = daemon.cases();
+    assert_eq!(cases.len(), 1);
+    let case = daemon.case(cases[0]["id"].as_str().unwrap());
+    let stored = case["messages"][0]["raw"].as_str().unwrap();
+    assert_eq!(
+        stored.len(),
+        mail.len(),
+        "stored whole, not as a header stub"
+    );
+    assert_eq!(stored.as_bytes(), &mail[..]);
+    assert_eq!(smtp.received().unwrap().len(), 1, "answered once");
+    assert!(daemon.terminate(Duration::from_secs(10)).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_shutdown_the_daemon_says_quit_on_its_smtp_connections() {
+    let (dovecot, smtp) = servers(ImapKind::Dovecot, SinkOptions::default()).await;
+    let db = TestDb::sqlite();
+    let mut daemon = Daemon::configure(&db, &dovecot, &smtp);
+    daemon.start();
+    let mail = sample("01-ann-unused-pack.eml");
+    dovecot.append(FOLDER, &mail, date_of(&mail)).await.unwrap();
+    wait_until(Duration::from_secs(20), "the reply", &daemon, || {
+        smtp.received().unwrap().len() == 1
+    });
+    assert!(
+        smtp.quits().unwrap().is_empty(),
+        "the connection stays open"
+    );
+
+    let status = daemon.terminate(Duration::from_secs(10));
+
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    let used = smtp.received().unwrap()[0].peer_port;
+    assert_eq!(
+        smtp.quits().unwrap(),
+        vec![used],
+        "QUIT on the connection that sent the reply"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_on_postgres_is_answered_once_each_over_several_smtp_connections() {
+    const BACKLOG: usize = 60;
+    let (dovecot, smtp) = servers(ImapKind::Dovecot, SinkOptions::default()).await;
+    let db = TestDb::postgres().await;
+    let mut daemon = Daemon::configure_with(&db, &dovecot, &smtp, |s| {
+        s.smtp.as_mut().unwrap().connections = 4;
+    });
+    let now = Utc::now();
+    let mails: Vec<Vec<u8>> = (0..BACKLOG)
+        .map(|n| backlog_mail(n, now - ChronoDuration::minutes(30)))
+        .collect();
+    for mail in &mails {
+        dovecot.append(FOLDER, mail, now).await.unwrap();
+    }
+    daemon.start();
+    wait_until(Duration::from_secs(60), "every reply", &daemon, || {
+        smtp.received().unwrap().len() >= BACKLOG
+    });
+    wait_until_drained(&dovecot, Duration::from_secs(20), "the moves", &daemon).await;
+    assert!(daemon.terminate(Duration::from_secs(10)).success());
+
+    let received = smtp.received().unwrap();
+    let mut recipients: Vec<String> = received.iter().flat_map(|r| r.rcpt_tos.clone()).collect();
+    recipients.sort();
+    let mut expected: Vec<String> = (0..BACKLOG)
+        .map(|n| format!("c{n}@backlog.example"))
+        .collect();
+    expected.sort();
+    assert_eq!(recipients, expected, "each customer answered exactly once");
+    assert_eq!(daemon.cases().len(), BACKLOG, "one case per message");
+    assert_eq!(dovecot.uids("Processed").await.unwrap().len(), BACKLOG);
+    let mut ports: Vec<u16> = received.iter().map(|r| r.peer_port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert!(
+        ports.len() <= 4,
+        "at most [smtp] connections connections: {ports:?}"
+    );
+    let mut quits = smtp.quits().unwrap();
+    quits.sort_unstable();
+    assert_eq!(quits, ports, "every connection said QUIT at shutdown");
+}

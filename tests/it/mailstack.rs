@@ -568,7 +568,9 @@ impl SmtpSinkServer {
             .arg("--dir")
             .arg(self.dir.path().join("messages"))
             .args(["--fail-first", &self.options.fail_first.to_string()])
-            .args(["--fail-code", &self.fail_code().to_string()]);
+            .args(["--fail-code", &self.fail_code().to_string()])
+            .arg("--quit-log")
+            .arg(self.quit_log());
         if let Some(address) = &self.options.fail_rcpt {
             command.args(["--fail-rcpt", address]);
         }
@@ -627,6 +629,26 @@ impl SmtpSinkServer {
     /// The directory the sink writes `NNNNNN.eml` + `NNNNNN.json` into.
     pub fn messages_dir(&self) -> PathBuf {
         self.dir.path().join("messages")
+    }
+
+    /// Where the sink notes every `QUIT` it hears.
+    fn quit_log(&self) -> PathBuf {
+        self.dir.path().join("quits.jsonl")
+    }
+
+    /// The client port of every connection that said `QUIT`, in order.
+    pub fn quits(&self) -> Result<Vec<u16>> {
+        let log = match std::fs::read_to_string(self.quit_log()) {
+            Ok(log) => log,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err.into()),
+        };
+        log.lines()
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line)?;
+                Ok(value["peer_port"].as_u64().unwrap_or_default() as u16)
+            })
+            .collect()
     }
 
     /// The CA file clients must trust (STARTTLS sinks).

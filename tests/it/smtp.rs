@@ -227,3 +227,68 @@ async fn starttls_with_auth_delivers_and_a_wrong_password_is_permanent() {
     assert!(matches!(err, SmtpError::Auth(_)), "{err:?}");
     assert!(!err.is_transient());
 }
+
+#[tokio::test]
+async fn several_connections_carry_concurrent_sends_and_each_message_arrives_once() {
+    let sink = SmtpSinkServer::start(SinkOptions::default()).unwrap();
+    let mut config = sink.config();
+    config.connections = 3;
+    let smtp = SmtpSink::new(config).unwrap();
+    let sends = (0..30).map(|n| {
+        let smtp = &smtp;
+        async move { smtp.send_raw(FROM, TO, &reply(n)).await }
+    });
+    for sent in futures::future::join_all(sends).await {
+        sent.unwrap();
+    }
+
+    let received = sink.received().unwrap();
+    let mut bodies: Vec<Vec<u8>> = received.iter().map(|r| r.raw.clone()).collect();
+    bodies.sort();
+    let mut expected: Vec<Vec<u8>> = (0..30).map(reply).collect();
+    expected.sort();
+    assert_eq!(bodies, expected, "every message exactly once");
+    let mut ports: Vec<u16> = received.iter().map(|r| r.peer_port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert!(
+        (2..=3).contains(&ports.len()),
+        "30 concurrent sends over {} connections",
+        ports.len()
+    );
+    assert_eq!(
+        smtp.connections_opened(),
+        ports.len() as u64,
+        "no connect per message"
+    );
+}
+
+#[tokio::test]
+async fn close_says_quit_on_every_open_connection() {
+    let sink = SmtpSinkServer::start(SinkOptions::default()).unwrap();
+    let mut config = sink.config();
+    config.connections = 2;
+    let smtp = SmtpSink::new(config).unwrap();
+    let (one, two) = (reply(1), reply(2));
+    let (a, b) = tokio::join!(smtp.send_raw(FROM, TO, &one), smtp.send_raw(FROM, TO, &two));
+    a.unwrap();
+    b.unwrap();
+    assert!(sink.quits().unwrap().is_empty(), "no QUIT while open");
+
+    smtp.close().await;
+
+    let mut used: Vec<u16> = sink
+        .received()
+        .unwrap()
+        .iter()
+        .map(|r| r.peer_port)
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut quits = sink.quits().unwrap();
+    quits.sort_unstable();
+    assert_eq!(
+        quits, used,
+        "each connection that carried mail said QUIT once"
+    );
+}

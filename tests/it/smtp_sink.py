@@ -12,6 +12,9 @@ ADDRESS answers RCPT TO for that address with --fail-code.
 TLS: --cert/--key with --starttls (offer STARTTLS) or --implicit-tls.
 AUTH: --auth USER:PASSWORD requires AUTH PLAIN/LOGIN with those credentials.
 
+QUIT: with --quit-log FILE, every QUIT a client sends appends one JSON
+line {"peer_port"} to FILE (so tests can see a client say goodbye).
+
 Prints READY on stdout once it accepts connections (the harness waits for
 that line); stops on SIGTERM.
 """
@@ -35,6 +38,7 @@ class Sink:
         self.fail_code = args.fail_code
         self.fail_text = args.fail_text
         self.fail_rcpt = args.fail_rcpt
+        self.quit_log = args.quit_log
         self.lock = threading.Lock()
         self.seen = 0
         self.stored = len([n for n in os.listdir(self.dir) if n.endswith(".eml")])
@@ -44,6 +48,12 @@ class Sink:
             return f"{self.fail_code} {self.fail_text}"
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    async def handle_QUIT(self, server, session, envelope):
+        if self.quit_log:
+            with self.lock, open(self.quit_log, "a") as log:
+                log.write(json.dumps({"peer_port": session.peer[1]}) + "\n")
+        return "221 Bye"
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
@@ -78,6 +88,7 @@ def main():
     parser.add_argument("--fail-code", type=int, default=451)
     parser.add_argument("--fail-text", default="4.3.0 fault plan says no")
     parser.add_argument("--fail-rcpt")
+    parser.add_argument("--quit-log")
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--starttls", action="store_true")
