@@ -579,29 +579,7 @@ impl ImapMailbox {
         last_uid: u32,
         max_messages: usize,
     ) -> Result<Vec<FetchedMessage>, ImapError> {
-        let Some(from) = last_uid.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        // Mail read for handling must be movable afterwards: with a
-        // processed folder the server refuses, nothing is downloaded at all
-        // (else every pass would download the same mail again).
-        if self.access == FolderAccess::ReadWrite {
-            self.ensure_processed_folder().await?;
-        }
-        let deadline = self.config.command_deadline();
-        // A server shows another client's delivery to this session only at
-        // a sync point (RFC 3501 §5.2); NOOP is one, so the FETCH below sees
-        // everything delivered until now. The EXISTS it reports is about
-        // messages this fetch returns, so it is not a reason to wake later.
-        let session = self.session()?;
-        let result = timed(deadline, "NOOP", async {
-            session.noop().await.map_err(ImapError::command("NOOP"))
-        })
-        .await;
-        self.check(result)?;
-        self.take_new_mail_notice();
-        let listed = self.list(&format!("{from}:*"), |uid| uid >= from).await?;
-        let listed: Vec<MessageInfo> = listed.into_iter().take(max_messages).collect();
+        let listed = self.list_since(last_uid, max_messages).await?;
         self.fetch_messages(&listed).await
     }
 
@@ -609,8 +587,10 @@ impl ImapMailbox {
     /// `last_uid` (the lowest UIDs), without their content: the daemon
     /// reads the bodies of a pass in byte-bounded chunks with
     /// [`Self::fetch_messages`], so a backlog of large messages is never
-    /// held at once. Like [`Self::fetch_since_limit`], it first syncs
-    /// (`NOOP`) so that everything delivered until now is listed.
+    /// held at once. It first syncs (`NOOP`): a server shows another
+    /// client's delivery to this session only at a sync point (RFC 3501
+    /// §5.2), so everything delivered until now is listed; the EXISTS it
+    /// reports is about messages listed here, not a reason to wake later.
     pub async fn list_since(
         &mut self,
         last_uid: u32,
