@@ -655,40 +655,18 @@ impl ImapMailbox {
         if self.take_new_mail_notice() {
             on_new_mail();
         }
-        let command_deadline = self.config.command_deadline();
         loop {
             let round_end = Instant::now() + IDLE_REISSUE;
-            let mut handle = self.session.take().ok_or(ImapError::Disconnected)?.idle();
-            timed(command_deadline, "IDLE", async {
-                handle.init().await.map_err(ImapError::command("IDLE"))
-            })
-            .await?;
-            let cancelled = loop {
-                let (wait, _interrupt) =
-                    handle.wait_with_timeout(round_end.saturating_duration_since(Instant::now()));
-                tokio::select! {
-                    response = wait => match response.map_err(ImapError::command("IDLE"))? {
-                        async_imap::extensions::idle::IdleResponse::NewData(data) => {
-                            if matches!(data.parsed(), Response::MailboxData(MailboxDatum::Exists(_))) {
-                                on_new_mail();
-                            }
-                        }
-                        async_imap::extensions::idle::IdleResponse::Timeout
-                        | async_imap::extensions::idle::IdleResponse::ManualInterrupt => break false,
-                    },
-                    _ = tokio::time::sleep_until(round_end) => break false,
-                    _ = cancel.cancelled() => break true,
-                }
-            };
-            let session = timed(command_deadline, "DONE", async {
-                handle.done().await.map_err(ImapError::command("DONE"))
-            })
-            .await?;
-            self.session = Some(session);
+            let wake = self
+                .idle_round(round_end, cancel, &|| {
+                    on_new_mail();
+                    false
+                })
+                .await?;
             if self.take_new_mail_notice() {
                 on_new_mail();
             }
-            if cancelled {
+            if wake == Some(Wake::Cancelled) {
                 return Ok(());
             }
         }
@@ -1192,42 +1170,13 @@ impl ImapMailbox {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<Wake, ImapError> {
-        let command_deadline = self.config.command_deadline();
         loop {
             let now = Instant::now();
             if now >= deadline {
                 return Ok(Wake::Timeout);
             }
             let round_end = deadline.min(now + IDLE_REISSUE);
-            // IDLE takes the session; it is put back only after DONE, so any
-            // failure below leaves the mailbox disconnected.
-            let mut handle = self.session.take().ok_or(ImapError::Disconnected)?.idle();
-            timed(command_deadline, "IDLE", async {
-                handle.init().await.map_err(ImapError::command("IDLE"))
-            })
-            .await?;
-            let wake = loop {
-                let (wait, _interrupt) =
-                    handle.wait_with_timeout(round_end.saturating_duration_since(Instant::now()));
-                tokio::select! {
-                    response = wait => match response.map_err(ImapError::command("IDLE"))? {
-                        async_imap::extensions::idle::IdleResponse::NewData(data) => {
-                            if matches!(data.parsed(), Response::MailboxData(MailboxDatum::Exists(_))) {
-                                break Some(Wake::NewMail);
-                            }
-                        }
-                        async_imap::extensions::idle::IdleResponse::Timeout
-                        | async_imap::extensions::idle::IdleResponse::ManualInterrupt => break None,
-                    },
-                    _ = tokio::time::sleep_until(round_end) => break None,
-                    _ = cancel.cancelled() => break Some(Wake::Cancelled),
-                }
-            };
-            let session = timed(command_deadline, "DONE", async {
-                handle.done().await.map_err(ImapError::command("DONE"))
-            })
-            .await?;
-            self.session = Some(session);
+            let wake = self.idle_round(round_end, cancel, &|| true).await?;
             let notice = self.take_new_mail_notice();
             match wake {
                 Some(wake) => return Ok(wake),
@@ -1235,6 +1184,50 @@ impl ImapMailbox {
                 None => continue,
             }
         }
+    }
+
+    /// One IDLE command (RFC 2177) until `round_end` or `cancel`, then
+    /// `DONE`. Every `EXISTS` calls `on_exists`; when it answers true the
+    /// round ends with [`Wake::NewMail`]. `None` when the round simply ran
+    /// out. IDLE takes the session; it is put back only after DONE, so any
+    /// failure leaves the mailbox disconnected.
+    async fn idle_round(
+        &mut self,
+        round_end: Instant,
+        cancel: &CancellationToken,
+        on_exists: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<Option<Wake>, ImapError> {
+        let command_deadline = self.config.command_deadline();
+        let mut handle = self.session.take().ok_or(ImapError::Disconnected)?.idle();
+        timed(command_deadline, "IDLE", async {
+            handle.init().await.map_err(ImapError::command("IDLE"))
+        })
+        .await?;
+        let wake = loop {
+            let (wait, _interrupt) =
+                handle.wait_with_timeout(round_end.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                response = wait => match response.map_err(ImapError::command("IDLE"))? {
+                    async_imap::extensions::idle::IdleResponse::NewData(data) => {
+                        if matches!(data.parsed(), Response::MailboxData(MailboxDatum::Exists(_)))
+                            && on_exists()
+                        {
+                            break Some(Wake::NewMail);
+                        }
+                    }
+                    async_imap::extensions::idle::IdleResponse::Timeout
+                    | async_imap::extensions::idle::IdleResponse::ManualInterrupt => break None,
+                },
+                _ = tokio::time::sleep_until(round_end) => break None,
+                _ = cancel.cancelled() => break Some(Wake::Cancelled),
+            }
+        };
+        let session = timed(command_deadline, "DONE", async {
+            handle.done().await.map_err(ImapError::command("DONE"))
+        })
+        .await?;
+        self.session = Some(session);
+        Ok(wake)
     }
 
     async fn poll_until(
