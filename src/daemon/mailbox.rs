@@ -14,20 +14,25 @@
 //! [`watch`]) stays in IDLE for good and only wakes the worker session,
 //! which does the passes. A session that leaves IDLE for every message pays
 //! the server's first-notification delay each time (~0.5 s on Dovecot);
-//! one that stays hears of later messages within milliseconds. Without
-//! IDLE the worker polls with `NOOP` every `poll_interval`.
+//! one that stays hears of later messages sooner. Without IDLE the worker
+//! polls with `NOOP` every `poll_interval`. While mail is flowing (for
+//! [`BURST_WINDOW`] after a pass that found some) the worker also polls
+//! every `burst_poll_ms`: Dovecot holds every IDLE notification for half a
+//! second, a `NOOP` is answered with what is there now.
 
 use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Wakes, sleep_or_shutdown};
 use crate::config::Settings;
 use crate::ingest::imap::{
-    self, FetchedMessage, ImapConfig, ImapCursor, ImapError, ImapMailbox, MessageInfo, Wake,
+    self, BURST_WINDOW, FetchedMessage, ImapConfig, ImapCursor, ImapError, ImapMailbox,
+    MessageInfo, Wake,
 };
 use crate::ingest::maildir::Maildir;
 use crate::ingest::{self, IngestError, RawMessage};
@@ -345,10 +350,15 @@ struct NewMail {
 
 impl NewMail {
     fn notify(&self) {
+        self.seen();
+        self.wake.notify_one();
+    }
+
+    /// Notes that new mail was seen now (by the watcher or the worker's own
+    /// poll), without waking anyone.
+    fn seen(&self) {
         let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
         since.get_or_insert_with(SystemTime::now);
-        drop(since);
-        self.wake.notify_one();
     }
 
     /// When the oldest notification not yet handled came; clears it.
@@ -390,7 +400,7 @@ async fn work(
         throttled: 0,
         problem: None,
     };
-    let poll = Duration::from_secs(config.poll_interval.max(1));
+    let mut burst_until: Option<Instant> = None;
     while !shutdown.is_cancelled() {
         let mut mailbox = match ImapMailbox::connect(config).await {
             Ok(mailbox) => mailbox,
@@ -408,6 +418,9 @@ async fn work(
             match sync.sync_imap(&mut mailbox, config, new_mail.take()).await {
                 Ok(report) => {
                     failures.clear(&sync.metrics);
+                    if report.fetched > 0 {
+                        burst_until = Some(Instant::now() + BURST_WINDOW);
+                    }
                     // A full pass: more mail is waiting, no wait in between.
                     if report.more && !shutdown.is_cancelled() {
                         continue;
@@ -415,18 +428,7 @@ async fn work(
                 }
                 Err(err) => break failures.record(&err, "mailbox pass failed", &sync.metrics),
             }
-            // With IDLE the watcher wakes this session (and the poll
-            // interval bounds a watcher that is reconnecting); without, the
-            // worker polls with NOOP itself.
-            let wake = if mailbox.idles() {
-                tokio::select! {
-                    _ = new_mail.wake.notified() => Ok(Wake::NewMail),
-                    _ = tokio::time::sleep(poll) => Ok(Wake::Timeout),
-                    _ = shutdown.cancelled() => Ok(Wake::Cancelled),
-                }
-            } else {
-                mailbox.idle_wait(poll, shutdown).await
-            };
+            let wake = wait_for_mail(&mut mailbox, config, new_mail, burst_until, shutdown).await;
             match wake {
                 Ok(Wake::Cancelled) => {
                     sync.metrics.set_imap_connected(false);
@@ -446,6 +448,44 @@ async fn work(
         if sleep_or_shutdown(wait, shutdown).await {
             return;
         }
+    }
+}
+
+/// Waits for the worker's next pass. With IDLE the watcher wakes it (and
+/// `poll_interval` bounds a watcher that is reconnecting); without, the
+/// worker polls with `NOOP` itself. Until `burst_until` (mail is flowing)
+/// the worker also sends a `NOOP` every `burst_poll_ms`: a server may hold
+/// its IDLE notifications back (Dovecot for 0.5 s), a `NOOP` is answered
+/// with what is there now.
+async fn wait_for_mail(
+    mailbox: &mut ImapMailbox,
+    config: &ImapConfig,
+    new_mail: &NewMail,
+    burst_until: Option<Instant>,
+    shutdown: &CancellationToken,
+) -> Result<Wake, ImapError> {
+    if let (Some(every), Some(until)) = (config.burst_poll_every(), burst_until) {
+        while Instant::now() < until {
+            tokio::select! {
+                _ = new_mail.wake.notified() => return Ok(Wake::NewMail),
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return Ok(Wake::Cancelled),
+            }
+            if mailbox.poll_new_mail().await? {
+                new_mail.seen();
+                return Ok(Wake::NewMail);
+            }
+        }
+    }
+    let poll = config.poll_every();
+    if mailbox.idles() {
+        Ok(tokio::select! {
+            _ = new_mail.wake.notified() => Wake::NewMail,
+            _ = tokio::time::sleep(poll) => Wake::Timeout,
+            _ = shutdown.cancelled() => Wake::Cancelled,
+        })
+    } else {
+        mailbox.idle_wait(poll, shutdown).await
     }
 }
 

@@ -25,7 +25,7 @@ mod guard;
 mod names;
 mod transport;
 
-pub use config::{ImapAuth, ImapConfig, ImapTls};
+pub use config::{BURST_WINDOW, ImapAuth, ImapConfig, ImapTls};
 pub use cursor::{ImapCursor, ScanPlan, plan};
 pub use names::{decode_utf7, encode_utf7, server_name};
 pub use transport::ImapStream;
@@ -1235,7 +1235,6 @@ impl ImapMailbox {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<Wake, ImapError> {
-        let command_deadline = self.config.command_deadline();
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -1246,16 +1245,23 @@ impl ImapMailbox {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = cancel.cancelled() => return Ok(Wake::Cancelled),
             }
-            let session = self.session()?;
-            let result = timed(command_deadline, "NOOP", async {
-                session.noop().await.map_err(ImapError::command("NOOP"))
-            })
-            .await;
-            self.check(result)?;
-            if self.take_new_mail_notice() {
+            if self.poll_new_mail().await? {
                 return Ok(Wake::NewMail);
             }
         }
+    }
+
+    /// One `NOOP`: whether the server reported new mail (in its answer, or
+    /// during an earlier command).
+    pub async fn poll_new_mail(&mut self) -> Result<bool, ImapError> {
+        let command_deadline = self.config.command_deadline();
+        let session = self.session()?;
+        let result = timed(command_deadline, "NOOP", async {
+            session.noop().await.map_err(ImapError::command("NOOP"))
+        })
+        .await;
+        self.check(result)?;
+        Ok(self.take_new_mail_notice())
     }
 
     /// Drains the notifications queued during earlier commands; true if one

@@ -294,6 +294,43 @@ async fn answered_and_moved(kind: ImapKind) {
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
 }
 
+/// While mail is flowing the worker looks for more itself, every
+/// `burst_poll_ms`: here neither IDLE nor the 300 s poll would bring in the
+/// second mail, only that look.
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_that_follows_mail_is_found_without_waiting_for_idle_or_the_poll() {
+    let (dovecot, smtp) = servers(ImapKind::Dovecot, SinkOptions::default()).await;
+    let db = TestDb::sqlite();
+    let mut daemon = Daemon::configure_with(&db, &dovecot, &smtp, |settings| {
+        let imap = settings.imap.as_mut().unwrap();
+        imap.idle = false;
+        imap.poll_interval = 300;
+        imap.burst_poll_ms = 100;
+    });
+    let first = sample("01-ann-unused-pack.eml");
+    dovecot
+        .append(FOLDER, &first, date_of(&first))
+        .await
+        .unwrap();
+    daemon.start();
+    wait_until(Duration::from_secs(20), "the first reply", &daemon, || {
+        smtp.received().unwrap().len() == 1
+    });
+
+    let second = sample("03-ben-partly-used-de.eml");
+    dovecot
+        .append(FOLDER, &second, date_of(&second))
+        .await
+        .unwrap();
+
+    wait_until(Duration::from_secs(8), "the second reply", &daemon, || {
+        smtp.received().unwrap().len() == 2
+    });
+    let received = smtp.received().unwrap();
+    assert_eq!(received[1].rcpt_tos, vec!["ben@example.net".to_string()]);
+    assert!(daemon.terminate(Duration::from_secs(10)).success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_imap_restart_and_a_uidvalidity_change_lose_nothing_and_repeat_nothing() {
     restart_and_uidvalidity(ImapKind::Dovecot).await;
