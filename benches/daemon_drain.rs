@@ -47,7 +47,8 @@
 //! Run: `cargo bench --bench daemon_drain` (builds refundd and this bench
 //! with the release profile). Quick check: `DRAIN_N=500 cargo bench --bench
 //! daemon_drain`. Also `LATENCY_M`, `DRAIN_TIMEOUT_SECS`, and `DRAIN_LOG`
-//! (a file to keep the daemon's log in).
+//! (a file to keep the daemon's log in), `DRAIN_RUST_LOG` (more log targets, e.g.
+//! `sqlx::query=debug` for every statement and its time).
 //! Needs what the integration tests need: `dovecot-imapd`, `python3` with
 //! `aiosmtpd`, and root (Dovecot's processes run as the `mail` user).
 //!
@@ -1077,6 +1078,17 @@ struct Daemon {
     child: Option<Child>,
 }
 
+/// The daemon's log filter: info (as in production) and the stage times,
+/// plus `DRAIN_RUST_LOG` when set (e.g. `sqlx::query=debug` for every
+/// statement with its time).
+fn daemon_log_filter() -> String {
+    let base = "refundd=info,refundd::stages=debug";
+    match std::env::var("DRAIN_RUST_LOG") {
+        Ok(extra) if !extra.is_empty() => format!("{base},{extra}"),
+        _ => base.to_owned(),
+    }
+}
+
 /// Where `DRAIN_DB=postgres` makes its databases.
 fn pg_base() -> String {
     std::env::var("REFUNDD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
@@ -1235,7 +1247,7 @@ impl Daemon {
             .arg("--config")
             .arg(&self.config)
             .arg("run")
-            .env("RUST_LOG", "refundd=info,refundd::stages=debug")
+            .env("RUST_LOG", daemon_log_filter())
             .env_remove("REFUNDD_DATABASE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

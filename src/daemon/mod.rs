@@ -259,16 +259,12 @@ async fn wait_for_lease(
     }
 }
 
-/// Senders whose mail the daemon decides at once. PostgreSQL: 4, enough to
-/// overlap the round trips and commits of a pass (it commits them in
-/// groups). SQLite: 1, because it has one writer, and a writer that finds
-/// the database locked sleeps in SQLite's busy handler (up to 100 ms a
-/// try) instead of queueing.
-fn decide_parallelism(backend: crate::store::Backend) -> usize {
-    match backend {
-        crate::store::Backend::Postgres => 4,
-        crate::store::Backend::Sqlite => 1,
-    }
+/// Senders whose mail the daemon decides at once: 4, enough to overlap
+/// one decision's reads, parsing and round trips with another's write
+/// transaction. On SQLite the writes still take turns (one writer, queued
+/// in the store, see `Store::begin`); on PostgreSQL they also overlap.
+fn decide_parallelism(_backend: crate::store::Backend) -> usize {
+    4
 }
 
 /// How often the deadline sweep runs.
