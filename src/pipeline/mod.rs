@@ -24,7 +24,7 @@ pub mod review;
 pub mod sweep;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::future::join_all;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -42,6 +42,7 @@ use crate::queue::{CaseStatus, Lifecycle};
 use crate::reply::{ReplyError, Templates};
 use crate::store::{
     CaseId, CaseRow, DecisionBasis, NewEngineDecision, NewReply, Store, StoreError, StoredMessage,
+    Tx,
 };
 use crate::verify::{SenderVerifier, VerifyError};
 
@@ -99,6 +100,32 @@ pub struct Processed {
     pub joined: bool,
     /// Our reply's Message-ID, if one was queued.
     pub reply_message_id: Option<String>,
+    /// Shadow mode held the engine's decision for a reviewer.
+    pub shadow: bool,
+}
+
+/// A stored message as the pipeline read it: parsed, with its facts, or
+/// why it is not readable mail (then the facts are empty).
+struct ReadMessage {
+    parsed: ParsedEmail,
+    facts: MessageFacts,
+    unreadable: Option<String>,
+}
+
+/// A message decided and not yet recorded: everything the write needs,
+/// read from the database before the write transaction opens.
+struct Verdict<'a> {
+    message: &'a StoredMessage,
+    parsed: &'a ParsedEmail,
+    facts: &'a MessageFacts,
+    /// The case the message joins.
+    case: Option<CaseRow>,
+    /// The engine's decision (shadow mode holds it for a reviewer).
+    engine: Decision,
+    basis: DecisionBasis,
+    /// The loop guard lets another reply go to the sender.
+    replies_allowed: bool,
+    now: DateTime<Utc>,
 }
 
 /// The decision-making stages, built once and shared.
@@ -163,13 +190,15 @@ impl Pipeline {
     /// `now_of` gives for it (replay decides an archive at each message's
     /// receipt, as the desk would have), counting on `progress`.
     ///
-    /// With [`Pipeline::deciding_in_parallel`], the messages of a batch
-    /// are grouped by sender and the groups decided concurrently (each
-    /// group in receipt order): one sender's messages meet each other's
-    /// cases and loop guard as before, while other senders' decisions
-    /// overlap their database round trips and commits. Decisions of
-    /// different senders about one order still cannot over-refund it: the
-    /// loser of that race is decided again with the fresh facts.
+    /// With [`Pipeline::deciding_in_parallel`], a batch is decided in
+    /// rounds of at most one message per sender (see [`rounds`]): a
+    /// round's messages are read and decided concurrently and recorded in
+    /// one transaction, so one sender's messages meet each other's cases
+    /// and loop guard as before, while other senders' decisions share
+    /// their round trips and one commit. Decisions of different senders
+    /// about one order still cannot over-refund it: the write that would
+    /// fails, and the round is recorded again one message at a time, the
+    /// loser decided again with the fresh facts.
     pub async fn process_pending_at(
         &self,
         now_of: impl Fn(&StoredMessage) -> DateTime<Utc>,
@@ -187,28 +216,10 @@ impl Pipeline {
             if batch.is_empty() {
                 return Ok(done);
             }
-            let groups = by_sender(batch, self.parallelism > 1);
-            let decided: Vec<Result<Vec<Processed>, PipelineError>> = futures::stream::iter(groups)
-                .map(|group| async move {
-                    let mut decided = Vec::with_capacity(group.len());
-                    for message in group {
-                        if let Some(processed) =
-                            self.process_or_mark(&message, now_of(&message)).await?
-                        {
-                            decided.push(processed);
-                        }
-                    }
-                    Ok(decided)
-                })
-                .buffer_unordered(self.parallelism.max(1))
-                .collect()
-                .await;
-            // Every group ran to its end (or its first infrastructure
-            // failure) before the first failure is returned.
-            for group in decided {
-                let group = group?;
-                handled += group.len() as u64;
-                done.extend(group);
+            for round in rounds(batch, self.parallelism > 1) {
+                let decided = self.decide_round(&round, now_of).await?;
+                handled += decided.len() as u64;
+                done.extend(decided);
             }
             progress.update(handled);
         }
@@ -248,57 +259,162 @@ impl Pipeline {
         self
     }
 
-    /// Decides one stored message and records the result. A decision that
-    /// lost a race (the case changed, or another case's approval took what
-    /// was left of the order) is made again with the fresh facts.
+    /// Decides one stored message and records the result in its own
+    /// transaction. A decision that lost a race (the case changed, or
+    /// another case's approval took what was left of the order) is made
+    /// again with the fresh facts.
     #[tracing::instrument(skip_all, fields(message_id = message.id, stage = "pipeline"))]
     pub async fn process_message(
         &self,
         message: &StoredMessage,
         now: DateTime<Utc>,
     ) -> Result<Processed, PipelineError> {
-        // Sender verification talks to DNS, so it runs here, before the
-        // synchronous extraction, which applies the mode's rule to it.
-        let verification = match &self.verifier {
-            Some(verifier) => Some(verifier.verify(&message.raw).await),
-            None => None,
-        };
-        let read =
-            self.facts
-                .message_verified(&message.raw, message.received_at, verification.as_ref());
-        let (parsed, facts) = match read {
-            Ok(read) => read,
-            Err(err) => return self.record_unreadable(message, &err.to_string(), now).await,
-        };
+        let read = self.read(message).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.decide_and_record(message, &parsed, &facts, now).await {
-                Err(PipelineError::Store {
-                    source: StoreError::Conflict { .. } | StoreError::OverRefund { .. },
-                    ..
-                }) if attempt < DECIDE_ATTEMPTS => continue,
+            let result = match self.judge(message, &read, now).await {
+                Ok(verdict) => self.record_alone(&verdict).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Err(err) if lost_race(&err) && attempt < DECIDE_ATTEMPTS => continue,
                 other => return other,
             }
         }
     }
 
-    async fn decide_and_record(
+    /// Records one verdict in a transaction of its own.
+    async fn record_alone(&self, verdict: &Verdict<'_>) -> Result<Processed, PipelineError> {
+        let store_err = |source| PipelineError::Store {
+            message: verdict.message.id,
+            source,
+        };
+        let mut tx = self.store.begin().await.map_err(store_err)?;
+        let processed = self.record(&mut tx, verdict).await?;
+        tx.commit().await.map_err(store_err)?;
+        log_recorded(&processed);
+        Ok(processed)
+    }
+
+    /// Decides a round (at most one message per sender) and records every
+    /// decision in one transaction: one commit, one turn at SQLite's
+    /// writer, instead of one per message. The reads and the decisions
+    /// happen before the transaction opens, several at once. If any write
+    /// fails (a lost race, a broken decision, the database), nothing of the
+    /// round is kept and its messages are decided again one at a time, each
+    /// in its own transaction, exactly as [`Pipeline::process_message`]
+    /// does.
+    async fn decide_round(
         &self,
-        message: &StoredMessage,
-        parsed: &ParsedEmail,
-        facts: &MessageFacts,
+        round: &[StoredMessage],
+        now_of: &impl Fn(&StoredMessage) -> DateTime<Utc>,
+    ) -> Result<Vec<Processed>, PipelineError> {
+        let parallelism = self.parallelism.max(1);
+        if round.len() > 1 {
+            let mut reads = Vec::with_capacity(round.len());
+            for some in round.chunks(parallelism) {
+                reads.extend(join_all(some.iter().map(|message| self.read(message))).await);
+            }
+            let mut verdicts = Vec::with_capacity(round.len());
+            for (some, their_reads) in round.chunks(parallelism).zip(reads.chunks(parallelism)) {
+                let judged = some
+                    .iter()
+                    .zip(their_reads)
+                    .map(|(message, read)| self.judge(message, read, now_of(message)));
+                verdicts.extend(join_all(judged).await);
+            }
+            if let Ok(verdicts) = verdicts.into_iter().collect::<Result<Vec<_>, _>>()
+                && let Some(processed) = self.record_together(&verdicts).await
+            {
+                return Ok(processed);
+            }
+        }
+        let mut processed = Vec::with_capacity(round.len());
+        for some in round.chunks(parallelism) {
+            let decided = join_all(
+                some.iter()
+                    .map(|message| self.process_or_mark(message, now_of(message))),
+            )
+            .await;
+            for decided in decided {
+                processed.extend(decided?);
+            }
+        }
+        Ok(processed)
+    }
+
+    /// Records `verdicts` in one transaction; `None` (and nothing written)
+    /// when any of them cannot be recorded or the commit fails, for the
+    /// caller to record them one at a time.
+    async fn record_together(&self, verdicts: &[Verdict<'_>]) -> Option<Vec<Processed>> {
+        let mut tx = self.store.begin().await.ok()?;
+        let mut processed = Vec::with_capacity(verdicts.len());
+        for verdict in verdicts {
+            match self.record(&mut tx, verdict).await {
+                Ok(one) => processed.push(one),
+                Err(err) => {
+                    tracing::debug!(message = verdict.message.id, error = %error_chain(&err), "a round's decision could not be recorded with the others; deciding the round one message at a time");
+                    return None;
+                }
+            }
+        }
+        if let Err(err) = tx.commit().await {
+            tracing::debug!(error = %error_chain(&err), "a round's commit failed; deciding the round one message at a time");
+            return None;
+        }
+        processed.iter().for_each(log_recorded);
+        Some(processed)
+    }
+
+    /// Reads a stored message: sender verification (which talks to DNS,
+    /// so it runs here, before the synchronous extraction that applies the
+    /// mode's rule to it), parsing and the facts. Bytes that are not
+    /// readable mail give empty facts and the reason.
+    async fn read(&self, message: &StoredMessage) -> ReadMessage {
+        let verification = match &self.verifier {
+            Some(verifier) => Some(verifier.verify(&message.raw).await),
+            None => None,
+        };
+        match self
+            .facts
+            .message_verified(&message.raw, message.received_at, verification.as_ref())
+        {
+            Ok((parsed, facts)) => ReadMessage {
+                parsed,
+                facts,
+                unreadable: None,
+            },
+            Err(err) => ReadMessage {
+                parsed: ParsedEmail::default(),
+                facts: unreadable_facts(message),
+                unreadable: Some(err.to_string()),
+            },
+        }
+    }
+
+    /// Finds the case a message belongs to and decides it: the database is
+    /// read, nothing is written.
+    async fn judge<'a>(
+        &self,
+        message: &'a StoredMessage,
+        read: &'a ReadMessage,
         now: DateTime<Utc>,
-    ) -> Result<Processed, PipelineError> {
+    ) -> Result<Verdict<'a>, PipelineError> {
         let store_err = |source| PipelineError::Store {
             message: message.id,
             source,
         };
-        let case = match facts.auto {
-            Some(_) => None,
-            None => self.find_case(parsed, facts).await.map_err(store_err)?,
+        let (parsed, facts) = (&read.parsed, &read.facts);
+        let case = match (&read.unreadable, facts.auto) {
+            (Some(_), _) | (None, Some(_)) => None,
+            (None, None) => self.find_case(parsed, facts).await.map_err(store_err)?,
         };
-        let (decision, basis) = match &case {
+        let (engine, basis) = match &case {
+            _ if read.unreadable.is_some() => (
+                unreadable_decision(read.unreadable.as_deref().unwrap_or_default()),
+                DecisionBasis::Screen,
+            ),
             _ if is_truncated(parsed) => (truncated_decision(facts), DecisionBasis::Screen),
             Some(case) if case.status != CaseStatus::NeedsInfo => {
                 (reopened_for_review(case, facts), DecisionBasis::Screen)
@@ -316,8 +432,21 @@ impl Pipeline {
                 DecisionBasis::Policy,
             ),
         };
-        self.record(message, parsed, facts, case.as_ref(), decision, basis, now)
-            .await
+        let replies_allowed = facts.from.is_empty()
+            || self
+                .loop_guard_allows(&facts.from, now)
+                .await
+                .map_err(store_err)?;
+        Ok(Verdict {
+            message,
+            parsed,
+            facts,
+            case,
+            engine,
+            basis,
+            replies_allowed,
+            now,
+        })
     }
 
     async fn find_case(
@@ -377,55 +506,23 @@ impl Pipeline {
         ))
     }
 
-    async fn record_unreadable(
-        &self,
-        message: &StoredMessage,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Processed, PipelineError> {
-        let decision = unreadable_decision(reason);
-        let facts = MessageFacts {
-            message_id: None,
-            from: String::new(),
-            from_name: None,
-            subject: String::new(),
-            received_at: message.received_at,
-            language: Default::default(),
-            order_refs: vec![],
-            generation_refs: vec![],
-            evidence: Default::default(),
-            category: Category::Other,
-            flags: Default::default(),
-            auth: Default::default(),
-            auto: None,
-        };
-        self.record(
-            message,
-            &ParsedEmail::default(),
-            &facts,
-            None,
-            decision,
-            DecisionBasis::Screen,
-            now,
-        )
-        .await
-    }
-
     /// Writes the case, its event, credits, payment actions, the engine's
     /// decision (with the configuration's fingerprint) and the reply in one
     /// transaction. In shadow mode the engine's decision is recorded as a
     /// proposal and the case waits for a reviewer.
     #[allow(clippy::too_many_arguments)]
-    async fn record(
-        &self,
-        message: &StoredMessage,
-        parsed: &ParsedEmail,
-        facts: &MessageFacts,
-        case: Option<&CaseRow>,
-        engine: Decision,
-        basis: DecisionBasis,
-        now: DateTime<Utc>,
-    ) -> Result<Processed, PipelineError> {
+    async fn record(&self, tx: &mut Tx, verdict: &Verdict<'_>) -> Result<Processed, PipelineError> {
+        let Verdict {
+            message,
+            parsed,
+            facts,
+            ref case,
+            ref engine,
+            basis,
+            replies_allowed,
+            now,
+        } = *verdict;
+        let case = case.as_ref();
         let store_err = |source| PipelineError::Store {
             message: message.id,
             source,
@@ -434,18 +531,13 @@ impl Pipeline {
             && basis != DecisionBasis::Screen
             && engine.outcome != Outcome::Ignored;
         let decision = if shadow {
-            shadow_proposal(&engine)
+            shadow_proposal(engine)
         } else {
             engine.clone()
         };
         let wants_reply = decision.outcome != Outcome::Ignored
             && decision.reply != ReplyKind::NoReply
             && !facts.from.is_empty();
-        let guard_ok = !wants_reply
-            || self
-                .loop_guard_allows(&facts.from, now)
-                .await
-                .map_err(store_err)?;
         let lifecycle_err = |source| PipelineError::Lifecycle {
             case: case.map_or_else(|| "new".to_owned(), |c| c.id.to_string()),
             source,
@@ -468,7 +560,6 @@ impl Pipeline {
         }
         .map_err(lifecycle_err)?;
 
-        let mut tx = self.store.begin().await.map_err(store_err)?;
         let state = tx.apply_transition(&transition).await.map_err(store_err)?;
         let case_id = state.id;
         tx.attach_message(message.id, case_id)
@@ -478,7 +569,7 @@ impl Pipeline {
             message: message.id,
             case_id,
             basis,
-            decision: &engine,
+            decision: engine,
             fingerprint: &self.fingerprint,
             shadow,
             at: now,
@@ -488,7 +579,7 @@ impl Pipeline {
         .map_err(store_err)?;
 
         let mut reply_message_id = None;
-        if wants_reply && guard_ok {
+        if wants_reply && replies_allowed {
             match self.compose_reply(case_id, parsed, facts, &decision, state.deadline, now) {
                 Ok(reply) => {
                     reply_message_id = Some(reply.message_id.clone());
@@ -508,7 +599,7 @@ impl Pipeline {
                     } else {
                         None
                     };
-                    answer::queue_or_hold(&mut tx, &reply, fallback.as_ref())
+                    answer::queue_or_hold(tx, &reply, fallback.as_ref())
                         .await
                         .map_err(store_err)?;
                 }
@@ -528,14 +619,13 @@ impl Pipeline {
                 }
             }
         }
-        tx.commit().await.map_err(store_err)?;
-        tracing::info!(case_id = %case_id, outcome = %decision.outcome, shadow, "case recorded");
         Ok(Processed {
             message: message.id,
             case_id,
             outcome: decision.outcome,
             joined: case.is_some(),
             reply_message_id,
+            shadow,
         })
     }
 
@@ -609,6 +699,65 @@ fn by_sender(batch: Vec<StoredMessage>, grouped: bool) -> Vec<Vec<StoredMessage>
         }
     }
     groups
+}
+
+/// Logs a committed decision.
+fn log_recorded(processed: &Processed) {
+    tracing::info!(case_id = %processed.case_id, outcome = %processed.outcome, shadow = processed.shadow, "case recorded");
+}
+
+/// Whether a decision lost a race with another (the case changed under
+/// it, or another case's approval took what was left of the order) and
+/// should be made again with fresh facts.
+fn lost_race(err: &PipelineError) -> bool {
+    matches!(
+        err,
+        PipelineError::Store {
+            source: StoreError::Conflict { .. } | StoreError::OverRefund { .. },
+            ..
+        }
+    )
+}
+
+/// The facts of bytes that are not readable mail: none but the receipt.
+fn unreadable_facts(message: &StoredMessage) -> MessageFacts {
+    MessageFacts {
+        message_id: None,
+        from: String::new(),
+        from_name: None,
+        subject: String::new(),
+        received_at: message.received_at,
+        language: Default::default(),
+        order_refs: vec![],
+        generation_refs: vec![],
+        evidence: Default::default(),
+        category: Category::Other,
+        flags: Default::default(),
+        auth: Default::default(),
+        auto: None,
+    }
+}
+
+/// The rounds a batch is decided in. Grouped (by sender): round *r* holds
+/// the *r*-th message of every sender, so a sender's messages are decided
+/// in receipt order, each after the one before is committed, and a round
+/// never holds two messages of one sender. Not grouped: one message a
+/// round, in receipt order.
+fn rounds(batch: Vec<StoredMessage>, grouped: bool) -> Vec<Vec<StoredMessage>> {
+    let groups = by_sender(batch, grouped);
+    if !grouped {
+        return groups;
+    }
+    let mut rounds: Vec<Vec<StoredMessage>> = Vec::new();
+    for group in groups {
+        for (round, message) in group.into_iter().enumerate() {
+            if rounds.len() <= round {
+                rounds.push(Vec::new());
+            }
+            rounds[round].push(message);
+        }
+    }
+    rounds
 }
 
 /// Stored messages one read of the work list takes at most.
