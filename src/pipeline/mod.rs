@@ -355,6 +355,11 @@ impl Pipeline {
                 Ok(one) => processed.push(one),
                 Err(err) => {
                     tracing::debug!(message = verdict.message.id, error = %error_chain(&err), "a round's decision could not be recorded with the others; deciding the round one message at a time");
+                    // Rolled back now, not when the connection goes back
+                    // to the pool: the next writer must not find it locked.
+                    if let Err(err) = tx.rollback().await {
+                        tracing::debug!(error = %error_chain(&err), "rolling back a round failed");
+                    }
                     return None;
                 }
             }

@@ -10,22 +10,23 @@
 //! sent again but marked failed ("delivery uncertain") and its case goes
 //! to a reviewer, who can see it and answer by hand. A duplicate reply is
 //! never sent by refundd itself; the price is that a reply caught in that
-//! window (milliseconds per reply) needs a person. A transient failure
+//! window (milliseconds) needs a person. A transient failure
 //! (4xx, connection) leaves the reply queued for a later pass; a permanent
 //! one (5xx) marks it failed and puts its case in front of a reviewer.
 //!
 //! A pass keeps [`MailSink::parallelism`] sends in flight (one per SMTP
 //! connection): each queued reply of the pass is taken by exactly one of
 //! them, and its attempt row is what makes a second hand-over impossible
-//! even across processes.
+//! even across processes. Attempts are recorded a few replies per send in
+//! flight at a time (one transaction each way, not two per reply), so a
+//! crash can leave that many replies uncertain.
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::queue::Lifecycle;
 use crate::queue::lifecycle::review_step;
-use crate::reply::{MailSink, OutgoingMessage};
+use crate::reply::{MailSink, OutgoingMessage, SendError};
 use crate::store::{CaseId, Store, StoreError, StoredReply};
 
 /// Replies one pass takes at most.
@@ -65,10 +66,13 @@ impl DeliveryReport {
 }
 
 /// Sends every queued reply once, [`MailSink::parallelism`] at a time;
-/// returns what happened. After a database failure no further reply is
-/// started, but the sends in flight are awaited and recorded (a send is
-/// never abandoned between the hand-over and its record); then the first
-/// failure is returned.
+/// returns what happened. Replies go in hand-overs of
+/// [`HANDOVER_PER_SEND`] per send in flight: their attempts are recorded
+/// in one transaction before any is handed over, and the accepted ones in
+/// one after, instead of two transactions per reply. After a database
+/// failure no further reply is started, but the sends in flight are
+/// awaited (a send is never abandoned between the hand-over and its
+/// record); then the first failure is returned.
 pub async fn deliver_queued(
     store: &Store,
     sink: &dyn MailSink,
@@ -76,89 +80,113 @@ pub async fn deliver_queued(
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, StoreError> {
     let queued = store.queued_replies(PASS_LIMIT as i64).await?;
-    let stopped = AtomicBool::new(false);
-    let stopped = &stopped;
-    let outcomes: Vec<Result<Option<Delivery>, StoreError>> = futures::stream::iter(queued)
-        .map(|reply| async move {
-            if stopped.load(Ordering::Relaxed) {
-                return Ok(None);
-            }
-            let outcome = attempt(store, sink, lifecycle, &reply, now).await;
-            if outcome.is_err() {
-                stopped.store(true, Ordering::Relaxed);
-            }
-            outcome.map(Some)
-        })
-        .buffer_unordered(sink.parallelism().max(1))
-        .collect()
-        .await;
+    let parallelism = sink.parallelism().max(1);
     let mut report = DeliveryReport::default();
-    for outcome in outcomes {
-        if let Some(delivery) = outcome? {
-            report = report.count(delivery);
-        }
+    for handover in queued.chunks(parallelism * HANDOVER_PER_SEND) {
+        report = hand_over(store, sink, lifecycle, handover, now, report).await?;
     }
     Ok(report)
 }
 
-/// One reply: the attempt recorded, handed over, the outcome recorded.
-async fn attempt(
+/// Replies handed over together per send in flight. A crash during a
+/// hand-over leaves all of its replies uncertain (each goes to a reviewer,
+/// none is sent twice), so it stays small.
+const HANDOVER_PER_SEND: usize = 4;
+
+/// One hand-over: the attempts recorded, the replies sent, the outcomes
+/// recorded; counted into `report`.
+async fn hand_over(
     store: &Store,
     sink: &dyn MailSink,
     lifecycle: &Lifecycle,
-    reply: &StoredReply,
+    replies: &[StoredReply],
     now: DateTime<Utc>,
-) -> Result<Delivery, StoreError> {
-    if !store.begin_reply_attempt(reply.id, now).await? {
-        let reason = "delivery uncertain: refundd stopped while handing this reply to the mail server; \
-                      it is not sent again automatically";
-        tracing::error!(reply_id = reply.id, case_id = %reply.case_id, "reply delivery uncertain after a crash");
-        store.finish_reply_failed(reply.id, reason, true).await?;
-        review_undelivered(store, lifecycle, reply.case_id, reason, now).await?;
-        return Ok(Delivery::Uncertain);
+    mut report: DeliveryReport,
+) -> Result<DeliveryReport, StoreError> {
+    let ids: Vec<i64> = replies.iter().map(|reply| reply.id).collect();
+    let fresh = store.begin_reply_attempts(&ids, now).await?;
+    let mut to_send = Vec::with_capacity(replies.len());
+    for (reply, fresh) in replies.iter().zip(fresh) {
+        if fresh {
+            to_send.push(reply.clone());
+        } else {
+            report = report.count(mark_uncertain(store, lifecycle, reply, now).await?);
+        }
     }
-    deliver_one(store, sink, lifecycle, reply, now).await
+    let outcomes: Vec<(StoredReply, Result<(), SendError>)> = futures::stream::iter(to_send)
+        .map(|reply| async move {
+            let outgoing = OutgoingMessage {
+                message_id: reply.message_id.clone(),
+                raw: reply.raw.clone(),
+            };
+            let outcome = sink.send(&outgoing, &reply.to_addr).await;
+            (reply, outcome)
+        })
+        .buffer_unordered(sink.parallelism().max(1))
+        .collect()
+        .await;
+    let sent: Vec<i64> = outcomes
+        .iter()
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(reply, _)| reply.id)
+        .collect();
+    store.finish_replies_sent(&sent, now).await?;
+    for (reply, outcome) in outcomes {
+        let delivery = match outcome {
+            Ok(()) => Delivery::Sent,
+            Err(err) => record_unsent(store, lifecycle, &reply, &err, now).await?,
+        };
+        report = report.count(delivery);
+    }
+    Ok(report)
 }
 
-async fn deliver_one(
+/// A reply whose earlier attempt a crash interrupted: not sent again,
+/// marked failed, its case in front of a reviewer.
+async fn mark_uncertain(
     store: &Store,
-    sink: &dyn MailSink,
     lifecycle: &Lifecycle,
     reply: &StoredReply,
     now: DateTime<Utc>,
 ) -> Result<Delivery, StoreError> {
-    let outgoing = OutgoingMessage {
-        message_id: reply.message_id.clone(),
-        raw: reply.raw.clone(),
-    };
-    match sink.send(&outgoing, &reply.to_addr).await {
-        Ok(()) => {
-            store.finish_reply_sent(reply.id, now).await?;
-            Ok(Delivery::Sent)
-        }
-        Err(err) if err.is_transient() => {
-            tracing::warn!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply deferred");
-            store
-                .finish_reply_failed(reply.id, &err.to_string(), false)
-                .await?;
-            Ok(Delivery::Deferred)
-        }
-        Err(err) => {
-            tracing::error!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply refused");
-            store
-                .finish_reply_failed(reply.id, &err.to_string(), true)
-                .await?;
-            review_undelivered(
-                store,
-                lifecycle,
-                reply.case_id,
-                &format!("the reply could not be delivered: {err}"),
-                now,
-            )
+    let reason = "delivery uncertain: refundd stopped while handing this reply to the mail server; \
+                  it is not sent again automatically";
+    tracing::error!(reply_id = reply.id, case_id = %reply.case_id, "reply delivery uncertain after a crash");
+    store.finish_reply_failed(reply.id, reason, true).await?;
+    review_undelivered(store, lifecycle, reply.case_id, reason, now).await?;
+    Ok(Delivery::Uncertain)
+}
+
+/// A reply the mail server did not take: queued again after a transient
+/// failure (4xx, connection), failed with its case in review after a
+/// permanent one (5xx).
+async fn record_unsent(
+    store: &Store,
+    lifecycle: &Lifecycle,
+    reply: &StoredReply,
+    err: &SendError,
+    now: DateTime<Utc>,
+) -> Result<Delivery, StoreError> {
+    if err.is_transient() {
+        tracing::warn!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply deferred");
+        store
+            .finish_reply_failed(reply.id, &err.to_string(), false)
             .await?;
-            Ok(Delivery::Failed)
-        }
+        return Ok(Delivery::Deferred);
     }
+    tracing::error!(reply_id = reply.id, case_id = %reply.case_id, error = %err, "reply refused");
+    store
+        .finish_reply_failed(reply.id, &err.to_string(), true)
+        .await?;
+    review_undelivered(
+        store,
+        lifecycle,
+        reply.case_id,
+        &format!("the reply could not be delivered: {err}"),
+        now,
+    )
+    .await?;
+    Ok(Delivery::Failed)
 }
 
 /// Puts a case whose reply could not be delivered in front of a reviewer,

@@ -378,3 +378,110 @@ async fn an_undeliverable_reply_puts_its_case_in_review_by_the_configured_calend
     // 11 June at the earliest, where the UTC two-day default says Tuesday.
     assert!(expected > at + chrono::Duration::days(5), "{expected}");
 }
+
+/// What became of each stored message, in a form that does not depend on
+/// the order cases were numbered in: its outcome, whether it joined a case,
+/// whether a reply was queued, the first message of its case, and the
+/// actions of its case.
+async fn what_became_of_each(
+    store: &Store,
+    processed: &[refundd::pipeline::Processed],
+) -> Vec<(i64, Outcome, bool, bool, i64, Vec<String>)> {
+    let mut result = Vec::new();
+    for p in processed {
+        let first = store.case_messages(p.case_id).await.unwrap()[0].id;
+        let actions = store
+            .actions_for_case(p.case_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.action.describe())
+            .collect();
+        result.push((
+            p.message,
+            p.outcome,
+            p.joined,
+            p.reply_message_id.is_some(),
+            first,
+            actions,
+        ));
+    }
+    result.sort_by_key(|entry| entry.0);
+    result
+}
+
+/// Every demo mail, and Ann writing three times, decided by the daemon's
+/// way (rounds of one message per sender, each round recorded in one
+/// transaction) must give the same cases, outcomes, replies and actions as
+/// deciding one message after the other.
+async fn deciding_in_rounds_gives_what_deciding_one_by_one_gives(
+    one_by_one: TestDb,
+    in_rounds: TestDb,
+) {
+    let mut settings = Settings::default();
+    settings.sender_auth.trusted_authserv_ids = vec!["mx.anumi.example".into()];
+    let mut outcomes = Vec::new();
+    for (db, parallelism) in [(one_by_one, 1), (in_rounds, 4)] {
+        let desk = Desk::new(db, settings.clone()).await;
+        let mut files: Vec<_> = std::fs::read_dir(repo().join("examples/demo/mail"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        let mut raws = Vec::new();
+        for file in &files {
+            raws.push(std::fs::read(file).unwrap());
+        }
+        // Ann again, twice, as new cases of her own.
+        let ann = String::from_utf8(raws[0].clone()).unwrap();
+        for n in 1..=2 {
+            raws.push(
+                ann.replacen("Message-ID: <", &format!("Message-ID: <again{n}-"), 1)
+                    .into_bytes(),
+            );
+        }
+        let mut stored = 0;
+        for bytes in raws {
+            let received_at = crate::support::header_date(&bytes);
+            let inserted = store_message(
+                &desk.store,
+                RawMessage {
+                    source: "test".into(),
+                    bytes,
+                    received_at,
+                    full_size: None,
+                },
+            )
+            .await
+            .unwrap();
+            stored += usize::from(matches!(inserted, refundd::store::Inserted::New(_)));
+        }
+        let pipeline = Pipeline::new(desk.store.clone(), desk.settings.clone())
+            .unwrap()
+            .deciding_in_parallel(parallelism);
+        let processed = pipeline.process_pending(now()).await.unwrap();
+        assert_eq!(processed.len(), stored, "every message decided");
+        outcomes.push(what_became_of_each(&desk.store, &processed).await);
+    }
+    assert!(
+        outcomes[0].iter().any(|o| o.1 == Outcome::Approved),
+        "the mail takes the paths that move money: {:?}",
+        outcomes[0]
+    );
+    assert_eq!(outcomes[0], outcomes[1]);
+}
+
+#[tokio::test]
+async fn deciding_in_rounds_gives_what_deciding_one_by_one_gives_on_sqlite() {
+    deciding_in_rounds_gives_what_deciding_one_by_one_gives(TestDb::sqlite(), TestDb::sqlite())
+        .await;
+}
+
+#[tokio::test]
+async fn deciding_in_rounds_gives_what_deciding_one_by_one_gives_on_postgres() {
+    deciding_in_rounds_gives_what_deciding_one_by_one_gives(
+        TestDb::postgres().await,
+        TestDb::postgres().await,
+    )
+    .await;
+}
