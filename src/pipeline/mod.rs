@@ -41,8 +41,8 @@ use crate::queue::lifecycle::{LifecycleError, Opening, review_step};
 use crate::queue::{CaseStatus, Lifecycle};
 use crate::reply::{ReplyError, Templates};
 use crate::store::{
-    CaseId, CaseRow, DecisionBasis, NewEngineDecision, NewReply, Store, StoreError, StoredMessage,
-    Tx,
+    Backend, CaseId, CaseRow, DecisionBasis, NewEngineDecision, NewReply, Store, StoreError,
+    StoredMessage, Tx,
 };
 use crate::verify::{SenderVerifier, VerifyError};
 
@@ -297,22 +297,25 @@ impl Pipeline {
         Ok(processed)
     }
 
-    /// Decides a round (at most one message per sender) and records every
-    /// decision in one transaction: one commit, one turn at SQLite's
-    /// writer, instead of one per message. The reads and the decisions
-    /// happen before the transaction opens, several at once. If any write
-    /// fails (a lost race, a broken decision, the database), nothing of the
-    /// round is kept and its messages are decided again one at a time, each
-    /// in its own transaction, exactly as [`Pipeline::process_message`]
-    /// does.
+    /// Decides a round (at most one message per sender) and records its
+    /// decisions in a few transactions instead of one per message: one on
+    /// SQLite (one writer: one commit, one turn), one per decision in
+    /// flight on PostgreSQL (whose writers overlap their round trips). The
+    /// reads and the decisions happen before any transaction opens,
+    /// several at once. A transaction whose write fails (a lost race, a
+    /// broken decision, the database) keeps nothing, and its messages are
+    /// decided again one at a time, each in its own transaction, exactly as
+    /// [`Pipeline::process_message`] does.
     async fn decide_round(
         &self,
         round: &[StoredMessage],
         now_of: &impl Fn(&StoredMessage) -> DateTime<Utc>,
     ) -> Result<Vec<Processed>, PipelineError> {
         let parallelism = self.parallelism.max(1);
+        let mut processed = Vec::with_capacity(round.len());
+        let mut reads = Vec::with_capacity(round.len());
+        let mut alone: Vec<&StoredMessage> = Vec::new();
         if round.len() > 1 {
-            let mut reads = Vec::with_capacity(round.len());
             for some in round.chunks(parallelism) {
                 reads.extend(join_all(some.iter().map(|message| self.read(message))).await);
             }
@@ -322,16 +325,34 @@ impl Pipeline {
                     .iter()
                     .zip(their_reads)
                     .map(|(message, read)| self.judge(message, read, now_of(message)));
-                verdicts.extend(join_all(judged).await);
+                for (message, verdict) in some.iter().zip(join_all(judged).await) {
+                    match verdict {
+                        Ok(verdict) => verdicts.push(verdict),
+                        Err(_) => alone.push(message),
+                    }
+                }
             }
-            if let Ok(verdicts) = verdicts.into_iter().collect::<Result<Vec<_>, _>>()
-                && let Some(processed) = self.record_together(&verdicts).await
-            {
-                return Ok(processed);
+            let writers = match self.store.backend() {
+                Backend::Sqlite => 1,
+                Backend::Postgres => parallelism,
+            };
+            let share = verdicts.len().div_ceil(writers).max(1);
+            let recorded = join_all(
+                verdicts
+                    .chunks(share)
+                    .map(|some| self.record_together(some)),
+            )
+            .await;
+            for (some, recorded) in verdicts.chunks(share).zip(recorded) {
+                match recorded {
+                    Some(recorded) => processed.extend(recorded),
+                    None => alone.extend(some.iter().map(|verdict| verdict.message)),
+                }
             }
+        } else {
+            alone.extend(round);
         }
-        let mut processed = Vec::with_capacity(round.len());
-        for some in round.chunks(parallelism) {
+        for some in alone.chunks(parallelism) {
             let decided = join_all(
                 some.iter()
                     .map(|message| self.process_or_mark(message, now_of(message))),
@@ -354,7 +375,7 @@ impl Pipeline {
             match self.record(&mut tx, verdict).await {
                 Ok(one) => processed.push(one),
                 Err(err) => {
-                    tracing::debug!(message = verdict.message.id, error = %error_chain(&err), "a round's decision could not be recorded with the others; deciding the round one message at a time");
+                    tracing::debug!(message = verdict.message.id, error = %error_chain(&err), "a decision could not be recorded with others; deciding them one message at a time");
                     // Rolled back now, not when the connection goes back
                     // to the pool: the next writer must not find it locked.
                     if let Err(err) = tx.rollback().await {
@@ -365,7 +386,7 @@ impl Pipeline {
             }
         }
         if let Err(err) = tx.commit().await {
-            tracing::debug!(error = %error_chain(&err), "a round's commit failed; deciding the round one message at a time");
+            tracing::debug!(error = %error_chain(&err), "a commit of several decisions failed; deciding them one message at a time");
             return None;
         }
         processed.iter().for_each(log_recorded);
