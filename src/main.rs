@@ -296,6 +296,7 @@ enum LedgerCommand {
 }
 
 fn main() -> ExitCode {
+    refundd::daemon::tune_allocator();
     let cli = Cli::parse();
     // The demo is a first run: its table says what happened, so it logs
     // only what went wrong unless RUST_LOG asks for more.
