@@ -86,7 +86,7 @@ pub async fn run(
     let store = Store::connect(&settings.database.url).await?;
     let pipeline = Arc::new(
         Pipeline::with_templates(store.clone(), settings.clone(), templates.clone())?
-            .deciding_in_parallel(decide_parallelism(store.backend())),
+            .deciding_in_parallel(DECIDE_PARALLELISM),
     );
     let sink = mail_sink(&settings)?;
     let replies_queued = Arc::new(Notify::new());
@@ -262,9 +262,7 @@ async fn wait_for_lease(
 /// one decision's reads, parsing and round trips with another's write
 /// transaction. On SQLite the writes still take turns (one writer, queued
 /// in the store, see `Store::begin`); on PostgreSQL they also overlap.
-fn decide_parallelism(_backend: crate::store::Backend) -> usize {
-    4
-}
+const DECIDE_PARALLELISM: usize = 4;
 
 /// How often the deadline sweep runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);

@@ -605,14 +605,7 @@ impl ImapMailbox {
         if self.access == FolderAccess::ReadWrite {
             self.ensure_processed_folder().await?;
         }
-        let deadline = self.config.command_deadline();
-        let session = self.session()?;
-        let result = timed(deadline, "NOOP", async {
-            session.noop().await.map_err(ImapError::command("NOOP"))
-        })
-        .await;
-        self.check(result)?;
-        self.take_new_mail_notice();
+        self.poll_new_mail().await?;
         let listed = self.list(&format!("{from}:*"), |uid| uid >= from).await?;
         Ok(listed.into_iter().take(max_messages).collect())
     }

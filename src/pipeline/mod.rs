@@ -120,11 +120,15 @@ struct Verdict<'a> {
     facts: &'a MessageFacts,
     /// The case the message joins.
     case: Option<CaseRow>,
-    /// The engine's decision (shadow mode holds it for a reviewer).
+    /// The engine's decision, as recorded for replay and agreement.
     engine: Decision,
+    /// What is carried out: the engine's decision, or in shadow mode its
+    /// proposal held for a reviewer.
+    decision: Decision,
+    shadow: bool,
     basis: DecisionBasis,
-    /// The loop guard lets another reply go to the sender.
-    replies_allowed: bool,
+    /// A reply is wanted and the loop guard lets it go to the sender.
+    reply: bool,
     now: DateTime<Utc>,
 }
 
@@ -436,16 +440,13 @@ impl Pipeline {
             (Some(_), _) | (None, Some(_)) => None,
             (None, None) => self.find_case(parsed, facts).await.map_err(store_err)?,
         };
-        let (engine, basis) = match &case {
-            _ if read.unreadable.is_some() => (
-                unreadable_decision(read.unreadable.as_deref().unwrap_or_default()),
-                DecisionBasis::Screen,
-            ),
+        let (engine, basis) = match (&read.unreadable, &case) {
+            (Some(reason), _) => (unreadable_decision(reason), DecisionBasis::Screen),
             _ if is_truncated(parsed) => (truncated_decision(facts), DecisionBasis::Screen),
-            Some(case) if case.status != CaseStatus::NeedsInfo => {
+            (None, Some(case)) if case.status != CaseStatus::NeedsInfo => {
                 (reopened_for_review(case, facts), DecisionBasis::Screen)
             }
-            Some(case) => {
+            (None, Some(case)) => {
                 let facts = self
                     .case_facts(case, facts.clone())
                     .await
@@ -453,13 +454,24 @@ impl Pipeline {
                 let decision = self.decide(&facts, now).await.map_err(store_err)?;
                 (decision, DecisionBasis::Case)
             }
-            None => (
+            (None, None) => (
                 self.decide(facts, now).await.map_err(store_err)?,
                 DecisionBasis::Policy,
             ),
         };
-        let replies_allowed = facts.from.is_empty()
-            || self
+        let shadow = self.settings.policy.shadow
+            && basis != DecisionBasis::Screen
+            && engine.outcome != Outcome::Ignored;
+        let decision = if shadow {
+            shadow_proposal(&engine)
+        } else {
+            engine.clone()
+        };
+        let wants_reply = decision.outcome != Outcome::Ignored
+            && decision.reply != ReplyKind::NoReply
+            && !facts.from.is_empty();
+        let reply = wants_reply
+            && self
                 .loop_guard_allows(&facts.from, now)
                 .await
                 .map_err(store_err)?;
@@ -469,8 +481,10 @@ impl Pipeline {
             facts,
             case,
             engine,
+            decision,
+            shadow,
             basis,
-            replies_allowed,
+            reply,
             now,
         })
     }
@@ -533,10 +547,9 @@ impl Pipeline {
     }
 
     /// Writes the case, its event, credits, payment actions, the engine's
-    /// decision (with the configuration's fingerprint) and the reply in one
-    /// transaction. In shadow mode the engine's decision is recorded as a
-    /// proposal and the case waits for a reviewer.
-    #[allow(clippy::too_many_arguments)]
+    /// decision (with the configuration's fingerprint) and the reply into
+    /// `tx`. In shadow mode the engine's decision is recorded as a proposal
+    /// and the case waits for a reviewer.
     async fn record(&self, tx: &mut Tx, verdict: &Verdict<'_>) -> Result<Processed, PipelineError> {
         let Verdict {
             message,
@@ -544,8 +557,10 @@ impl Pipeline {
             facts,
             ref case,
             ref engine,
+            ref decision,
+            shadow,
             basis,
-            replies_allowed,
+            reply,
             now,
         } = *verdict;
         let case = case.as_ref();
@@ -553,17 +568,6 @@ impl Pipeline {
             message: message.id,
             source,
         };
-        let shadow = self.settings.policy.shadow
-            && basis != DecisionBasis::Screen
-            && engine.outcome != Outcome::Ignored;
-        let decision = if shadow {
-            shadow_proposal(engine)
-        } else {
-            engine.clone()
-        };
-        let wants_reply = decision.outcome != Outcome::Ignored
-            && decision.reply != ReplyKind::NoReply
-            && !facts.from.is_empty();
         let lifecycle_err = |source| PipelineError::Lifecycle {
             case: case.map_or_else(|| "new".to_owned(), |c| c.id.to_string()),
             source,
@@ -605,15 +609,15 @@ impl Pipeline {
         .map_err(store_err)?;
 
         let mut reply_message_id = None;
-        if wants_reply && replies_allowed {
-            match self.compose_reply(case_id, parsed, facts, &decision, state.deadline, now) {
+        if reply {
+            match self.compose_reply(case_id, parsed, facts, decision, state.deadline, now) {
                 Ok(reply) => {
                     reply_message_id = Some(reply.message_id.clone());
                     // With [polar] configured, an approved cash refund's
                     // reply waits for Polar, with a "a person will look"
                     // reply beside it in case the refund fails.
-                    let fallback = if crate::act::payments::holds_reply(&self.settings, &decision) {
-                        let fallback = answer::payment_fallback(&decision);
+                    let fallback = if crate::act::payments::holds_reply(&self.settings, decision) {
+                        let fallback = answer::payment_fallback(decision);
                         Some(self.compose_reply(
                             case_id,
                             parsed,
@@ -639,7 +643,7 @@ impl Pipeline {
                     ));
                     let to_review = self
                         .lifecycle
-                        .to_review(state, &decision, step, false, facts.received_at, now)
+                        .to_review(state, decision, step, false, facts.received_at, now)
                         .map_err(lifecycle_err)?;
                     tx.apply_transition(&to_review).await.map_err(store_err)?;
                 }

@@ -14,7 +14,7 @@ use refundd::pipeline::outbox;
 use refundd::pipeline::review::{ReviewChoice, ReviewDesk, ReviewError, ReviewRequest};
 use refundd::store::{AuditAction, CaseId, CaseStatus, Store, StoreError, import_jsonl};
 
-use crate::support::{RefusingSink, TestDb, pending_refunds, repo};
+use crate::support::{RefusingSink, TestDb, demo_mail, pending_refunds, repo, store_at_its_date};
 
 const ANN_ORDER: &str = "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e";
 const RITA: &str = "rita@anumi.example";
@@ -423,15 +423,7 @@ async fn deciding_in_rounds_gives_what_deciding_one_by_one_gives(
     let mut outcomes = Vec::new();
     for (db, parallelism) in [(one_by_one, 1), (in_rounds, 4)] {
         let desk = Desk::new(db, settings.clone()).await;
-        let mut files: Vec<_> = std::fs::read_dir(repo().join("examples/demo/mail"))
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .collect();
-        files.sort();
-        let mut raws = Vec::new();
-        for file in &files {
-            raws.push(std::fs::read(file).unwrap());
-        }
+        let mut raws: Vec<Vec<u8>> = demo_mail().into_iter().map(|(_, bytes)| bytes).collect();
         // Ann again, twice, as new cases of her own.
         let ann = String::from_utf8(raws[0].clone()).unwrap();
         for n in 1..=2 {
@@ -442,18 +434,7 @@ async fn deciding_in_rounds_gives_what_deciding_one_by_one_gives(
         }
         let mut stored = 0;
         for bytes in raws {
-            let received_at = crate::support::header_date(&bytes);
-            let inserted = store_message(
-                &desk.store,
-                RawMessage {
-                    source: "test".into(),
-                    bytes,
-                    received_at,
-                    full_size: None,
-                },
-            )
-            .await
-            .unwrap();
+            let inserted = store_at_its_date(&desk.store, "test", bytes).await;
             stored += usize::from(matches!(inserted, refundd::store::Inserted::New(_)));
         }
         let pipeline = Pipeline::new(desk.store.clone(), desk.settings.clone())

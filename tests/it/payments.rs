@@ -17,7 +17,6 @@ use refundd::act::polar::{
 use refundd::act::{ledger_sync, webhooks};
 use refundd::config::{PolarSettings, Settings};
 use refundd::domain::{ChargebackStatus, Clause, Generation, GenerationStatus, Outcome};
-use refundd::ingest::{RawMessage, store_message};
 use refundd::pipeline::Pipeline;
 use refundd::polar_sim::{
     Fault, FaultKind, PolarSim, Seed, SeedCustomer, SeedDispute, SeedOrder, SimConfig, SimRoute,
@@ -27,7 +26,7 @@ use refundd::store::{
     PaymentState, ReplyStatus, Store, import,
 };
 
-use crate::support::{TestDb, header_date, repo, write_mail};
+use crate::support::{TestDb, header_date, repo, store_at_its_date, write_mail};
 
 const ANN_ORDER: &str = "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e";
 const BEN_ORDER: &str = "7a2b3c4d-5e6f-4a7b-9c8d-0e1f2a3b4c5d";
@@ -144,17 +143,7 @@ impl Desk {
 
     async fn mail_bytes(&self, bytes: Vec<u8>) -> CaseId {
         let received_at = header_date(&bytes);
-        store_message(
-            &self.store,
-            RawMessage {
-                source: "test".into(),
-                bytes,
-                received_at,
-                full_size: None,
-            },
-        )
-        .await
-        .unwrap();
+        store_at_its_date(&self.store, "test", bytes).await;
         let pipeline = Pipeline::new(self.store.clone(), self.settings.clone()).unwrap();
         let done = pipeline
             .process_pending(received_at + chrono::Duration::minutes(1))

@@ -21,7 +21,9 @@ use refundd::progress::NoProgress;
 use refundd::replay::{self, ReplayReport, Source};
 use refundd::store::{CaseFilter, CaseId, ReplayScope, Store, import_jsonl};
 
-use crate::support::{TestDb, header_date, refundd, repo, write_mail};
+use crate::support::{
+    TestDb, demo_mail, header_date, refundd, repo, store_at_its_date, write_mail,
+};
 
 pub(crate) const DEMO_AUTHSERV_ID: &str = "mx.anumi.example";
 const RITA: &str = "rita@anumi.example";
@@ -35,24 +37,6 @@ pub(crate) struct DemoDesk {
     pub(crate) store: Store,
     pub(crate) settings: Arc<Settings>,
     pub(crate) sim: PolarSim,
-}
-
-fn demo_mail() -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples/demo/mail"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert_eq!(files.len(), 17, "the demo's sample mails");
-    files
-        .into_iter()
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn demo_ledger() -> String {
@@ -92,18 +76,7 @@ impl DemoDesk {
         });
         let settings = Arc::new(settings);
         for (name, bytes) in demo_mail() {
-            let received_at = header_date(&bytes);
-            store_message(
-                &store,
-                RawMessage {
-                    source: format!("maildir:new/{name}"),
-                    bytes,
-                    received_at,
-                    full_size: None,
-                },
-            )
-            .await
-            .unwrap();
+            store_at_its_date(&store, &format!("maildir:new/{name}"), bytes).await;
         }
         let pipeline = Pipeline::new(store.clone(), settings.clone()).unwrap();
         pipeline.process_pending(at(5, 20)).await.unwrap();
@@ -337,18 +310,7 @@ async fn every_fixture_and_corpus_message_is_decided_again_as_stored(db: TestDb)
         .unwrap();
     }
     for (name, bytes) in demo_mail() {
-        let received_at = header_date(&bytes);
-        store_message(
-            &store,
-            RawMessage {
-                source: format!("maildir:new/{name}"),
-                bytes,
-                received_at,
-                full_size: None,
-            },
-        )
-        .await
-        .unwrap();
+        store_at_its_date(&store, &format!("maildir:new/{name}"), bytes).await;
     }
     let settings = demo_settings();
     let processed = Pipeline::new(store.clone(), Arc::new(settings.clone()))

@@ -113,6 +113,45 @@ pub fn header_date(bytes: &[u8]) -> DateTime<Utc> {
     DateTime::from_timestamp(headers.date().expect("Date header").to_timestamp(), 0).unwrap()
 }
 
+/// Stores `bytes` as received at their `Date:` header, as ingest would.
+pub async fn store_at_its_date(
+    store: &refundd::store::Store,
+    source: &str,
+    bytes: Vec<u8>,
+) -> refundd::store::Inserted {
+    let received_at = header_date(&bytes);
+    refundd::ingest::store_message(
+        store,
+        refundd::ingest::RawMessage {
+            source: source.into(),
+            bytes,
+            received_at,
+            full_size: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// The demo's sample mails (file name, bytes), in file-name order.
+pub fn demo_mail() -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples/demo/mail"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 17, "the demo's sample mails");
+    files
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// The repository's root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
