@@ -48,7 +48,8 @@
 //! with the release profile). Quick check: `DRAIN_N=500 cargo bench --bench
 //! daemon_drain`. Also `LATENCY_M`, `DRAIN_TIMEOUT_SECS`, and `DRAIN_LOG`
 //! (a file to keep the daemon's log in), `DRAIN_RUST_LOG` (more log targets, e.g.
-//! `sqlx::query=debug` for every statement and its time).
+//! `sqlx::query=debug` for every statement and its time), `DRAIN_WRAP` (a
+//! profiler to run the daemon under, e.g. `heaptrack -o /tmp/refundd`).
 //! Needs what the integration tests need: `dovecot-imapd`, `python3` with
 //! `aiosmtpd`, and root (Dovecot's processes run as the `mail` user).
 //!
@@ -1242,7 +1243,7 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let child = Command::new(refundd_binary())
+        let child = wrapped(refundd_binary())
             .arg("--log-json")
             .arg("--config")
             .arg(&self.config)
@@ -1374,6 +1375,22 @@ impl Drop for Daemon {
 /// The release `refundd` Cargo built for this bench.
 fn refundd_binary() -> &'static str {
     env!("CARGO_BIN_EXE_refundd")
+}
+
+/// A command for `program`, run under `DRAIN_WRAP` when set (a profiler:
+/// `DRAIN_WRAP="heaptrack -o /tmp/refundd"`, `DRAIN_WRAP="perf record -g
+/// -o /tmp/perf.data"`), split on whitespace.
+fn wrapped(program: &str) -> Command {
+    let wrap = std::env::var("DRAIN_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    match words.next() {
+        Some(wrapper) => {
+            let mut command = Command::new(wrapper);
+            command.args(words).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
 }
 
 /// Waits until the sink holds `want` messages (progress on stderr);

@@ -91,32 +91,64 @@ fn has_opaque_parts(raw: &[u8]) -> bool {
 /// Replacements for the parts a text scan cannot see into: base64 bodies
 /// and nested messages. Sorted, non-overlapping.
 fn encoded_part_edits(raw: &[u8], depth: usize) -> Vec<(Range<usize>, Vec<u8>)> {
-    let Some(message) = MessageParser::default().parse(raw) else {
-        return Vec::new();
-    };
     let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
-    for part in &message.parts {
-        let range = part.offset_body as usize..part.offset_end as usize;
+    for OpaquePart { range, kind } in opaque_parts(raw) {
         let Some(body) = raw.get(range.clone()) else {
             continue;
         };
         if edits.last().is_some_and(|(last, _)| range.start < last.end) {
             continue;
         }
-        let is_message = matches!(part.body, PartType::Message(_));
-        let edit = match (part.encoding, &part.body) {
-            (_, PartType::Multipart(_)) => None,
-            (Encoding::Base64, _) => redact_base64(body, is_message, depth)
+        let edit = match kind {
+            OpaqueKind::Base64 { is_message } => redact_base64(body, is_message, depth)
                 .map(|encoded| (range.start..range.start + content_len(body), encoded)),
-            (Encoding::None, PartType::Message(_)) => match redact_message(body, depth + 1) {
+            OpaqueKind::Message => match redact_message(body, depth + 1) {
                 Cow::Owned(redacted) => Some((range, redacted)),
                 Cow::Borrowed(_) => None,
             },
-            _ => None,
         };
         edits.extend(edit);
     }
     edits
+}
+
+/// A part whose body a text scan cannot see into.
+struct OpaquePart {
+    /// Where its body lies in the message.
+    range: Range<usize>,
+    kind: OpaqueKind,
+}
+
+enum OpaqueKind {
+    Base64 {
+        is_message: bool,
+    },
+    /// A nested message, not encoded.
+    Message,
+}
+
+/// The opaque parts of `raw`, in order. Only where they are is kept of the
+/// parse: the parser decodes every body, and a 25 MB attachment decoded
+/// is freed here before [`redact_base64`] decodes the parts one at a time.
+fn opaque_parts(raw: &[u8]) -> Vec<OpaquePart> {
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return Vec::new();
+    };
+    message
+        .parts
+        .iter()
+        .filter_map(|part| {
+            let range = part.offset_body as usize..part.offset_end as usize;
+            let is_message = matches!(part.body, PartType::Message(_));
+            let kind = match (part.encoding, &part.body) {
+                (_, PartType::Multipart(_)) => return None,
+                (Encoding::Base64, _) => OpaqueKind::Base64 { is_message },
+                (Encoding::None, PartType::Message(_)) => OpaqueKind::Message,
+                _ => return None,
+            };
+            Some(OpaquePart { range, kind })
+        })
+        .collect()
 }
 
 /// The re-encoded body if decoding it revealed a token, else `None`.

@@ -33,17 +33,59 @@ type MessageTuple = (
     Option<i64>,
     Option<String>,
     Option<DateTime<Utc>>,
+    i32,
 );
 
 /// The columns of `MessageTuple`, as a literal for `concat!`.
 macro_rules! message_columns {
     () => {
         "id, message_id, sha256, raw, received_at, source, status, error, case_id,
-         raw_removed, raw_removed_at"
+         raw_removed, raw_removed_at, raw_parts"
     };
 }
 
-fn message_from(t: MessageTuple) -> Result<StoredMessage> {
+/// A message larger than this keeps its bytes in `message_parts`, in
+/// parts of this size, and `messages.raw` stays empty: SQLite copies a
+/// value it binds, builds its record, reads overflow pages and sorts whole
+/// values, and the drivers buffer whole rows, so a 25 MB message held in
+/// one column would be in memory six times over; in parts it is there once
+/// (plus one part). Small mail, nearly all of it, stays in one row.
+pub(super) const RAW_PART_BYTES: usize = 1 << 20;
+
+/// Appends parts `0..$parts` of message `$id` to `$whole` (a `Vec<u8>`),
+/// one query per part, so that no more than one part is ever buffered.
+/// `$executor` is a pool or `&mut *conn`; evaluates to a `sqlx::Result`.
+macro_rules! read_parts {
+    ($executor:expr, $id:expr, $parts:expr, $whole:expr) => {
+        async {
+            for part in 0..$parts {
+                let bytes: Vec<u8> = sqlx::query_scalar(
+                    "SELECT bytes FROM message_parts WHERE message_id = $1 AND part = $2",
+                )
+                .bind($id)
+                .bind(part)
+                .fetch_one($executor)
+                .await?;
+                $whole.extend_from_slice(&bytes);
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+        .await
+    };
+}
+
+/// A message's bytes: `raw` as read, or for a message kept in parts
+/// (`parts > 0`, `raw` empty) a buffer for them.
+fn raw_buffer(raw: Vec<u8>, parts: i32) -> Vec<u8> {
+    match usize::try_from(parts) {
+        Ok(parts) if parts > 0 => Vec::with_capacity(parts * RAW_PART_BYTES),
+        _ => raw,
+    }
+}
+
+/// A stored message as its row holds it, and how many parts of its bytes
+/// are still to be read (0: `raw` is whole).
+fn message_from(t: MessageTuple) -> Result<(StoredMessage, i32)> {
     let (
         id,
         message_id,
@@ -56,6 +98,7 @@ fn message_from(t: MessageTuple) -> Result<StoredMessage> {
         case_id,
         removed,
         removed_at,
+        raw_parts,
     ) = t;
     let removed = match removed {
         Some(why) => Some((
@@ -65,18 +108,19 @@ fn message_from(t: MessageTuple) -> Result<StoredMessage> {
         )),
         None => None,
     };
-    Ok(StoredMessage {
+    let message = StoredMessage {
         id,
         message_id,
         sha256,
-        raw,
+        raw: raw_buffer(raw, raw_parts),
         received_at,
         source,
         status: status.parse().map_err(corrupt("message status"))?,
         error,
         case_id: case_id.map(CaseId),
         removed,
-    })
+    };
+    Ok((message, raw_parts))
 }
 
 /// How many messages one catch-up transaction indexes.
@@ -127,7 +171,7 @@ impl Store {
             .await
         })
         .map_err(db("list unprocessed messages"))?;
-        rows.into_iter().map(message_from).collect()
+        self.whole_messages(rows).await
     }
 
     /// Like [`Store::unprocessed_messages`], but stops before the bytes of
@@ -156,7 +200,7 @@ impl Store {
             .await
         })
         .map_err(db("list unprocessed messages"))?;
-        rows.into_iter().map(message_from).collect()
+        self.whole_messages(rows).await
     }
 
     /// Messages the pipeline gave up on (status `failed`), oldest first:
@@ -173,7 +217,7 @@ impl Store {
             .await
         })
         .map_err(db("list failed messages"))?;
-        rows.into_iter().map(message_from).collect()
+        self.whole_messages(rows).await
     }
 
     /// One stored message.
@@ -187,7 +231,7 @@ impl Store {
             .await
         })
         .map_err(db("read a message"))?;
-        row.map(message_from).transpose()
+        Ok(self.whole_messages(row.into_iter().collect()).await?.pop())
     }
 
     /// The messages of a case, oldest first.
@@ -202,7 +246,7 @@ impl Store {
             .await
         })
         .map_err(db("list a case's messages"))?;
-        rows.into_iter().map(message_from).collect()
+        self.whole_messages(rows).await
     }
 
     /// Records that the pipeline could not handle a message, and why; it
@@ -263,6 +307,27 @@ impl Store {
         Ok(())
     }
 
+    /// Messages as their rows hold them, with the bytes of those kept in
+    /// parts read in.
+    async fn whole_messages(&self, rows: Vec<MessageTuple>) -> Result<Vec<StoredMessage>> {
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (mut message, parts) = message_from(row)?;
+            message.raw = self.whole_raw(message.id, message.raw, parts).await?;
+            messages.push(message);
+        }
+        Ok(messages)
+    }
+
+    /// A message's bytes from what its row held: `raw` itself, or, when
+    /// they are kept in `parts` parts, the parts read one at a time.
+    pub(super) async fn whole_raw(&self, id: i64, raw: Vec<u8>, parts: i32) -> Result<Vec<u8>> {
+        let mut whole = raw_buffer(raw, parts);
+        on_pool!(self, pool => read_parts!(pool, id, parts, whole))
+            .map_err(db("read a message's parts"))?;
+        Ok(whole)
+    }
+
     /// Indexes, for the queue's search, every message not indexed yet
     /// whose bytes are still kept (those stored before the index existed,
     /// or left by a crash), in batches; returns how many. Runs at start
@@ -270,9 +335,9 @@ impl Store {
     pub async fn index_pending_messages(&self) -> Result<u64> {
         let mut done = 0;
         loop {
-            let rows: Vec<(i64, Vec<u8>)> = on_pool!(self, pool => {
+            let rows: Vec<(i64, Vec<u8>, i32)> = on_pool!(self, pool => {
                 sqlx::query_as(
-                    "SELECT id, raw FROM messages
+                    "SELECT id, raw, raw_parts FROM messages
                      WHERE NOT search_indexed AND raw_removed IS NULL
                      ORDER BY id LIMIT $1",
                 )
@@ -284,10 +349,11 @@ impl Store {
             if rows.is_empty() {
                 return Ok(done);
             }
-            let words: Vec<(i64, SearchWords)> = rows
-                .into_iter()
-                .map(|(id, raw)| (id, message_words(&raw)))
-                .collect();
+            let mut words: Vec<(i64, SearchWords)> = Vec::with_capacity(rows.len());
+            for (id, raw, parts) in rows {
+                let raw = self.whole_raw(id, raw, parts).await?;
+                words.push((id, message_words(&raw)));
+            }
             let mut tx = self.begin().await?;
             for (id, words) in &words {
                 tx.forget_message_words(*id).await?;
@@ -361,7 +427,12 @@ impl Tx {
             }
         }
         .map_err(db("claim a message"))?;
-        row.map(message_from).transpose()
+        let Some((mut message, parts)) = row.map(message_from).transpose()? else {
+            return Ok(None);
+        };
+        on_tx!(self, conn => read_parts!(&mut *conn, message.id, parts, message.raw))
+            .map_err(db("read a message's parts"))?;
+        Ok(Some(message))
     }
 
     /// Inserts one message (and its words) unless it is stored already.
@@ -371,25 +442,33 @@ impl Tx {
         words: &SearchWords,
     ) -> Result<Inserted> {
         let size = i64::try_from(message.raw.len()).unwrap_or(i64::MAX);
+        let (inline, parts): (&[u8], Vec<&[u8]>) = if message.raw.len() > RAW_PART_BYTES {
+            (&[], message.raw.chunks(RAW_PART_BYTES).collect())
+        } else {
+            (&message.raw, Vec::new())
+        };
+        let raw_parts = i32::try_from(parts.len()).unwrap_or(i32::MAX);
         let inserted: Option<i64> = on_tx!(self, conn => {
             sqlx::query_scalar(
                 "INSERT INTO messages (message_id, sha256, raw, size, received_at, source, status,
-                                       search_indexed)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'received', TRUE)
+                                       search_indexed, raw_parts)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'received', TRUE, $7)
                  ON CONFLICT DO NOTHING
                  RETURNING id",
             )
             .bind(&message.message_id)
             .bind(&message.sha256)
-            .bind(&message.raw)
+            .bind(inline)
             .bind(size)
             .bind(message.received_at)
             .bind(&message.source)
+            .bind(raw_parts)
             .fetch_optional(&mut *conn)
             .await
         })
         .map_err(db("insert a message"))?;
         if let Some(id) = inserted {
+            self.insert_message_parts(id, &parts).await?;
             self.index_message(id, words).await?;
             return Ok(Inserted::New(id));
         }
@@ -414,6 +493,26 @@ impl Tx {
                 id: message.sha256.clone(),
                 detail: "insert conflicted but no duplicate is visible".into(),
             })
+    }
+
+    /// Writes the parts of a large message, one statement each (see
+    /// [`RAW_PART_BYTES`]).
+    async fn insert_message_parts(&mut self, id: i64, parts: &[&[u8]]) -> Result<()> {
+        for (part, bytes) in (0_i32..).zip(parts) {
+            on_tx!(self, conn => {
+                sqlx::query(
+                    "INSERT INTO message_parts (message_id, part, bytes) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(part)
+                .bind(*bytes)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+            })
+            .map_err(db("insert a part of a message"))?;
+        }
+        Ok(())
     }
 
     /// Puts a message's words into the search index (nothing when it has
@@ -474,9 +573,17 @@ impl Tx {
         at: DateTime<Utc>,
     ) -> Result<bool> {
         self.forget_message_words(id).await?;
+        on_tx!(self, conn => {
+            sqlx::query("DELETE FROM message_parts WHERE message_id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(db("remove a message's parts"))?;
         let done = on_tx!(self, conn => {
             sqlx::query(
-                "UPDATE messages SET raw = $2, raw_removed = $3, raw_removed_at = $4
+                "UPDATE messages SET raw = $2, raw_parts = 0, raw_removed = $3, raw_removed_at = $4
                  WHERE id = $1 AND raw_removed IS NULL",
             )
             .bind(id)

@@ -161,6 +161,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0016_decision_verification.sql"),
         include_str!("../../migrations/postgres/0016_decision_verification.sql"),
     ),
+    (
+        17,
+        "message parts",
+        include_str!("../../migrations/sqlite/0017_message_parts.sql"),
+        include_str!("../../migrations/postgres/0017_message_parts.sql"),
+    ),
 ];
 
 /// How long a SQLite writer waits for the lock before failing with BUSY.

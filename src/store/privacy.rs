@@ -335,7 +335,7 @@ impl Store {
         if words.is_empty() {
             return Ok(Vec::new());
         }
-        match &self.db {
+        let rows: Vec<(i64, Vec<u8>, i32)> = match &self.db {
             super::Db::Sqlite(pool) => {
                 let query = words
                     .iter()
@@ -343,7 +343,7 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join(" ");
                 sqlx::query_as(
-                    "SELECT id, raw FROM messages WHERE id IN
+                    "SELECT id, raw, raw_parts FROM messages WHERE id IN
                      (SELECT rowid FROM message_search WHERE message_search MATCH $1)",
                 )
                 .bind(query)
@@ -357,7 +357,7 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join(" & ");
                 sqlx::query_as(
-                    "SELECT id, raw FROM messages WHERE id IN
+                    "SELECT id, raw, raw_parts FROM messages WHERE id IN
                      (SELECT message_id FROM message_search WHERE words @@ CAST($1 AS tsquery))",
                 )
                 .bind(query)
@@ -365,7 +365,12 @@ impl Store {
                 .await
             }
         }
-        .map_err(db("find messages by their words"))
+        .map_err(db("find messages by their words"))?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for (id, raw, parts) in rows {
+            messages.push((id, self.whole_raw(id, raw, parts).await?));
+        }
+        Ok(messages)
     }
 }
 

@@ -140,9 +140,10 @@ type DecidedTuple = (
     bool,
     DateTime<Utc>,
     Option<Json<Verification>>,
+    i32,
 );
 
-type ThreadTuple = (i64, i64, Option<i64>, DateTime<Utc>, Vec<u8>);
+type ThreadTuple = (i64, i64, Option<i64>, DateTime<Utc>, Vec<u8>, i32);
 
 /// `$from, $from+1, …` for `n` values.
 fn placeholders(from: usize, n: usize) -> String {
@@ -189,7 +190,7 @@ impl Store {
                 "SELECT d.id, d.message_id, m.message_id, m.source, m.received_at,
                         CASE WHEN d.basis = 'screen' THEN NULL ELSE m.raw END,
                         d.case_id, d.basis, d.decision, d.fingerprint, d.shadow, d.decided_at,
-                        d.verification
+                        d.verification, CASE WHEN d.basis = 'screen' THEN 0 ELSE m.raw_parts END
                  FROM engine_decisions d JOIN messages m ON m.id = d.message_id
                  WHERE d.id > $1
                    AND ($2 IS NULL OR m.received_at >= $2) AND ($3 IS NULL OR m.received_at < $3)
@@ -205,8 +206,9 @@ impl Store {
             .await
         })
         .map_err(db("read decisions to replay"))?;
-        rows.into_iter()
-            .map(|t| {
+        let mut decided = Vec::with_capacity(rows.len());
+        for t in rows {
+            decided.push({
                 let (
                     decision_id,
                     message,
@@ -221,8 +223,13 @@ impl Store {
                     shadow,
                     decided_at,
                     verification,
+                    raw_parts,
                 ) = t;
-                Ok(DecidedMessage {
+                let raw = match raw {
+                    Some(raw) => Some(self.whole_raw(message, raw, raw_parts).await?),
+                    None => None,
+                };
+                DecidedMessage {
                     decision_id,
                     message,
                     message_id,
@@ -236,9 +243,10 @@ impl Store {
                     shadow,
                     decided_at,
                     verification: verification.map(|v| v.0),
-                })
-            })
-            .collect()
+                }
+            });
+        }
+        Ok(decided)
     }
 
     /// Every message of these cases, by case and message id, each with
@@ -249,7 +257,7 @@ impl Store {
             let sql = format!(
                 "SELECT m.case_id, m.id,
                         (SELECT MIN(d.id) FROM engine_decisions d WHERE d.message_id = m.id),
-                        m.received_at, m.raw
+                        m.received_at, m.raw, m.raw_parts
                  FROM messages m WHERE m.case_id IN ({})
                  ORDER BY m.case_id, m.id",
                 placeholders(1, chunk.len())
@@ -262,15 +270,15 @@ impl Store {
                 query.fetch_all(pool).await
             })
             .map_err(db("read case threads"))?;
-            out.extend(rows.into_iter().map(
-                |(case_id, message, decision_id, received_at, raw)| ThreadMessage {
+            for (case_id, message, decision_id, received_at, raw, parts) in rows {
+                out.push(ThreadMessage {
                     case_id: CaseId(case_id),
                     message,
                     decision_id,
                     received_at,
-                    raw,
-                },
-            ));
+                    raw: self.whole_raw(message, raw, parts).await?,
+                });
+            }
         }
         Ok(out)
     }

@@ -132,6 +132,7 @@ on_both!(
     one_instance_at_a_time_holds_the_mailbox,
     a_large_import_commits_in_batches_and_reports_progress,
     a_report_sums_local_days_deadlines_first_responses_and_reviewers,
+    a_large_message_is_kept_in_parts_and_read_back_whole,
 );
 
 // ---------------------------------------------------------------------
@@ -290,6 +291,70 @@ async fn a_message_is_stored_once_by_message_id_or_by_bytes(store: Store) {
     assert_eq!(stored.source, "maildir:cur/one");
     assert_eq!(stored.status, MessageStatus::Received);
     assert_eq!(store.unprocessed_messages(10).await.unwrap().len(), 3);
+}
+
+/// How many parts of message `id` are stored.
+async fn stored_parts(store: &Store, id: i64) -> i64 {
+    on_pool!(store, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM message_parts WHERE message_id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+    })
+    .unwrap()
+}
+
+async fn a_large_message_is_kept_in_parts_and_read_back_whole(store: Store) {
+    // Two and a half parts of text whose every line differs, so a part
+    // read twice, out of order or not at all changes the bytes.
+    let mut body = String::from("zebrafinch asks for a refund\r\n");
+    let mut line = 0;
+    while body.len() < 2 * super::messages::RAW_PART_BYTES + 500_000 {
+        body.push_str(&format!("line {line:07} of the attachment\r\n"));
+        line += 1;
+    }
+    let large = new_message(Some("large@x"), &body, t(1, 9));
+    let small = new_message(Some("small@x"), "small", t(1, 10));
+    let id = store.insert_message(&large).await.unwrap().id();
+    let small_id = store.insert_message(&small).await.unwrap().id();
+    assert_eq!(stored_parts(&store, id).await, 3);
+    assert_eq!(stored_parts(&store, small_id).await, 0);
+    // Stored once: the same bytes again are a duplicate, no new parts.
+    assert_eq!(
+        store.insert_message(&large).await.unwrap(),
+        Inserted::Duplicate(id)
+    );
+    assert_eq!(stored_parts(&store, id).await, 3);
+
+    // Every reader gives the whole message.
+    assert!(store.message(id).await.unwrap().unwrap().raw == large.raw);
+    let work = store
+        .unprocessed_messages_within(10, 100_000_000)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 2);
+    assert!(work[0].raw == large.raw && work[1].raw == small.raw);
+    let mut tx = store.begin().await.unwrap();
+    let claimed = tx.claim_next_message().await.unwrap().unwrap();
+    assert!(claimed.id == id && claimed.raw == large.raw);
+    tx.rollback().await.unwrap();
+    let found = store
+        .messages_with_words(&["zebrafinch".into()])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(found[0].0 == id && found[0].1 == large.raw);
+
+    // Removing the bytes removes the parts.
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.remove_message_raw(id, RawRemoval::Erasure, t(2, 9))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(stored_parts(&store, id).await, 0);
+    assert!(store.message(id).await.unwrap().unwrap().raw.is_empty());
 }
 
 async fn two_racing_inserts_of_one_message_store_one_row(store: Store) {
