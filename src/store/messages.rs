@@ -112,7 +112,7 @@ fn message_from(t: MessageTuple) -> Result<(StoredMessage, i32)> {
         id,
         message_id,
         sha256,
-        raw: raw_buffer(raw, raw_parts),
+        raw,
         received_at,
         source,
         status: status.parse().map_err(corrupt("message status"))?,
@@ -430,8 +430,10 @@ impl Tx {
         let Some((mut message, parts)) = row.map(message_from).transpose()? else {
             return Ok(None);
         };
-        on_tx!(self, conn => read_parts!(&mut *conn, message.id, parts, message.raw))
+        let mut whole = raw_buffer(std::mem::take(&mut message.raw), parts);
+        on_tx!(self, conn => read_parts!(&mut *conn, message.id, parts, whole))
             .map_err(db("read a message's parts"))?;
+        message.raw = whole;
         Ok(Some(message))
     }
 

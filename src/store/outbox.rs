@@ -64,7 +64,7 @@ fn reply_from(t: ReplyTuple) -> Result<StoredReply> {
     })
 }
 
-fn not_queued(id: i64) -> StoreError {
+pub(super) fn not_queued(id: i64) -> StoreError {
     StoreError::Conflict {
         what: "reply",
         id: id.to_string(),

@@ -146,7 +146,7 @@ type DecidedTuple = (
 type ThreadTuple = (i64, i64, Option<i64>, DateTime<Utc>, Vec<u8>, i32);
 
 /// `$from, $from+1, …` for `n` values.
-fn placeholders(from: usize, n: usize) -> String {
+pub(super) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
