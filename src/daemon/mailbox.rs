@@ -228,6 +228,9 @@ impl MailboxSync {
             })
             .await?;
         times.log();
+        if listed.iter().map(|m| m.size).sum::<u64>() >= TRIM_AFTER_BYTES {
+            super::release_free_memory();
+        }
         Ok(SyncReport {
             fetched: listed.len(),
             processed,
@@ -553,6 +556,7 @@ async fn fetch_chunk(
 ) -> Result<Vec<FetchedMessage>, ImapError> {
     match chunk {
         [large] if large.size > CHUNK_BYTES && large.size <= config.max_message_bytes => {
+            super::release_free_memory();
             let bytes = mailbox.fetch_body_in_parts(large.uid, large.size).await?;
             // Gone meanwhile (another client expunged it): nothing to store.
             Ok(bytes
@@ -568,6 +572,10 @@ async fn fetch_chunk(
         _ => mailbox.fetch_messages(chunk).await,
     }
 }
+
+/// A pass that fetched this much gives the memory it freed back to the
+/// operating system ([`super::release_free_memory`]).
+const TRIM_AFTER_BYTES: u64 = 1024 * 1024;
 
 /// The longest prefix of `listed` within `budget` bytes, and at least its
 /// first message (one larger message goes alone).

@@ -317,6 +317,21 @@ pub fn tune_allocator() {
     }
 }
 
+/// Gives the pages of memory freed inside the heap back to the operating
+/// system (`malloc_trim`). glibc returns only the heap's top on its own, so
+/// the pages freed between live allocations after a pass over thousands of
+/// messages stay resident; called before a large message is fetched (so
+/// that its buffers add to what is in use, not to what was once used) and
+/// after a pass that moved at least a MiB. Costs about a millisecond.
+pub(crate) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own
+    // heaps; it takes the allocator's locks and is safe from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Waits `duration` unless shutdown comes first; true when it did.
 pub(crate) async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
