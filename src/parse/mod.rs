@@ -36,6 +36,7 @@ mod html;
 pub mod received;
 mod redact;
 pub mod search;
+mod slim;
 
 use chrono::{DateTime, TimeZone, Utc};
 use mail_parser::{
@@ -202,11 +203,15 @@ impl ParsedEmail {
 
 /// Parses one raw message.
 pub fn parse(raw: &[u8]) -> Result<ParsedEmail, ParseError> {
+    let not_mail = ParseError::NotMail { len: raw.len() };
     let normalised = cr_only_to_crlf(raw);
-    let raw: &[u8] = &normalised;
-    let message = MessageParser::default()
-        .parse(raw)
-        .ok_or(ParseError::NotMail { len: raw.len() })?;
+    // A large message is read without its bulky bodies (see `slim`).
+    let slim = slim::slim(&normalised);
+    let (raw, cuts): (&[u8], &[slim::Cut]) = match &slim {
+        Some(slim) => (&slim.bytes, &slim.cuts),
+        None => (&normalised, &[]),
+    };
+    let message = MessageParser::default().parse(raw).ok_or(not_mail)?;
     let headers = headers::top_level(&message, raw);
     if !headers.iter().any(|h| headers::is_field_name(&h.name)) {
         return Err(ParseError::NotMail { len: raw.len() });
@@ -229,7 +234,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedEmail, ParseError> {
         text_truncated,
         html,
         links,
-        attachments: attachments(&message),
+        attachments: attachments(&message, cuts),
         is_multipart_report: message.root_part().is_content_type("multipart", "report"),
         has_delivery_status: message.parts.iter().any(|p| {
             p.is_content_type("message", "delivery-status")
@@ -423,7 +428,9 @@ fn first_html(message: &Message<'_>) -> Option<String> {
         })
 }
 
-fn attachments(message: &Message<'_>) -> Vec<Attachment> {
+/// The attachments of `message`; a part whose body was cut (`cuts`) has
+/// the size its body had.
+fn attachments(message: &Message<'_>, cuts: &[slim::Cut]) -> Vec<Attachment> {
     message
         .attachments
         .iter()
@@ -431,7 +438,10 @@ fn attachments(message: &Message<'_>) -> Vec<Attachment> {
         .map(|part| Attachment {
             name: part.attachment_name().map(str::to_owned),
             content_type: content_type(part),
-            size: part.len(),
+            size: cuts
+                .iter()
+                .find(|cut| cut.at == part.offset_body as usize)
+                .map_or_else(|| part.len(), |cut| cut.decoded_size),
         })
         .collect()
 }
@@ -452,6 +462,39 @@ mod tests {
 
     fn parsed(raw: &str) -> ParsedEmail {
         parse(raw.as_bytes()).expect("parses")
+    }
+
+    #[test]
+    fn a_large_message_reads_as_it_would_whole_without_decoding_its_attachments() {
+        let line = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA\r\n";
+        let image = line.repeat(40_000);
+        let raw = format!(
+            "From: Ann <ann@example.com>\r\nSubject: refund, screenshot attached\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nPlease refund order 42.\r\n\
+             --b\r\nContent-Type: image/png; name=\"shot.png\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{image}\
+             --b\r\nContent-Type: application/zip; name=\"logs.zip\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{image}--b--\r\n"
+        );
+        assert!(raw.len() > slim::SLIM_ABOVE_BYTES);
+        let read = parsed(&raw);
+        // What the parser gives reading every byte.
+        let whole = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        let want: Vec<Attachment> = whole
+            .attachments
+            .iter()
+            .filter_map(|id| whole.parts.get(*id as usize))
+            .map(|part| Attachment {
+                name: part.attachment_name().map(str::to_owned),
+                content_type: content_type(part),
+                size: part.len(),
+            })
+            .collect();
+        assert_eq!(want.len(), 2);
+        assert_eq!(read.attachments, want, "names, types and decoded sizes");
+        assert_eq!(read.text.trim(), "Please refund order 42.");
+        assert_eq!(read.subject, "refund, screenshot attached");
     }
 
     #[test]

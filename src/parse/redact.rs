@@ -24,6 +24,8 @@ use mail_parser::decoders::base64::base64_decode;
 use mail_parser::{Encoding, MessageParser, PartType};
 use regex::bytes::{Captures, Regex};
 
+use super::slim;
+
 /// What replaces a token value.
 const REDACTED: &[u8] = b"REDACTED";
 
@@ -92,7 +94,7 @@ fn has_opaque_parts(raw: &[u8]) -> bool {
 /// and nested messages. Sorted, non-overlapping.
 fn encoded_part_edits(raw: &[u8], depth: usize) -> Vec<(Range<usize>, Vec<u8>)> {
     let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
-    for OpaquePart { range, kind } in opaque_parts(raw) {
+    for OpaquePart { range, kind, bulky } in opaque_parts(raw) {
         let Some(body) = raw.get(range.clone()) else {
             continue;
         };
@@ -100,6 +102,10 @@ fn encoded_part_edits(raw: &[u8], depth: usize) -> Vec<(Range<usize>, Vec<u8>)> 
             continue;
         }
         let edit = match kind {
+            // A bulky body (see `slim`) is first scanned a piece at a time.
+            OpaqueKind::Base64 { is_message: false } if bulky && !base64_may_hold_token(body) => {
+                None
+            }
             OpaqueKind::Base64 { is_message } => redact_base64(body, is_message, depth)
                 .map(|encoded| (range.start..range.start + content_len(body), encoded)),
             OpaqueKind::Message => match redact_message(body, depth + 1) {
@@ -117,6 +123,8 @@ struct OpaquePart {
     /// Where its body lies in the message.
     range: Range<usize>,
     kind: OpaqueKind,
+    /// A large non-text body, cut out for parsing (see `slim`).
+    bulky: bool,
 }
 
 enum OpaqueKind {
@@ -128,17 +136,23 @@ enum OpaqueKind {
 }
 
 /// The opaque parts of `raw`, in order. Only where they are is kept of the
-/// parse: the parser decodes every body, and a 25 MB attachment decoded
-/// is freed here before [`redact_base64`] decodes the parts one at a time.
+/// parse, which reads a large message without its bulky bodies (see
+/// `slim`): the parser decodes every body it sees, and the bodies are
+/// decoded here one at a time instead.
 fn opaque_parts(raw: &[u8]) -> Vec<OpaquePart> {
-    let Some(message) = MessageParser::default().parse(raw) else {
+    let slim = slim::slim(raw);
+    let (bytes, cuts): (&[u8], &[slim::Cut]) = match &slim {
+        Some(slim) => (&slim.bytes, &slim.cuts),
+        None => (raw, &[]),
+    };
+    let Some(message) = MessageParser::default().parse(bytes) else {
         return Vec::new();
     };
     message
         .parts
         .iter()
         .filter_map(|part| {
-            let range = part.offset_body as usize..part.offset_end as usize;
+            let body = part.offset_body as usize..part.offset_end as usize;
             let is_message = matches!(part.body, PartType::Message(_));
             let kind = match (part.encoding, &part.body) {
                 (_, PartType::Multipart(_)) => return None,
@@ -146,9 +160,60 @@ fn opaque_parts(raw: &[u8]) -> Vec<OpaquePart> {
                 (Encoding::None, PartType::Message(_)) => OpaqueKind::Message,
                 _ => return None,
             };
-            Some(OpaquePart { range, kind })
+            let cut = cuts.iter().find(|cut| cut.at == body.start);
+            let range = match cut {
+                Some(cut) => cut.original.clone(),
+                // Cuts lie only in other leaf parts: shifted by the cut
+                // bytes before it.
+                None => {
+                    let shift: usize = cuts
+                        .iter()
+                        .filter(|cut| cut.at < body.start)
+                        .map(|cut| cut.original.len())
+                        .sum();
+                    body.start + shift..body.end + shift
+                }
+            };
+            Some(OpaquePart {
+                range,
+                kind,
+                bulky: cut.is_some(),
+            })
         })
         .collect()
+}
+
+/// Whether a base64 body may hold a token, decoded a piece at a time with
+/// the end of the previous piece carried over (a token across two pieces
+/// is still seen): a large attachment is not decoded whole only to find
+/// nothing. A body that does not decode says yes, for
+/// [`redact_base64`] to decide.
+fn base64_may_hold_token(body: &[u8]) -> bool {
+    /// Base64 characters per piece (a multiple of 4).
+    const PIECE: usize = 1 << 20;
+    /// Decoded bytes carried into the next piece's scan.
+    const CARRY: usize = 64 * 1024;
+    let mut chars = body
+        .iter()
+        .copied()
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+    let mut piece = Vec::with_capacity(PIECE);
+    let mut window: Vec<u8> = Vec::new();
+    loop {
+        piece.clear();
+        piece.extend(chars.by_ref().take(PIECE));
+        if piece.is_empty() {
+            return false;
+        }
+        let Some(decoded) = base64_decode(&piece) else {
+            return true;
+        };
+        window.extend_from_slice(&decoded);
+        if TOKEN.is_match(&window) {
+            return true;
+        }
+        window.drain(..window.len().saturating_sub(CARRY));
+    }
 }
 
 /// The re-encoded body if decoding it revealed a token, else `None`.
@@ -227,6 +292,48 @@ mod tests {
 
     fn redacted_str(raw: &str) -> String {
         String::from_utf8(redact_secrets(raw.as_bytes()).into_owned()).unwrap()
+    }
+
+    /// A message with a text part and a large `application/octet-stream`
+    /// attachment whose decoded content holds `link` starting at byte
+    /// `at` (padding around it).
+    fn large_attachment_with(link: &str, at: usize) -> String {
+        let mut content = "x".repeat(at).into_bytes();
+        content.extend_from_slice(link.as_bytes());
+        content.push(b'\n');
+        content.extend(std::iter::repeat_n(b'y', 600_000));
+        let encoded = encode_lines(&content, b"\r\n");
+        format!(
+            "From: a@example.com\r\nSubject: logs\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nOrder {ORDER}, logs attached.\r\n\
+             --b\r\nContent-Type: application/octet-stream; name=\"portal.log\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+            String::from_utf8(encoded).unwrap()
+        )
+    }
+
+    #[test]
+    fn a_token_in_a_large_attachment_is_found_even_across_two_scanned_pieces() {
+        // A piece of 1 MiB of base64 decodes to 786,432 bytes: the token's
+        // key starts 10 bytes before that, in the first piece, and the
+        // token ends in the second; and once well inside the second.
+        let key = portal_link().find("customer_session_token").unwrap();
+        for at in [786_432 - key - 10, 1_000_000] {
+            let raw = large_attachment_with(&portal_link(), at);
+            assert!(raw.len() > slim::SLIM_ABOVE_BYTES);
+            let out = redact_secrets(raw.as_bytes()).into_owned();
+            let parsed = MessageParser::default().parse(&out[..]).unwrap();
+            let log = parsed.attachment(0).unwrap().contents();
+            let log = String::from_utf8_lossy(log);
+            assert!(!log.contains("Xy7Gk2"), "token survived at {at}");
+            assert!(log.contains(&format!("{ORDER}?customer_session_token=REDACTED")));
+            let kept = at + portal_link().len() - TOKEN_VALUE.len() + "REDACTED\n".len() + 600_000;
+            assert_eq!(log.len(), kept, "nothing else changed");
+        }
+        // Without a token the message stays as it came, not re-encoded.
+        let clean = large_attachment_with("https://anumi.example/help", 786_432 - 20);
+        assert!(matches!(redact_secrets(clean.as_bytes()), Cow::Borrowed(_)));
     }
 
     fn portal_link() -> String {
