@@ -19,6 +19,11 @@
 //! at [`MAX_HTML_SCAN_BYTES`], so a hostile message cannot make extraction
 //! slow; [`ParsedEmail::text_truncated`] says when the text was cut.
 //!
+//! A message over 1 MiB is read from a copy without its bulky non-text
+//! bodies (`slim`): the parser decodes every body, and a large attachment
+//! decoded beside the message was most of the daemon's memory. The
+//! attachments keep their names, types and sizes.
+//!
 //! [`redact_secrets`] removes Polar customer-session tokens from raw bytes;
 //! it runs before a message is stored or logged.
 //!
