@@ -211,11 +211,8 @@ pub fn parse(raw: &[u8]) -> Result<ParsedEmail, ParseError> {
     let not_mail = ParseError::NotMail { len: raw.len() };
     let normalised = cr_only_to_crlf(raw);
     // A large message is read without its bulky bodies (see `slim`).
-    let slim = slim::slim(&normalised);
-    let (raw, cuts): (&[u8], &[slim::Cut]) = match &slim {
-        Some(slim) => (&slim.bytes, &slim.cuts),
-        None => (&normalised, &[]),
-    };
+    let (raw, cuts) = slim::for_reading(&normalised);
+    let raw: &[u8] = &raw;
     let message = MessageParser::default().parse(raw).ok_or(not_mail)?;
     let headers = headers::top_level(&message, raw);
     if !headers.iter().any(|h| headers::is_field_name(&h.name)) {
@@ -239,7 +236,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedEmail, ParseError> {
         text_truncated,
         html,
         links,
-        attachments: attachments(&message, cuts),
+        attachments: attachments(&message, &cuts),
         is_multipart_report: message.root_part().is_content_type("multipart", "report"),
         has_delivery_status: message.parts.iter().any(|p| {
             p.is_content_type("message", "delivery-status")

@@ -140,12 +140,8 @@ enum OpaqueKind {
 /// `slim`): the parser decodes every body it sees, and the bodies are
 /// decoded here one at a time instead.
 fn opaque_parts(raw: &[u8]) -> Vec<OpaquePart> {
-    let slim = slim::slim(raw);
-    let (bytes, cuts): (&[u8], &[slim::Cut]) = match &slim {
-        Some(slim) => (&slim.bytes, &slim.cuts),
-        None => (raw, &[]),
-    };
-    let Some(message) = MessageParser::default().parse(bytes) else {
+    let (bytes, cuts) = slim::for_reading(raw);
+    let Some(message) = MessageParser::default().parse(&bytes[..]) else {
         return Vec::new();
     };
     message
@@ -193,10 +189,7 @@ fn base64_may_hold_token(body: &[u8]) -> bool {
     const PIECE: usize = 1 << 20;
     /// Decoded bytes carried into the next piece's scan.
     const CARRY: usize = 64 * 1024;
-    let mut chars = body
-        .iter()
-        .copied()
-        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+    let mut chars = body.iter().copied().filter(|&b| is_base64(b));
     let mut piece = Vec::with_capacity(PIECE);
     let mut window: Vec<u8> = Vec::new();
     loop {
@@ -234,8 +227,13 @@ fn redact_base64(body: &[u8], is_message: bool, depth: usize) -> Option<Vec<u8>>
 /// the line break before the next boundary stays where it was.
 fn content_len(body: &[u8]) -> usize {
     body.iter()
-        .rposition(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        .rposition(|&b| is_base64(b))
         .map_or(0, |p| p + 1)
+}
+
+/// A character of base64's alphabet or its padding (RFC 4648 §4).
+fn is_base64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
 }
 
 fn line_ending(body: &[u8]) -> &'static [u8] {

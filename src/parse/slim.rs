@@ -17,6 +17,7 @@
 //! multipart without its boundary) is simply not cut: the parser then
 //! reads the whole message, as before.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use mail_parser::{MessageParser, MimeHeaders};
@@ -32,7 +33,7 @@ const MAX_DEPTH: usize = 16;
 
 /// A message with its bulky bodies cut out.
 #[derive(Debug)]
-pub struct Slim {
+struct Slim {
     /// The message, each cut body empty (its part's header and the
     /// boundary after it kept).
     pub bytes: Vec<u8>,
@@ -53,8 +54,17 @@ pub struct Cut {
     pub decoded_size: usize,
 }
 
+/// What a parser should read of `raw`: its slim copy when it has one
+/// (with the cuts made), else `raw` itself (no cuts).
+pub fn for_reading(raw: &[u8]) -> (Cow<'_, [u8]>, Vec<Cut>) {
+    match slim(raw) {
+        Some(Slim { bytes, cuts }) => (Cow::Owned(bytes), cuts),
+        None => (Cow::Borrowed(raw), Vec::new()),
+    }
+}
+
 /// `raw` without its bulky bodies, or `None` when it is small or has none.
-pub fn slim(raw: &[u8]) -> Option<Slim> {
+fn slim(raw: &[u8]) -> Option<Slim> {
     if raw.len() <= SLIM_ABOVE_BYTES {
         return None;
     }
