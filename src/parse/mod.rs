@@ -481,18 +481,9 @@ mod tests {
         );
         assert!(raw.len() > slim::SLIM_ABOVE_BYTES);
         let read = parsed(&raw);
-        // What the parser gives reading every byte.
+        // What the parser gives reading every byte, nothing cut.
         let whole = MessageParser::default().parse(raw.as_bytes()).unwrap();
-        let want: Vec<Attachment> = whole
-            .attachments
-            .iter()
-            .filter_map(|id| whole.parts.get(*id as usize))
-            .map(|part| Attachment {
-                name: part.attachment_name().map(str::to_owned),
-                content_type: content_type(part),
-                size: part.len(),
-            })
-            .collect();
+        let want = attachments(&whole, &[]);
         assert_eq!(want.len(), 2);
         assert_eq!(read.attachments, want, "names, types and decoded sizes");
         assert_eq!(read.text.trim(), "Please refund order 42.");
